@@ -1,0 +1,460 @@
+"""BaseMixtureOfExperts: validation, initialisation, the EM loop, n_init."""
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import _fit_context, clone
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metaestimators import _BaseComposition
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._experts import check_experts, fit_experts
+from ._gating import SoftmaxGate
+from ._kernels import responsibilities as _responsibilities
+
+
+def _seed_unset_random_states(estimator, random_state):
+    """Give every ``random_state=None`` inside ``estimator`` a drawn integer.
+
+    Experts are refitted at each EM iteration; a fixed seed per expert keeps
+    those refits, and the whole fit, reproducible for a given
+    ``random_state``. Seeds the user set are left alone.
+    """
+    unset = {
+        key: random_state.randint(np.iinfo(np.int32).max)
+        for key, value in estimator.get_params(deep=True).items()
+        if (key == "random_state" or key.endswith("__random_state")) and value is None
+    }
+    return estimator.set_params(**unset) if unset else estimator
+
+
+class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
+    """Base class for mixtures of experts fitted by EM.
+
+    Subclasses give the expert likelihood: how experts are fitted and
+    evaluated (``_fit_experts``, ``_expert_outputs``) and the expert
+    log-density of the targets (``_log_prob_from_outputs``).
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [None, HasMethods(["fit"])],
+        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "estimators": [None, list],
+        "gate": [StrOptions({"linear"})],
+        "gate_alpha": [Interval(Real, 0, None, closed="left")],
+        "training": [StrOptions({"em"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"kmeans", "random"})],
+        "top_k": [None, Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [None, Integral],
+        "device": [StrOptions({"cpu"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+    }
+
+    @abstractmethod
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        n_experts=3,
+        estimators=None,
+        gate="linear",
+        gate_alpha=1e-3,
+        training="em",
+        max_iter=200,
+        tol=1e-6,
+        n_init=1,
+        init="kmeans",
+        top_k=None,
+        n_jobs=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        self.estimator = estimator
+        self.n_experts = n_experts
+        self.estimators = estimators
+        self.gate = gate
+        self.gate_alpha = gate_alpha
+        self.training = training
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_init = n_init
+        self.init = init
+        self.top_k = top_k
+        self.n_jobs = n_jobs
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # -- nested parameters of ``estimators`` (the StackingRegressor convention)
+
+    def get_params(self, deep=True):
+        """Get parameters, including those of named ``estimators``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of the experts, as
+            ``<name>__<param>`` or ``estimator__<param>``.
+
+        Returns
+        -------
+        params : dict
+        """
+        return self._get_params("estimators", deep=deep)
+
+    def set_params(self, **params):
+        """Set parameters, including those of named ``estimators``.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : estimator instance
+        """
+        self._set_params("estimators", **params)
+        return self
+
+    # -- subclass hooks
+
+    @abstractmethod
+    def _default_expert(self):
+        """The expert used when neither ``estimator`` nor ``estimators`` is set."""
+
+    @abstractmethod
+    def _validate_targets(self, y, *, fitting):
+        """Check y; return the internal targets (float array or label codes)."""
+
+    @abstractmethod
+    def _kmeans_target_columns(self, Y):
+        """Target columns appended to the inputs for k-means initialisation."""
+
+    @abstractmethod
+    def _m_step_experts(self, X, Y, weights):
+        """Fit experts (and noise) on weights; return their training outputs."""
+
+    @abstractmethod
+    def _expert_outputs(self, X, experts=None, rows=None):
+        """Per-expert outputs on X, from which the target density follows."""
+
+    @abstractmethod
+    def _log_prob_from_outputs(self, outputs, Y):
+        """log p_k(y_i | x_i), shape (n_samples, n_experts)."""
+
+    # -- helpers
+
+    def _expert_templates(self):
+        """Names and unfitted templates of the experts, checked."""
+        if self.estimators is not None:
+            if self.estimator is not None:
+                raise ValueError(
+                    "Give either estimator (cloned n_experts times) or "
+                    "estimators (a list of (name, estimator)), not both."
+                )
+            if len(self.estimators) == 0:
+                raise ValueError("estimators is empty; give at least one expert.")
+            try:
+                names, templates = zip(*self.estimators)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    "estimators must be a list of (name, estimator) tuples."
+                ) from exc
+            self._validate_names(names)
+            names, templates = list(names), list(templates)
+        else:
+            template = (
+                self._default_expert() if self.estimator is None else self.estimator
+            )
+            names = [f"expert{k}" for k in range(self.n_experts)]
+            templates = [template] * self.n_experts
+        check_experts(names, templates, need_proba=self._is_classifier_moe)
+        return names, templates
+
+    def _make_gate(self):
+        return SoftmaxGate(alpha=self.gate_alpha)
+
+    def _initial_resp(self, X, Y, sample_weight, random_state):
+        """Starting responsibilities (n_samples, n_experts)."""
+        n, K = X.shape[0], self.n_experts_
+        if K == 1:
+            return np.ones((n, 1))
+        if self.init == "random":
+            return random_state.dirichlet(np.ones(K), size=n)
+        w = sample_weight / sample_weight.sum()
+        mean = w @ X
+        std = np.sqrt(w @ (X - mean) ** 2)
+        std[std == 0] = 1.0
+        T = self._kmeans_target_columns(Y)
+        t_mean = w @ T
+        t_std = np.sqrt(w @ (T - t_mean) ** 2)
+        t_std[t_std == 0] = 1.0
+        # targets carry as much weight as all inputs together: the clusters
+        # should separate regions where y behaves differently, not just x
+        t_scale = np.sqrt(X.shape[1] / T.shape[1])
+        Z = np.hstack([(X - mean) / std, t_scale * (T - t_mean) / t_std])
+        labels = KMeans(
+            n_clusters=K, n_init=1, random_state=random_state.randint(2**31 - 1)
+        ).fit(Z, sample_weight=sample_weight).labels_
+        resp = np.zeros((n, K))
+        resp[np.arange(n), labels] = 1.0
+        return resp
+
+    def _e_step(self, X, Y, outputs):
+        log_gate = self.gate_.predict_log_proba(X)
+        log_prob = self._log_prob_from_outputs(outputs, Y)
+        return _responsibilities(log_gate, log_prob)
+
+    def _m_step(self, X, Y, sample_weight, resp, warm_gate):
+        weights = resp * sample_weight[:, None]
+        outputs = self._m_step_experts(X, Y, weights)
+        self.gate_.fit(X, resp, sample_weight, warm_start=warm_gate)
+        return outputs
+
+    def _reseed_dead_experts(self, resp, row_ll, sample_weight):
+        """Give collapsed experts the rows the mixture explains worst.
+
+        An expert whose effective sample size falls below one average row
+        can no longer be fitted; it restarts on the worst-explained rows
+        instead of producing NaN. The log-likelihood may dip once after this.
+        """
+        n, K = resp.shape
+        n_eff = sample_weight @ resp
+        dead = np.flatnonzero(n_eff < sample_weight.sum() / n)
+        if dead.size == 0 or dead.size == K:
+            return resp
+        order = np.argsort(row_ll)
+        size = max(1, n // (2 * K))
+        for j, k in enumerate(dead):
+            rows = order[j * size : (j + 1) * size]
+            resp[rows] = 0.0
+            resp[rows, k] = 1.0
+        warnings.warn(
+            f"Expert(s) {dead.tolist()} collapsed (effective sample size below "
+            f"one row) and were re-seeded on the {size} worst-explained rows.",
+            UserWarning,
+        )
+        return resp
+
+    def _get_parameters(self):
+        return (self.experts_, self.gate_, getattr(self, "noise_variance_", None))
+
+    def _set_parameters(self, params):
+        self.experts_, self.gate_, noise = params
+        if noise is not None:
+            self.noise_variance_ = noise
+
+    def _fit_single(self, X, Y, sample_weight, random_state, warm):
+        """One EM run; returns (log-likelihood curve, n_iter, converged)."""
+        total = sample_weight.sum()
+        if warm:
+            outputs = self._expert_outputs(X)
+            resp, row_ll = self._e_step(X, Y, outputs)
+        else:
+            self.gate_ = self._make_gate()
+            resp = self._initial_resp(X, Y, sample_weight, random_state)
+            row_ll = None
+        curve = []
+        prev = -np.inf
+        converged = False
+        for n_iter in range(1, self.max_iter + 1):
+            if row_ll is not None:
+                resp = self._reseed_dead_experts(resp, row_ll, sample_weight)
+            outputs = self._m_step(
+                X, Y, sample_weight, resp, warm_gate=warm or n_iter > 1
+            )
+            resp, row_ll = self._e_step(X, Y, outputs)
+            ll = float(sample_weight @ row_ll)
+            curve.append(ll)
+            # monitored per unit weight, penalty included: EM ascends this
+            objective = (ll - self.gate_.penalty()) / total
+            change = objective - prev
+            if self.verbose:
+                print(
+                    f"[skmoe] iteration {n_iter:4d}  log-likelihood {ll:.6f}  "
+                    f"change {change:.3e}"
+                )
+            if abs(change) < self.tol:
+                converged = True
+                break
+            prev = objective
+        return np.asarray(curve), n_iter, converged
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the mixture of experts by EM.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights; zero weight equals leaving the row out.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        warm = self.warm_start and hasattr(self, "experts_")
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=not warm,
+            dtype=np.float64,
+            multi_output=not self._is_classifier_moe,
+            y_numeric=not self._is_classifier_moe,
+        )
+        Y = self._validate_targets(y, fitting=True)
+        sample_weight = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        if sample_weight.sum() <= 0:
+            raise ValueError("sample_weight sums to zero; nothing to fit.")
+        names, templates = self._expert_templates()
+        K = len(templates)
+        if warm and len(self.experts_) != K:
+            raise ValueError(
+                f"warm_start=True needs the same number of experts as the "
+                f"previous fit ({len(self.experts_)}), got {K}."
+            )
+        if self.top_k is not None and self.top_k > K:
+            raise ValueError(f"top_k={self.top_k} is larger than n_experts={K}.")
+        n_samples = X.shape[0]
+        if n_samples < 2:
+            raise ValueError(
+                f"Found {n_samples} sample(s) while a mixture of experts needs "
+                "n_samples >= 2."
+            )
+        self.n_experts_ = K
+        self.expert_names_ = names
+        random_state = check_random_state(self.random_state)
+        self._templates = [
+            _seed_unset_random_states(clone(t), random_state) for t in templates
+        ]
+
+        n_init = 1 if warm else self.n_init
+        best_ll, best = -np.inf, None
+        for init in range(n_init):
+            curve, n_iter, converged = self._fit_single(
+                X, Y, sample_weight, random_state, warm
+            )
+            if best is None or curve[-1] > best_ll:
+                best_ll = curve[-1]
+                best = (self._get_parameters(), curve, n_iter, converged)
+        params, curve, n_iter, converged = best
+        self._set_parameters(params)
+        self.log_likelihood_curve_ = curve
+        self.log_likelihood_ = float(curve[-1])
+        self.n_iter_ = n_iter
+        self.converged_ = converged
+        if not converged:
+            warnings.warn(
+                f"EM did not converge in max_iter={self.max_iter} iterations "
+                f"(tol={self.tol}); increase max_iter or tol, or try another "
+                "initialisation.",
+                ConvergenceWarning,
+            )
+        return self
+
+    # -- prediction helpers
+
+    def _check_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=np.float64)
+
+    def predict_gate(self, X):
+        """Gate probabilities of each expert for each row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        gate : ndarray of shape (n_samples, n_experts)
+            Rows sum to one.
+        """
+        return self.gate_.predict_proba(self._check_X(X))
+
+    def _routed_gate(self, X):
+        """Gate weights with only the ``top_k`` largest per row kept."""
+        gate = self.gate_.predict_proba(X)
+        if self.top_k is None or self.top_k >= self.n_experts_:
+            return gate
+        drop = np.argpartition(-gate, self.top_k - 1, axis=1)[:, self.top_k :]
+        np.put_along_axis(gate, drop, 0.0, axis=1)
+        gate /= gate.sum(axis=1, keepdims=True)
+        return gate
+
+    def _routed_outputs(self, X, gate):
+        """Expert outputs, each expert evaluated only where its gate is > 0."""
+        rows = None
+        if self.top_k is not None and self.top_k < self.n_experts_:
+            rows = [np.flatnonzero(gate[:, k] > 0) for k in range(self.n_experts_)]
+        return self._expert_outputs(X, rows=rows)
+
+    def _check_X_y(self, X, y):
+        check_is_fitted(self)
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            reset=False,
+            dtype=np.float64,
+            multi_output=not self._is_classifier_moe,
+            y_numeric=not self._is_classifier_moe,
+        )
+        return X, self._validate_targets(y, fitting=False)
+
+    def score_samples(self, X, y):
+        """Log-density of each target under the mixture, log p(y_i | x_i).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+        """
+        X, Y = self._check_X_y(X, y)
+        return self._e_step(X, Y, self._expert_outputs(X))[1]
+
+    def responsibilities(self, X, y):
+        """Posterior probability that each expert generated each target.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_experts)
+            Rows sum to one.
+        """
+        X, Y = self._check_X_y(X, y)
+        return self._e_step(X, Y, self._expert_outputs(X))[0]

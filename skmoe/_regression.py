@@ -1,0 +1,277 @@
+"""MixtureOfExpertsRegressor: experts with Gaussian noise around their prediction."""
+
+import numpy as np
+from sklearn.base import RegressorMixin
+from sklearn.linear_model import LinearRegression
+
+from ._base import BaseMixtureOfExperts
+from ._experts import fit_experts
+from ._kernels import gaussian_log_prob
+
+# Noise variances are floored at this fraction of the target variance, so an
+# expert that interpolates its points cannot drive the likelihood to infinity.
+_NOISE_FLOOR = 1e-6
+
+
+class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
+    """Mixture of experts regressor (Jacobs, Jordan, Nowlan & Hinton, 1991).
+
+    The conditional density of the target is a gated mixture of Gaussian
+    experts::
+
+        p(y | x) = sum_k g_k(x) N(y; f_k(x), diag(noise_variance_[k]))
+
+    where ``g(x)`` is a softmax gate over the inputs and ``f_k`` is any
+    scikit-learn regressor that accepts ``sample_weight``. Fitted by
+    expectation-maximisation: the E-step computes each expert's
+    responsibility for each row, the M-step refits every expert with those
+    responsibilities as sample weights, the noise variances as weighted
+    residual spreads, and the gate on the responsibilities as soft targets.
+
+    Parameters
+    ----------
+    estimator : estimator, default=None
+        Expert template, cloned ``n_experts`` times. Must accept
+        ``sample_weight`` in ``fit``. None means
+        :class:`~sklearn.linear_model.LinearRegression`, fitted in closed
+        form by weighted least squares (as is
+        :class:`~sklearn.linear_model.Ridge` with a direct solver).
+    n_experts : int, default=3
+        Number of experts when ``estimator`` is used.
+    estimators : list of (str, estimator), default=None
+        Heterogeneous experts, one per entry; overrides ``n_experts``. Their
+        parameters are reachable as ``<name>__<param>``.
+    gate : {"linear"}, default="linear"
+        The gating network: a softmax over a linear function of the inputs.
+    gate_alpha : float, default=1e-3
+        L2 penalty on the gate coefficients (of standardised inputs), on the
+        scale of the summed log-likelihood (like ``1 / C`` in
+        LogisticRegression).
+    training : {"em"}, default="em"
+        Training algorithm: expectation-maximisation.
+    max_iter : int, default=200
+        Most EM iterations per initialisation.
+    tol : float, default=1e-6
+        EM stops when the penalised log-likelihood per unit sample weight
+        changes by less than ``tol``.
+    n_init : int, default=1
+        Initialisations to run; the one with the best log-likelihood is kept.
+    init : {"kmeans", "random"}, default="kmeans"
+        Starting responsibilities: k-means clusters of the standardised
+        inputs and targets, or random Dirichlet draws.
+    top_k : int, default=None
+        Sparse gating at prediction: keep only the ``top_k`` largest gate
+        weights per row, renormalised, and call each expert only on the
+        rows routed to it. None uses every expert. Densities
+        (``score_samples``, ``responsibilities``) always use every expert.
+    n_jobs : int, default=None
+        Jobs for fitting experts in parallel through joblib (experts fitted in
+        closed form do not need it). None means 1 unless in a
+        :obj:`joblib.parallel_backend` context.
+    device : {"cpu"}, default="cpu"
+        Where the EM kernels run.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation; an int gives reproducible fits.
+    verbose : int, default=0
+        Print the log-likelihood and its change at each EM iteration.
+    warm_start : bool, default=False
+        Start EM from the previous fit's experts and gate (``n_init`` is then
+        ignored).
+
+    Attributes
+    ----------
+    experts_ : list of estimators
+        The fitted experts.
+    expert_names_ : list of str
+        Their names (``expert0``, ... or the names in ``estimators``).
+    n_experts_ : int
+        Number of experts.
+    gate_ : SoftmaxGate
+        The fitted gate; ``gate_.coef_`` and ``gate_.intercept_`` hold its
+        parameters (expert 0 is the reference, with zero coefficients).
+    noise_variance_ : ndarray of shape (n_experts,) or (n_experts, n_outputs)
+        Each expert's noise variance (per output for multi-output targets).
+    log_likelihood_ : float
+        Training log-likelihood, ``sum_i w_i log p(y_i | x_i)``.
+    log_likelihood_curve_ : ndarray of shape (n_iter_,)
+        The training log-likelihood after each EM iteration.
+    n_iter_ : int
+        EM iterations of the kept initialisation.
+    converged_ : bool
+        Whether that run met ``tol``.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when X has string column names.
+
+    See Also
+    --------
+    MixtureOfExpertsClassifier : The classification counterpart.
+    sklearn.ensemble.StackingRegressor : Combines experts with a fixed,
+        input-independent meta-learner instead of a gate.
+
+    References
+    ----------
+    R. A. Jacobs, M. I. Jordan, S. J. Nowlan and G. E. Hinton, "Adaptive
+    mixtures of local experts", Neural Computation 3(1), 1991.
+
+    Examples
+    --------
+    >>> from skmoe import MixtureOfExpertsRegressor
+    >>> from skmoe.datasets import make_moe_regression
+    >>> X, y = make_moe_regression(n_samples=500, n_experts=2, random_state=0)
+    >>> moe = MixtureOfExpertsRegressor(n_experts=2, random_state=0).fit(X, y)
+    >>> moe.predict_gate(X[:2]).shape
+    (2, 2)
+    """
+
+    _is_classifier_moe = False
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        n_experts=3,
+        estimators=None,
+        gate="linear",
+        gate_alpha=1e-3,
+        training="em",
+        max_iter=200,
+        tol=1e-6,
+        n_init=1,
+        init="kmeans",
+        top_k=None,
+        n_jobs=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        super().__init__(
+            estimator,
+            n_experts=n_experts,
+            estimators=estimators,
+            gate=gate,
+            gate_alpha=gate_alpha,
+            training=training,
+            max_iter=max_iter,
+            tol=tol,
+            n_init=n_init,
+            init=init,
+            top_k=top_k,
+            n_jobs=n_jobs,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            warm_start=warm_start,
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _default_expert(self):
+        return LinearRegression()
+
+    def _validate_targets(self, y, *, fitting):
+        Y = np.asarray(y, dtype=np.float64)
+        Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
+        if fitting:
+            self._y_is_1d = np.ndim(y) == 1
+            var = Y.var(axis=0)
+            fallback = np.where(np.mean(Y**2, axis=0) > 0, np.mean(Y**2, axis=0), 1.0)
+            self._noise_floor = _NOISE_FLOOR * np.where(var > 0, var, fallback)
+        elif Y.shape[1] != self._noise_floor.shape[0]:
+            raise ValueError(
+                f"y has {Y.shape[1]} output(s) but the model was fitted on "
+                f"{self._noise_floor.shape[0]}."
+            )
+        return Y
+
+    def _kmeans_target_columns(self, Y):
+        return Y
+
+    def _noise_variance_2d(self):
+        return self.noise_variance_.reshape(self.n_experts_, -1)
+
+    def _m_step_experts(self, X, Y, weights):
+        self.experts_ = fit_experts(
+            self._templates,
+            X,
+            Y,
+            weights,
+            is_classifier=False,
+            y_is_1d=self._y_is_1d,
+            n_jobs=self.n_jobs,
+        )
+        means = self._expert_outputs(X)
+        n_eff = weights.sum(axis=0)
+        sq_resid = (Y[:, None, :] - means) ** 2
+        var = np.einsum("nk,nko->ko", weights, sq_resid) / n_eff[:, None]
+        var = np.maximum(var, self._noise_floor)
+        self.noise_variance_ = var[:, 0] if self._y_is_1d else var
+        return means
+
+    def _expert_outputs(self, X, experts=None, rows=None):
+        """Expert means, shape (n_samples, n_experts, n_outputs)."""
+        experts = self.experts_ if experts is None else experts
+        n_outputs = self._noise_floor.shape[0]
+        means = np.zeros((X.shape[0], len(experts), n_outputs))
+        for k, est in enumerate(experts):
+            idx = slice(None) if rows is None else rows[k]
+            Xk = X[idx]
+            if Xk.shape[0]:
+                means[idx, k, :] = np.asarray(est.predict(Xk)).reshape(
+                    Xk.shape[0], n_outputs
+                )
+        return means
+
+    def _log_prob_from_outputs(self, outputs, Y):
+        return gaussian_log_prob(Y, outputs, self._noise_variance_2d())
+
+    def predict(self, X, return_std=False):
+        """Mixture mean, ``sum_k g_k(x) f_k(x)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
+            Also return the standard deviation of the mixture p(y | x).
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        y_std : ndarray of the same shape
+            Only with ``return_std=True``.
+        """
+        X = self._check_X(X)
+        gate = self._routed_gate(X)
+        means = self._routed_outputs(X, gate)
+        mean = np.einsum("nk,nko->no", gate, means)
+        if self._y_is_1d:
+            mean_out = mean[:, 0]
+        else:
+            mean_out = mean
+        if not return_std:
+            return mean_out
+        second = np.einsum(
+            "nk,nko->no", gate, means**2 + self._noise_variance_2d()[None]
+        )
+        std = np.sqrt(np.maximum(second - mean**2, 0.0))
+        return mean_out, (std[:, 0] if self._y_is_1d else std)
+
+    def predict_expert(self, X):
+        """Each expert's prediction, regardless of the gate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_experts : ndarray of shape (n_samples, n_experts) or \
+                (n_samples, n_experts, n_outputs)
+        """
+        means = self._expert_outputs(self._check_X(X))
+        return means[:, :, 0] if self._y_is_1d else means
