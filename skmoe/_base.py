@@ -141,7 +141,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         """The expert used when neither ``estimator`` nor ``estimators`` is set."""
 
     @abstractmethod
-    def _validate_targets(self, y, *, fitting):
+    def _validate_targets(self, y, *, fitting, sample_weight=None):
         """Check y; return the internal targets (float array or label codes)."""
 
     @abstractmethod
@@ -326,12 +326,12 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             multi_output=not self._is_classifier_moe,
             y_numeric=not self._is_classifier_moe,
         )
-        Y = self._validate_targets(y, fitting=True)
         sample_weight = _check_sample_weight(
             sample_weight, X, dtype=np.float64, ensure_non_negative=True
         )
         if sample_weight.sum() <= 0:
             raise ValueError("sample_weight sums to zero; nothing to fit.")
+        Y = self._validate_targets(y, fitting=True, sample_weight=sample_weight)
         names, templates = self._expert_templates()
         K = len(templates)
         if warm and len(self.experts_) != K:

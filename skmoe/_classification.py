@@ -163,7 +163,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     def _default_expert(self):
         return LogisticRegression()
 
-    def _validate_targets(self, y, *, fitting):
+    def _validate_targets(self, y, *, fitting, sample_weight=None):
         if fitting:
             check_classification_targets(y)
             self.classes_, codes = np.unique(y, return_inverse=True)

@@ -174,14 +174,17 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _default_expert(self):
         return LinearRegression()
 
-    def _validate_targets(self, y, *, fitting):
+    def _validate_targets(self, y, *, fitting, sample_weight=None):
         Y = np.asarray(y, dtype=np.float64)
         Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
         if fitting:
             self._y_is_1d = np.ndim(y) == 1
-            var = Y.var(axis=0)
-            fallback = np.where(np.mean(Y**2, axis=0) > 0, np.mean(Y**2, axis=0), 1.0)
-            self._noise_floor = _NOISE_FLOOR * np.where(var > 0, var, fallback)
+            w = sample_weight / sample_weight.sum()
+            mean = w @ Y
+            var = w @ (Y - mean) ** 2
+            # constant y has no spread to take a fraction of: use its scale
+            scale = np.where(mean != 0, mean**2, 1.0)
+            self._noise_floor = _NOISE_FLOOR * np.where(var > 0, var, scale)
         elif Y.shape[1] != self._noise_floor.shape[0]:
             raise ValueError(
                 f"y has {Y.shape[1]} output(s) but the model was fitted on "

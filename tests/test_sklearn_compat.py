@@ -25,17 +25,21 @@ _SCORE_SAMPLES_NEEDS_Y = (
 
 
 def _expected_failed_checks(estimator):
-    return {
+    expected = {
         "check_methods_subset_invariance": _SCORE_SAMPLES_NEEDS_Y,
         "check_methods_sample_order_invariance": _SCORE_SAMPLES_NEEDS_Y,
-        "check_sample_weight_equivalence_on_dense_data": (
-            "the k-means initialisation draws k-means++ seeds at random, and "
-            "weighted draws differ from draws over repeated rows, so EM starts "
-            "elsewhere (scikit-learn's KMeans is exempt from this check for "
-            "the same reason); tests/test_estimators.py checks the equivalence "
-            "from a fixed initialisation"
-        ),
     }
+    if isinstance(estimator, MixtureOfExpertsRegressor) and estimator.estimator is None:
+        expected["check_sample_weight_equivalence_on_dense_data"] = (
+            "the check fits 15 rows with 30 features: every linear expert "
+            "interpolates its rows, all noise variances sit at the floor and "
+            "many fits share the same likelihood (the weighted and repeated fits "
+            "agree on it), so which interpolant EM reaches depends on the "
+            "k-means start, whose random draws differ between weighted and "
+            "repeated rows; tests/test_estimators.py checks the equivalence on "
+            "well-posed data"
+        )
+    return expected
 
 
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
