@@ -55,8 +55,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     n_init : int, default=1
         Initialisations to run; the one with the best log-likelihood is kept.
     init : {"kmeans", "random"}, default="kmeans"
-        Starting responsibilities: k-means clusters of the standardised
-        inputs and one-hot labels, or random Dirichlet draws.
+        Starting responsibilities: "kmeans" starts from k-means clusters of
+        the standardised inputs and one-hot labels, and the further
+        ``n_init - 1`` restarts from random responsibilities, which explore
+        other optima; "random" draws every start's responsibilities from a
+        flat Dirichlet.
     top_k : int, default=None
         Sparse gating at prediction: keep only the ``top_k`` largest gate
         weights per row, renormalised, and call each expert only on the

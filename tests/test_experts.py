@@ -1,0 +1,107 @@
+"""The experts' M-step: closed-form linear experts, weights, class alignment."""
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from skmoe._experts import check_experts, fit_experts, sample_weight_key
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        LinearRegression(),
+        LinearRegression(fit_intercept=False),
+        Ridge(alpha=3.0),
+        Ridge(alpha=0.5, fit_intercept=False),
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_closed_form_equals_sklearn_fit(template, n_outputs):
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((200, 4)) + 5.0  # off-centre, to exercise the shift
+    Y = X @ rng.standard_normal((4, n_outputs)) + rng.standard_normal((200, n_outputs))
+    weights = rng.uniform(0, 1, size=(200, 2))
+    weights[:20, 0] = 0.0
+    y_is_1d = n_outputs == 1
+    experts = fit_experts(
+        [template, template], X, Y, weights, is_classifier=False, y_is_1d=y_is_1d
+    )
+    for k, est in enumerate(experts):
+        assert type(est) is type(template)
+        ref = type(template)(**template.get_params()).fit(
+            X, Y[:, 0] if y_is_1d else Y, sample_weight=weights[:, k]
+        )
+        np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(est.intercept_, ref.intercept_, rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(est.predict(X), ref.predict(X), rtol=1e-8)
+
+
+def test_closed_form_rank_deficient_gives_least_squares_fit():
+    rng = np.random.RandomState(1)
+    x = rng.standard_normal((50, 1))
+    X = np.hstack([x, 2 * x])  # collinear columns
+    y = 3 * x[:, 0] + 1
+    (est,) = fit_experts(
+        [LinearRegression()], X, y[:, None], np.ones((50, 1)),
+        is_classifier=False, y_is_1d=True,
+    )
+    np.testing.assert_allclose(est.predict(X), y, atol=1e-6)
+    # minimum-norm solution, as LinearRegression's lstsq gives
+    np.testing.assert_allclose(est.coef_, LinearRegression().fit(X, y).coef_, atol=1e-6)
+
+
+def test_generic_expert_gets_weights_and_zero_weight_rows_are_dropped():
+    seen = {}
+
+    class Recorder(RegressorMixin, BaseEstimator):
+        def fit(self, X, y, sample_weight=None):
+            seen["n"], seen["w"] = len(X), sample_weight
+            self.mean_ = np.average(y, weights=sample_weight)
+            return self
+
+        def predict(self, X):
+            return np.full(len(X), self.mean_)
+
+    X = np.arange(10.0)[:, None]
+    weights = np.linspace(0, 1, 10)[:, None]
+    (est,) = fit_experts(
+        [Recorder()], X, X.copy(), weights, is_classifier=False, y_is_1d=True
+    )
+    assert seen["n"] == 9
+    np.testing.assert_allclose(seen["w"], weights[1:, 0])
+    assert est.mean_ == pytest.approx(np.average(X[:, 0], weights=weights[:, 0]))
+
+
+def test_class_pure_expert_becomes_prior_dummy():
+    X = np.arange(6.0)[:, None]
+    y = np.array([0, 0, 0, 1, 1, 1])
+    weights = np.array([[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 1, 1]], float).T
+    pure, mixed = fit_experts(
+        [LogisticRegression()] * 2, X, y, weights, is_classifier=True, y_is_1d=True
+    )
+    assert isinstance(pure, DummyClassifier) and list(pure.classes_) == [0]
+    assert isinstance(mixed, LogisticRegression) and list(mixed.classes_) == [0, 1]
+
+
+def test_sample_weight_key_routes_through_pipeline():
+    assert sample_weight_key(Ridge()) == "sample_weight"
+    pipe = make_pipeline(StandardScaler(), Ridge())
+    assert sample_weight_key(pipe) == "ridge__sample_weight"
+    assert sample_weight_key(KNeighborsRegressor()) is None
+    assert sample_weight_key(make_pipeline(StandardScaler(), KNeighborsRegressor())) is None
+
+
+def test_check_experts_names_the_offender():
+    with pytest.raises(ValueError, match=r"'knn' \(KNeighborsRegressor\).*sample_weight"):
+        check_experts(["lin", "knn"], [Ridge(), KNeighborsRegressor()], need_proba=False)
+    with pytest.raises(ValueError, match=r"SVC.*predict_proba.*probability=True"):
+        check_experts(["svc"], [SVC()], need_proba=True)
+    check_experts(["svc"], [SVC(probability=True)], need_proba=True)

@@ -1,0 +1,51 @@
+"""The softmax gate fitted on soft targets."""
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from skmoe import SoftmaxGate
+
+
+def test_gate_on_hard_targets_equals_unpenalised_multinomial_logit():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((400, 3)) * [1.0, 10.0, 0.1] + [0.0, 5.0, -3.0]
+    X_std = (X - [0.0, 5.0, -3.0]) / [1.0, 10.0, 0.1]
+    logits = X_std @ np.array([[0, 1, -1], [0, 0.5, 1], [0, -1, 0.5]])
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    z = (p.cumsum(axis=1) < rng.uniform(size=(400, 1))).sum(axis=1)
+    assert np.bincount(z).min() > 50
+    gate = SoftmaxGate(alpha=0.0, max_iter=1000, tol=1e-14).fit(X, np.eye(3)[z])
+    ref = LogisticRegression(C=np.inf, max_iter=10_000, tol=1e-12).fit(X, z)
+    np.testing.assert_allclose(gate.predict_proba(X), ref.predict_proba(X), atol=1e-5)
+    # reference category: expert 0 has zero parameters
+    assert np.all(gate.coef_[:, 0] == 0) and gate.intercept_[0] == 0
+
+
+def test_gate_soft_targets_with_weights_equal_replicated_hard_targets():
+    # a soft target (a, 1 - a) with weight w is the same loss as two rows
+    # with hard targets and weights w * a and w * (1 - a)
+    rng = np.random.RandomState(1)
+    X = rng.standard_normal((100, 2))
+    soft = rng.dirichlet([1, 1], size=100)
+    w = rng.uniform(0.5, 2, size=100)
+    a = SoftmaxGate(alpha=0.1, tol=1e-14, max_iter=500).fit(X, soft, w)
+    X2 = np.vstack([X, X])
+    hard = np.vstack([np.tile([1.0, 0.0], (100, 1)), np.tile([0.0, 1.0], (100, 1))])
+    w2 = np.concatenate([w * soft[:, 0], w * soft[:, 1]])
+    b = SoftmaxGate(alpha=0.1, tol=1e-14, max_iter=500).fit(X2, hard, w2)
+    np.testing.assert_allclose(a.coef_, b.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_penalty_shrinks_and_warm_start_continues():
+    rng = np.random.RandomState(2)
+    X = rng.standard_normal((200, 2))
+    targets = np.eye(2)[(X[:, 0] > 0).astype(int)]  # separable
+    weak = SoftmaxGate(alpha=1e-3).fit(X, targets)
+    strong = SoftmaxGate(alpha=10.0).fit(X, targets)
+    assert np.abs(strong.coef_).sum() < np.abs(weak.coef_).sum()
+    assert strong.penalty() > 0
+    before = weak.coef_.copy()
+    weak.set_params(max_iter=1).fit(X, targets, warm_start=True)
+    assert weak.n_iter_ <= 1
+    assert np.abs(weak.coef_ - before).max() < np.abs(before).max()

@@ -1,0 +1,91 @@
+"""Each numba kernel against its plain NumPy reference."""
+
+import numpy as np
+import pytest
+
+from skmoe import _kernels as kern
+
+
+@pytest.fixture(params=[50, 30_000], ids=["serial", "parallel"])
+def n_rows(request):
+    assert (request.param >= kern._PARALLEL_MIN_ROWS) == (request.param > 1000)
+    return request.param
+
+
+def test_log_softmax_matches_numpy(n_rows):
+    rng = np.random.RandomState(0)
+    logits = 30 * rng.standard_normal((n_rows, 5))
+    out = kern.log_softmax_numba(logits)
+    np.testing.assert_allclose(out, kern.log_softmax_numpy(logits), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.exp(out).sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_gaussian_log_prob_matches_numpy(n_rows):
+    rng = np.random.RandomState(1)
+    Y = rng.standard_normal((n_rows, 2))
+    means = rng.standard_normal((n_rows, 4, 2))
+    variances = rng.uniform(0.01, 3.0, size=(4, 2))
+    np.testing.assert_allclose(
+        kern.gaussian_log_prob_numba(Y, means, variances),
+        kern.gaussian_log_prob_numpy(Y, means, variances),
+        rtol=1e-12,
+    )
+
+
+def test_gaussian_log_prob_is_the_normal_density():
+    from scipy.stats import norm
+
+    rng = np.random.RandomState(2)
+    Y = rng.standard_normal((20, 1))
+    means = rng.standard_normal((20, 3, 1))
+    variances = np.array([[0.5], [1.0], [2.0]])
+    expected = norm.logpdf(Y, loc=means[:, :, 0], scale=np.sqrt(variances[:, 0]))
+    np.testing.assert_allclose(
+        kern.gaussian_log_prob_numba(Y, means, variances), expected, rtol=1e-12
+    )
+
+
+def test_responsibilities_match_numpy(n_rows):
+    rng = np.random.RandomState(3)
+    log_gate = kern.log_softmax_numpy(rng.standard_normal((n_rows, 3)))
+    log_prob = 50 * rng.standard_normal((n_rows, 3))
+    resp, row_ll = kern.responsibilities_numba(log_gate, log_prob)
+    resp_ref, row_ll_ref = kern.responsibilities_numpy(log_gate, log_prob)
+    np.testing.assert_allclose(resp, resp_ref, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(row_ll, row_ll_ref, rtol=1e-12)
+    np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_responsibilities_of_unexplained_row_are_uniform_not_nan():
+    log_gate = np.log(np.full((2, 3), 1 / 3))
+    log_prob = np.array([[-np.inf] * 3, [0.0, -1.0, -2.0]])
+    for impl in (kern.responsibilities_numba, kern.responsibilities_numpy):
+        resp, row_ll = impl(log_gate, log_prob)
+        np.testing.assert_allclose(resp[0], 1 / 3)
+        assert row_ll[0] == -np.inf and np.isfinite(row_ll[1])
+
+
+def test_gate_loss_matches_numpy(n_rows):
+    rng = np.random.RandomState(4)
+    logits = 5 * rng.standard_normal((n_rows, 4))
+    targets = rng.dirichlet(np.ones(4), size=n_rows)
+    w = rng.uniform(0, 2, size=n_rows)
+    loss, grad = kern.gate_loss_numba(logits, targets, w)
+    loss_ref, grad_ref = kern.gate_loss_numpy(logits, targets, w)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-10)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-10, atol=1e-14)
+
+
+def test_gate_loss_gradient_is_the_derivative():
+    rng = np.random.RandomState(5)
+    logits = rng.standard_normal((7, 3))
+    targets = rng.dirichlet(np.ones(3), size=7)
+    w = rng.uniform(0.5, 2, size=7)
+    _, grad = kern.gate_loss_numba(logits, targets, w)
+    eps = 1e-6
+    for i, k in [(0, 0), (3, 2), (6, 1)]:
+        step = np.zeros_like(logits)
+        step[i, k] = eps
+        up = kern.gate_loss_numba(logits + step, targets, w)[0]
+        down = kern.gate_loss_numba(logits - step, targets, w)[0]
+        assert abs((up - down) / (2 * eps) - grad[i, k]) < 1e-6
