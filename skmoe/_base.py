@@ -17,7 +17,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._experts import check_experts, fit_experts
+from ._experts import check_experts
 from ._gating import SoftmaxGate
 from ._kernels import responsibilities as _responsibilities
 
@@ -173,7 +173,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             if len(self.estimators) == 0:
                 raise ValueError("estimators is empty; give at least one expert.")
             try:
-                names, templates = zip(*self.estimators)
+                names, templates = zip(*self.estimators, strict=True)
             except (TypeError, ValueError) as exc:
                 raise ValueError(
                     "estimators must be a list of (name, estimator) tuples."
@@ -207,17 +207,21 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         mean = w @ X
         std = np.sqrt(w @ (X - mean) ** 2)
         std[std == 0] = 1.0
+        Z = (X - mean) / std
         T = self._kmeans_target_columns(Y)
-        t_mean = w @ T
-        t_std = np.sqrt(w @ (T - t_mean) ** 2)
-        t_std[t_std == 0] = 1.0
-        # targets carry as much weight as all inputs together: the clusters
-        # should separate regions where y behaves differently, not just x
-        t_scale = np.sqrt(X.shape[1] / T.shape[1])
-        Z = np.hstack([(X - mean) / std, t_scale * (T - t_mean) / t_std])
-        labels = KMeans(
-            n_clusters=K, n_init=1, random_state=random_state.randint(2**31 - 1)
-        ).fit(Z, sample_weight=sample_weight).labels_
+        if T.shape[1]:
+            t_mean = w @ T
+            t_std = np.sqrt(w @ (T - t_mean) ** 2)
+            t_std[t_std == 0] = 1.0
+            # targets carry as much weight as all inputs together: clusters
+            # should separate regions where y behaves differently, not just x
+            t_scale = np.sqrt(X.shape[1] / T.shape[1])
+            Z = np.hstack([Z, t_scale * (T - t_mean) / t_std])
+        labels = (
+            KMeans(n_clusters=K, n_init=1, random_state=random_state.randint(2**31 - 1))
+            .fit(Z, sample_weight=sample_weight)
+            .labels_
+        )
         resp = np.zeros((n, K))
         resp[np.arange(n), labels] = 1.0
         return resp
@@ -255,6 +259,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             f"Expert(s) {dead.tolist()} collapsed (effective sample size below "
             f"one row) and were re-seeded on the {size} worst-explained rows.",
             UserWarning,
+            stacklevel=2,
         )
         return resp
 
@@ -379,6 +384,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
                 f"(tol={self.tol}); increase max_iter or tol, or try another "
                 "initialisation.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
         return self
 

@@ -56,7 +56,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Initialisations to run; the one with the best log-likelihood is kept.
     init : {"kmeans", "random"}, default="kmeans"
         Starting responsibilities: "kmeans" starts from k-means clusters of
-        the standardised inputs and one-hot labels, and the further
+        the standardised inputs, and the further
         ``n_init - 1`` restarts from random responsibilities, which explore
         other optima; "random" draws every start's responsibilities from a
         flat Dirichlet.
@@ -187,7 +187,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         return codes
 
     def _kmeans_target_columns(self, Y):
-        return np.eye(self.classes_.size)[Y]
+        # cluster on the inputs alone: clusters split by label would make
+        # class-pure experts that a gate over x cannot tell apart
+        return np.empty((Y.shape[0], 0))
 
     def _m_step_experts(self, X, Y, weights):
         self.experts_ = fit_experts(
@@ -211,8 +213,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             Xk = X[idx]
             if Xk.shape[0]:
                 # experts were fitted on label codes: est.classes_ indexes ours
-                cols = np.asarray(est.classes_, dtype=np.intp)
-                proba[idx, k, cols] = est.predict_proba(Xk)
+                aligned = np.zeros((Xk.shape[0], self.classes_.size))
+                aligned[:, np.asarray(est.classes_, dtype=np.intp)] = est.predict_proba(
+                    Xk
+                )
+                proba[idx, k, :] = aligned
         return proba
 
     def _log_prob_from_outputs(self, outputs, Y):

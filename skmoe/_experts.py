@@ -29,7 +29,7 @@ def sample_weight_key(estimator):
 
 def check_experts(names, estimators, *, need_proba):
     """Raise a clear error for an expert the EM M-step cannot use."""
-    for name, est in zip(names, estimators):
+    for name, est in zip(names, estimators, strict=True):
         if not hasattr(est, "fit"):
             raise TypeError(
                 f"Expert {name!r} is {est!r}, which has no fit method; experts "
@@ -131,7 +131,8 @@ def _fit_one(template, X, y, w, is_classifier):
         # classifiers refuse to fit one class
         return DummyClassifier(strategy="prior").fit(X, y)
     est = clone(template)
-    est.fit(X, y, **{sample_weight_key(template): w})
+    # a column of the weight matrix is strided; some Cython fits refuse that
+    est.fit(X, y, **{sample_weight_key(template): np.ascontiguousarray(w)})
     return est
 
 
@@ -175,6 +176,6 @@ def fit_experts(templates, X, Y, weights, *, is_classifier, y_is_1d, n_jobs=None
             delayed(_fit_one)(templates[k], X, y_fit, weights[:, k], is_classifier)
             for k in slow
         )
-        for k, est in zip(slow, fitted):
+        for k, est in zip(slow, fitted, strict=True):
             experts[k] = est
     return experts

@@ -50,8 +50,12 @@ def test_closed_form_rank_deficient_gives_least_squares_fit():
     X = np.hstack([x, 2 * x])  # collinear columns
     y = 3 * x[:, 0] + 1
     (est,) = fit_experts(
-        [LinearRegression()], X, y[:, None], np.ones((50, 1)),
-        is_classifier=False, y_is_1d=True,
+        [LinearRegression()],
+        X,
+        y[:, None],
+        np.ones((50, 1)),
+        is_classifier=False,
+        y_is_1d=True,
     )
     np.testing.assert_allclose(est.predict(X), y, atol=1e-6)
     # minimum-norm solution, as LinearRegression's lstsq gives
@@ -96,12 +100,19 @@ def test_sample_weight_key_routes_through_pipeline():
     pipe = make_pipeline(StandardScaler(), Ridge())
     assert sample_weight_key(pipe) == "ridge__sample_weight"
     assert sample_weight_key(KNeighborsRegressor()) is None
-    assert sample_weight_key(make_pipeline(StandardScaler(), KNeighborsRegressor())) is None
+    assert (
+        sample_weight_key(make_pipeline(StandardScaler(), KNeighborsRegressor()))
+        is None
+    )
 
 
 def test_check_experts_names_the_offender():
-    with pytest.raises(ValueError, match=r"'knn' \(KNeighborsRegressor\).*sample_weight"):
-        check_experts(["lin", "knn"], [Ridge(), KNeighborsRegressor()], need_proba=False)
+    with pytest.raises(
+        ValueError, match=r"'knn' \(KNeighborsRegressor\).*sample_weight"
+    ):
+        check_experts(
+            ["lin", "knn"], [Ridge(), KNeighborsRegressor()], need_proba=False
+        )
     with pytest.raises(ValueError, match=r"SVC.*predict_proba.*probability=True"):
         check_experts(["svc"], [SVC()], need_proba=True)
     check_experts(["svc"], [SVC(probability=True)], need_proba=True)

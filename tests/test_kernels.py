@@ -16,7 +16,9 @@ def test_log_softmax_matches_numpy(n_rows):
     rng = np.random.RandomState(0)
     logits = 30 * rng.standard_normal((n_rows, 5))
     out = kern.log_softmax_numba(logits)
-    np.testing.assert_allclose(out, kern.log_softmax_numpy(logits), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        out, kern.log_softmax_numpy(logits), rtol=1e-12, atol=1e-12
+    )
     np.testing.assert_allclose(np.exp(out).sum(axis=1), 1.0, rtol=1e-12)
 
 

@@ -15,8 +15,12 @@ from skmoe.datasets import make_moe_regression
 @pytest.fixture(scope="module")
 def mixture_data():
     return make_moe_regression(
-        n_samples=4000, n_features=2, n_experts=3, noise=[0.1, 0.2, 0.3],
-        return_params=True, random_state=0,
+        n_samples=4000,
+        n_features=2,
+        n_experts=3,
+        noise=[0.1, 0.2, 0.3],
+        return_params=True,
+        random_state=0,
     )
 
 
@@ -156,7 +160,9 @@ def test_top_k_routes_rows_only_to_their_experts():
     X, y = make_moe_regression(n_samples=1000, n_experts=3, random_state=6)
     est = MixtureOfExpertsRegressor(random_state=0).fit(X, y)
     gate, experts = est.predict_gate(X), est.predict_expert(X)
-    np.testing.assert_allclose(est.set_params(top_k=3).predict(X), (gate * experts).sum(1))
+    np.testing.assert_allclose(
+        est.set_params(top_k=3).predict(X), (gate * experts).sum(1)
+    )
     top1 = est.set_params(top_k=1).predict(X)
     np.testing.assert_allclose(top1, experts[np.arange(1000), gate.argmax(axis=1)])
 
@@ -176,7 +182,9 @@ def test_dead_expert_is_reseeded_with_a_warning_not_nan():
     useless = DummyRegressor(strategy="constant", constant=1e6)
     est = MixtureOfExpertsRegressor(
         estimators=[("good", LinearRegression()), ("useless", useless)],
-        init="random", max_iter=5, random_state=0,
+        init="random",
+        max_iter=5,
+        random_state=0,
     )
     with pytest.warns(UserWarning, match=r"Expert\(s\) \[1\] collapsed"):
         est.fit(X, y)
