@@ -39,13 +39,17 @@ print(
 )
 
 print("\nfitted experts (coef, intercept, noise std):")
-for name, expert, var in zip(moe.expert_names_, moe.experts_, moe.noise_variance_):
+for name, expert, var in zip(
+    moe.expert_names_, moe.experts_, moe.noise_variance_, strict=True
+):
     print(
         f"  {name}: {np.round(expert.coef_, 2)}, {expert.intercept_:.2f}, "
         f"{np.sqrt(var):.3f}"
     )
 print("true experts:")
-for coef, intercept, noise in zip(truth.coef, truth.intercept, truth.noise):
+for coef, intercept, noise in zip(
+    truth.coef, truth.intercept, truth.noise, strict=True
+):
     print(f"  {np.round(coef, 2)}, {intercept:.2f}, {noise:.3f}")
 
 # which expert handles each of a few points, and how the prediction spreads
