@@ -3,6 +3,7 @@
 from ._classification import MixtureOfExpertsClassifier
 from ._gating import SoftmaxGate
 from ._regression import MixtureOfExpertsRegressor
+from ._selection import expert_n_parameters, select_n_experts
 
 __version__ = "0.1.0"
 
@@ -10,5 +11,7 @@ __all__ = [
     "MixtureOfExpertsClassifier",
     "MixtureOfExpertsRegressor",
     "SoftmaxGate",
+    "expert_n_parameters",
+    "select_n_experts",
     "__version__",
 ]

@@ -5,6 +5,7 @@ from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
+import pandas as pd
 from sklearn.base import _fit_context, clone
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
@@ -20,6 +21,7 @@ from sklearn.utils.validation import (
 from ._experts import check_experts
 from ._gating import SoftmaxGate
 from ._kernels import responsibilities as _responsibilities
+from ._selection import expert_n_parameters
 
 
 def _seed_unset_random_states(estimator, random_state):
@@ -272,7 +274,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             self.noise_variance_ = noise
 
     def _fit_single(self, X, Y, sample_weight, random_state, warm, restart=0):
-        """One EM run; returns (log-likelihood curve, n_iter, converged)."""
+        """One EM run.
+
+        Returns the log-likelihood curve, n_iter, converged, and the final
+        responsibilities and per-row log-likelihoods.
+        """
         total = sample_weight.sum()
         if warm:
             outputs = self._expert_outputs(X)
@@ -305,7 +311,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
                 converged = True
                 break
             prev = objective
-        return np.asarray(curve), n_iter, converged
+        return np.asarray(curve), n_iter, converged, resp, row_ll
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None):
@@ -366,18 +372,22 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         n_init = 1 if warm else self.n_init
         best_ll, best = -np.inf, None
         for init in range(n_init):
-            curve, n_iter, converged = self._fit_single(
-                X, Y, sample_weight, random_state, warm, init
-            )
-            if best is None or curve[-1] > best_ll:
-                best_ll = curve[-1]
-                best = (self._get_parameters(), curve, n_iter, converged)
-        params, curve, n_iter, converged = best
+            run = self._fit_single(X, Y, sample_weight, random_state, warm, init)
+            if best is None or run[0][-1] > best_ll:
+                best_ll = run[0][-1]
+                best = (self._get_parameters(), *run)
+        params, curve, n_iter, converged, resp, row_ll = best
         self._set_parameters(params)
         self.log_likelihood_curve_ = curve
         self.log_likelihood_ = float(curve[-1])
         self.n_iter_ = n_iter
         self.converged_ = converged
+        w = sample_weight / sample_weight.sum()
+        self._training_summary = {
+            "mean_gate": w @ self.gate_.predict_proba(X),
+            "effective_samples": sample_weight @ resp,
+            "log_likelihood": (sample_weight * row_ll) @ resp,
+        }
         if not converged:
             warnings.warn(
                 f"EM did not converge in max_iter={self.max_iter} iterations "
@@ -452,6 +462,93 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         """
         X, Y = self._check_X_y(X, y)
         return self._e_step(X, Y, self._expert_outputs(X))[1]
+
+    def n_parameters(self):
+        """Number of free parameters: gate, experts and noise variances.
+
+        The gate has ``(n_features + 1) * (n_experts - 1)``; each expert is
+        counted by :func:`expert_n_parameters` (which raises for experts whose
+        count is not defined); a regressor adds one noise variance per expert
+        and output.
+
+        Returns
+        -------
+        n_parameters : int
+        """
+        check_is_fitted(self)
+        n_gate = (self.n_features_in_ + 1) * (self.n_experts_ - 1)
+        n_classes = len(self.classes_) if self._is_classifier_moe else None
+        n_experts = sum(expert_n_parameters(e, n_classes) for e in self.experts_)
+        n_noise = 0 if self._is_classifier_moe else self.noise_variance_.size
+        return n_gate + n_experts + n_noise
+
+    def bic(self, X, y):
+        """Bayesian information criterion on (X, y); lower is better.
+
+        ``-2 log L + n_parameters * log(n_samples)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        bic : float
+        """
+        log_l = self.score_samples(X, y).sum()
+        return float(-2 * log_l + self.n_parameters() * np.log(len(X)))
+
+    def aic(self, X, y):
+        """Akaike information criterion on (X, y); lower is better.
+
+        ``-2 log L + 2 n_parameters``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        aic : float
+        """
+        return float(-2 * self.score_samples(X, y).sum() + 2 * self.n_parameters())
+
+    def summary(self):
+        """Per-expert summary of the training fit.
+
+        Returns
+        -------
+        summary : pandas.DataFrame
+            Indexed by expert name: ``mean_gate`` (mean gate weight over the
+            training rows), ``effective_samples`` (summed responsibility times
+            sample weight), ``log_likelihood`` (the expert's part of the
+            training log-likelihood, ``sum_i w_i h_ik log p(y_i | x_i)``; the
+            parts add up to ``log_likelihood_``), ``log_likelihood_share``
+            (that part over the total) and, for a regressor, ``noise_std``
+            (one column per output for multi-output targets).
+        """
+        check_is_fitted(self)
+        stats = self._training_summary
+        table = pd.DataFrame(
+            {
+                "mean_gate": stats["mean_gate"],
+                "effective_samples": stats["effective_samples"],
+                "log_likelihood": stats["log_likelihood"],
+                "log_likelihood_share": stats["log_likelihood"]
+                / stats["log_likelihood"].sum(),
+            },
+            index=pd.Index(self.expert_names_, name="expert"),
+        )
+        if not self._is_classifier_moe:
+            std = np.sqrt(self._noise_variance_2d())
+            if std.shape[1] == 1:
+                table["noise_std"] = std[:, 0]
+            else:
+                for o in range(std.shape[1]):
+                    table[f"noise_std_{o}"] = std[:, o]
+        return table
 
     def responsibilities(self, X, y):
         """Posterior probability that each expert generated each target.

@@ -3,10 +3,12 @@
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.linear_model import LinearRegression
+from sklearn.utils import Bunch, check_random_state
 
 from ._base import BaseMixtureOfExperts
 from ._experts import fit_experts
 from ._kernels import gaussian_log_prob
+from ._predictive import mixture_modes, mixture_quantiles, sample_mixture
 
 # Noise variances are floored at this fraction of the target variance, so an
 # expert that interpolates its points cannot drive the likelihood to infinity.
@@ -265,6 +267,109 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         )
         std = np.sqrt(np.maximum(second - mean**2, 0.0))
         return mean_out, (std[:, 0] if self._y_is_1d else std)
+
+    def _mixture_per_output(self, X):
+        """(gate, means, stds) of each output's 1-D mixture, each (n, K)."""
+        comp = self.predict_components(X)
+        mean = comp.mean[:, :, None] if self._y_is_1d else comp.mean
+        std = comp.std[:, :, None] if self._y_is_1d else comp.std
+        return [
+            (comp.weight, mean[:, :, o], std[:, :, o]) for o in range(mean.shape[2])
+        ]
+
+    def _stack_outputs(self, per_output):
+        """(n, ...) per output into the user's target shape."""
+        if self._y_is_1d:
+            return per_output[0]
+        return np.stack(per_output, axis=1)
+
+    def predict_components(self, X):
+        """Each expert's predictive Gaussian and its gate weight.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        components : Bunch
+            ``weight`` (n_samples, n_experts), the gate weights (after
+            ``top_k``); ``mean`` and ``std``, each of shape
+            (n_samples, n_experts) or (n_samples, n_experts, n_outputs).
+        """
+        X = self._check_X(X)
+        gate = self._routed_gate(X)
+        means = self._routed_outputs(X, gate)
+        stds = np.broadcast_to(np.sqrt(self._noise_variance_2d())[None], means.shape)
+        if self._y_is_1d:
+            means, stds = means[:, :, 0], stds[:, :, 0]
+        return Bunch(weight=gate, mean=means, std=np.array(stds))
+
+    def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95)):
+        """Quantiles of the predictive mixture p(y | x).
+
+        Exact up to double precision (bisection on the mixture CDF). For
+        multi-output targets, the quantiles of each output's marginal.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        quantiles : array-like of float in (0, 1), default=(0.05, 0.5, 0.95)
+
+        Returns
+        -------
+        y_quantiles : ndarray of shape (n_samples, n_quantiles) or \
+                (n_samples, n_outputs, n_quantiles)
+        """
+        q = np.atleast_1d(np.asarray(quantiles, dtype=float))
+        if q.ndim != 1 or np.any((q <= 0) | (q >= 1)) or not np.all(np.isfinite(q)):
+            raise ValueError(f"quantiles must lie strictly between 0 and 1, got {q}.")
+        return self._stack_outputs(
+            [mixture_quantiles(g, m, s, q) for g, m, s in self._mixture_per_output(X)]
+        )
+
+    def predict_mode(self, X):
+        """Highest mode of the predictive mixture p(y | x).
+
+        Where experts disagree, the mean from :meth:`predict` can fall between
+        them, where the density is low; the mode is the value of highest
+        density. For multi-output targets, the mode of each output's marginal.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_mode : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        return self._stack_outputs(
+            [mixture_modes(g, m, s) for g, m, s in self._mixture_per_output(X)]
+        )
+
+    def sample_y(self, X, n_samples=1, random_state=0):
+        """Draw targets from the predictive mixture p(y | x).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        n_samples : int, default=1
+            Draws per row.
+        random_state : int, RandomState instance or None, default=0
+            As in :meth:`sklearn.gaussian_process.GaussianProcessRegressor.sample_y`.
+
+        Returns
+        -------
+        y_samples : ndarray of shape (n_samples_X, n_samples) or \
+                (n_samples_X, n_outputs, n_samples)
+        """
+        rng = check_random_state(random_state)
+        return self._stack_outputs(
+            [
+                sample_mixture(g, m, s, n_samples, rng)
+                for g, m, s in self._mixture_per_output(X)
+            ]
+        )
 
     def predict_expert(self, X):
         """Each expert's prediction, regardless of the gate.

@@ -1,6 +1,7 @@
 """scikit-learn habits: Pipeline, GridSearchCV, clone, pickle, pandas, errors."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -208,3 +209,13 @@ def test_convergence_warning_when_max_iter_is_too_small(reg_data):
     with pytest.warns(ConvergenceWarning, match="max_iter=1"):
         est = MixtureOfExpertsRegressor(max_iter=1, random_state=0).fit(X, y)
     assert est.n_iter_ == 1 and not est.converged_
+
+
+def test_n_jobs_gives_the_same_fit(reg_data):
+    X, y = reg_data
+    kw = dict(estimator=DecisionTreeRegressor(max_depth=3), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        serial = MixtureOfExpertsRegressor(**kw).fit(X, y)
+        parallel = MixtureOfExpertsRegressor(**kw, n_jobs=2).fit(X, y)
+    np.testing.assert_array_equal(serial.predict(X), parallel.predict(X))

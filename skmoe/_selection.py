@@ -1,0 +1,103 @@
+"""Model selection: parameter counts, information criteria, choosing n_experts."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.pipeline import Pipeline
+
+
+def expert_n_parameters(expert, n_classes=None):
+    """Free parameters of a fitted expert, for BIC and AIC.
+
+    Counted: linear models (``coef_`` and fitted intercepts), decision
+    trees and the trees of histogram gradient boosting (one value per leaf
+    and output, or ``n_classes - 1`` per leaf for a classifier; the split
+    choices are not counted, so BIC favours trees somewhat), dummy
+    estimators, and the last step of a Pipeline. Other experts raise a
+    ValueError: their parameter count is not defined.
+
+    Parameters
+    ----------
+    expert : fitted estimator
+    n_classes : int, default=None
+        Number of classes the expert predicts over (classification).
+
+    Returns
+    -------
+    n_parameters : int
+    """
+    if isinstance(expert, Pipeline):
+        return expert_n_parameters(expert.steps[-1][1], n_classes)
+    if isinstance(expert, DummyClassifier):
+        return len(expert.classes_) - 1
+    if isinstance(expert, DummyRegressor):
+        return int(np.size(expert.constant_))
+    if hasattr(expert, "coef_"):
+        n = int(np.size(expert.coef_))
+        if getattr(expert, "fit_intercept", True):
+            n += int(np.size(expert.intercept_))
+        return n
+    per_leaf = 1 if n_classes is None else max(n_classes - 1, 1)
+    if hasattr(expert, "tree_"):
+        return int(expert.tree_.n_leaves) * per_leaf * int(expert.n_outputs_)
+    if hasattr(expert, "_predictors"):  # HistGradientBoosting*
+        leaves = sum(
+            int(np.sum(p.nodes["is_leaf"])) for it in expert._predictors for p in it
+        )
+        return leaves + int(np.size(expert._baseline_prediction))
+    raise ValueError(
+        f"Cannot count the parameters of expert {type(expert).__name__}: bic "
+        "and aic need linear, tree, gradient-boosting or dummy experts. Compare "
+        "such models by held-out score_samples instead."
+    )
+
+
+def select_n_experts(
+    estimator, X, y, n_experts=range(1, 7), *, criterion="bic", sample_weight=None
+):
+    """Fit ``estimator`` for each number of experts and keep the best by BIC/AIC.
+
+    Parameters
+    ----------
+    estimator : MixtureOfExpertsRegressor or MixtureOfExpertsClassifier
+        Template; cloned with each ``n_experts``.
+    X : array-like of shape (n_samples, n_features)
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+    n_experts : iterable of int, default=range(1, 7)
+    criterion : {"bic", "aic"}, default="bic"
+    sample_weight : array-like of shape (n_samples,), default=None
+
+    Returns
+    -------
+    best : estimator
+        The fitted estimator with the lowest criterion.
+    table : pandas.DataFrame
+        One row per ``n_experts``: ``log_likelihood``, ``n_parameters``,
+        ``bic``, ``aic``, ``converged``.
+    """
+    if criterion not in ("bic", "aic"):
+        raise ValueError(f"criterion must be 'bic' or 'aic', got {criterion!r}.")
+    rows, fitted = [], []
+    for k in n_experts:
+        est = clone(estimator).set_params(n_experts=k)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y, sample_weight=sample_weight)
+        fitted.append(est)
+        rows.append(
+            {
+                "n_experts": k,
+                "log_likelihood": est.log_likelihood_,
+                "n_parameters": est.n_parameters(),
+                "bic": est.bic(X, y),
+                "aic": est.aic(X, y),
+                "converged": est.converged_,
+            }
+        )
+    table = pd.DataFrame(rows).set_index("n_experts")
+    best = fitted[int(np.argmin(table[criterion].to_numpy()))]
+    return best, table
