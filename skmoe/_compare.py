@@ -1,0 +1,424 @@
+"""Cross-validated comparison of skmoe with bagging, boosting and stacking."""
+
+import os
+import sys
+import time
+import warnings
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
+from sklearn.ensemble import (
+    BaggingClassifier,
+    BaggingRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    StackingClassifier,
+    StackingRegressor,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from threadpoolctl import threadpool_limits
+
+from ._classification import MixtureOfExpertsClassifier
+from ._regression import MixtureOfExpertsRegressor
+from .datasets import make_moe_classification, make_moe_regression
+
+__all__ = ["DATASETS", "compare", "default_models", "load_dataset"]
+
+# name -> (loader(random_state) returning (X, y), task)
+DATASETS = {
+    "diabetes": (lambda rs: load_diabetes(return_X_y=True), "regression"),
+    "breast_cancer": (lambda rs: load_breast_cancer(return_X_y=True), "classification"),
+    "wine": (lambda rs: load_wine(return_X_y=True), "classification"),
+    "iris": (lambda rs: load_iris(return_X_y=True), "classification"),
+    "moe_regression": (
+        lambda rs: make_moe_regression(
+            n_samples=2000, n_features=4, n_experts=3, random_state=rs
+        ),
+        "regression",
+    ),
+    "moe_classification": (
+        lambda rs: make_moe_classification(
+            n_samples=2000, n_features=4, n_experts=3, random_state=rs
+        ),
+        "classification",
+    ),
+}
+
+TASKS = ("regression", "classification")
+METRICS = {"regression": "R^2", "classification": "accuracy"}
+
+# A numeric target with at most this many distinct values is taken as class
+# labels when the task is inferred from a CSV file.
+_MAX_INFERRED_CLASSES = 20
+
+COLUMNS = ["mean_test_score", "std_test_score", "mean_fit_time", "mean_score_time"]
+
+
+def _infer_task(y):
+    """'classification' for non-numeric or few-valued targets, else 'regression'."""
+    y = pd.Series(y)
+    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+        return "classification"
+    if y.nunique() <= _MAX_INFERRED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _read_csv(path, target):
+    """Features and target from a CSV file with a header row."""
+    if target is None:
+        raise ValueError(
+            f"csv={str(path)!r} needs target, the name of its target column."
+        )
+    frame = pd.read_csv(path)
+    if target not in frame.columns:
+        raise ValueError(
+            f"Target column {target!r} is not in {str(path)!r}; its columns are "
+            f"{list(frame.columns)}."
+        )
+    y = frame[target]
+    if y.isna().any():
+        raise ValueError(
+            f"Target column {target!r} of {str(path)!r} has "
+            f"{int(y.isna().sum())} missing value(s); drop those rows first."
+        )
+    X = frame.drop(columns=target)
+    if X.shape[1] == 0:
+        raise ValueError(f"{str(path)!r} has no feature columns besides {target!r}.")
+    # non-numeric features are one-hot encoded
+    X = pd.get_dummies(X, dtype=np.float64)
+    missing = X.columns[X.isna().any()].tolist()
+    if missing:
+        raise ValueError(
+            f"Feature column(s) {missing} of {str(path)!r} have missing values; "
+            "impute or drop them first."
+        )
+    return X.to_numpy(dtype=np.float64), y.to_numpy()
+
+
+def load_dataset(
+    dataset="diabetes", *, csv=None, target=None, task=None, random_state=0
+):
+    """Load a data set by name, or from a CSV file.
+
+    Parameters
+    ----------
+    dataset : str, default="diabetes"
+        One of :data:`DATASETS`: the bundled scikit-learn data sets
+        ``"diabetes"`` (regression), ``"breast_cancer"``, ``"wine"`` and
+        ``"iris"`` (classification), which need no download, or data drawn
+        from a known mixture of experts, ``"moe_regression"`` and
+        ``"moe_classification"`` (2000 samples, 4 features, 3 experts).
+        Ignored when ``csv`` is given.
+    csv : str or path-like, default=None
+        A CSV file with a header row to read instead of ``dataset``.
+        Non-numeric feature columns are one-hot encoded.
+    target : str, default=None
+        Name of the target column of ``csv``; required with it.
+    task : {"regression", "classification"}, default=None
+        None takes the data set's own task; for a CSV file the task is
+        inferred: a non-numeric target, or one with at most 20 distinct
+        values, is classification, anything else regression.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the data drawn for ``"moe_regression"`` and
+        ``"moe_classification"``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+    task : str
+        ``"regression"`` or ``"classification"``.
+    name : str
+        The data set's name (the file name for a CSV file).
+    """
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS} or None, got {task!r}.")
+    if csv is not None:
+        X, y = _read_csv(csv, target)
+        name = os.path.basename(os.fspath(csv))
+        own_task = _infer_task(y)
+    else:
+        if target is not None:
+            raise ValueError(
+                f"target={target!r} names a column of a CSV file; give csv as well."
+            )
+        if dataset not in DATASETS:
+            raise ValueError(
+                f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)} "
+                "or give csv and target."
+            )
+        loader, own_task = DATASETS[dataset]
+        X, y = loader(random_state)
+        name = dataset
+    task = own_task if task is None else task
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(pd.Series(y)):
+            raise ValueError(
+                f"The target of {name!r} is not numeric; it cannot be regressed "
+                "(use task='classification')."
+            )
+        y = np.asarray(y, dtype=np.float64)
+    return np.asarray(X, dtype=np.float64), np.asarray(y), task, name
+
+
+def default_models(task, *, n_experts=3, random_state=0):
+    """The estimators :func:`compare` cross-validates, by name.
+
+    Parameters
+    ----------
+    task : {"regression", "classification"}
+    n_experts : int, default=3
+        Number of experts of the skmoe models.
+    random_state : int, RandomState instance or None, default=0
+        Seeds every model.
+
+    Returns
+    -------
+    models : dict of str to estimator
+        ``"MoE-linear"``: skmoe with linear (regression) or logistic
+        (classification) experts; ``"MoE-tree"``: skmoe with depth-3 decision
+        tree experts, both after a :class:`~sklearn.preprocessing.StandardScaler`;
+        then bagged trees, random forest, gradient boosting, histogram
+        gradient boosting, and stacking of a (scaled) linear model with a
+        depth-4 tree under a linear final estimator.
+    """
+    rs = random_state
+    if task == "regression":
+        # linear experts are fitted in closed form: restarts are cheap
+        moe_linear = MixtureOfExpertsRegressor(
+            n_experts=n_experts, n_init=3, tol=1e-4, random_state=rs
+        )
+        moe_tree = MixtureOfExpertsRegressor(
+            DecisionTreeRegressor(max_depth=3),
+            n_experts=n_experts,
+            max_iter=50,
+            tol=1e-4,
+            random_state=rs,
+        )
+        others = {
+            "Bagging": BaggingRegressor(random_state=rs),
+            "RandomForest": RandomForestRegressor(random_state=rs),
+            "GradientBoosting": GradientBoostingRegressor(random_state=rs),
+            "HistGradientBoosting": HistGradientBoostingRegressor(random_state=rs),
+            "Stacking": StackingRegressor(
+                [
+                    ("ridge", make_pipeline(StandardScaler(), RidgeCV())),
+                    ("tree", DecisionTreeRegressor(max_depth=4, random_state=rs)),
+                ],
+                final_estimator=RidgeCV(),
+            ),
+        }
+    elif task == "classification":
+        # logistic experts are refitted by L-BFGS at every EM step: one start
+        moe_linear = MixtureOfExpertsClassifier(
+            n_experts=n_experts, max_iter=100, tol=1e-4, random_state=rs
+        )
+        moe_tree = MixtureOfExpertsClassifier(
+            DecisionTreeClassifier(max_depth=3),
+            n_experts=n_experts,
+            max_iter=50,
+            tol=1e-4,
+            random_state=rs,
+        )
+        others = {
+            "Bagging": BaggingClassifier(random_state=rs),
+            "RandomForest": RandomForestClassifier(random_state=rs),
+            "GradientBoosting": GradientBoostingClassifier(random_state=rs),
+            "HistGradientBoosting": HistGradientBoostingClassifier(random_state=rs),
+            "Stacking": StackingClassifier(
+                [
+                    ("logistic", make_pipeline(StandardScaler(), LogisticRegression())),
+                    ("tree", DecisionTreeClassifier(max_depth=4, random_state=rs)),
+                ],
+                final_estimator=LogisticRegression(),
+            ),
+        }
+    else:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+    # the gate is linear in the inputs: scaling helps it and the experts
+    return {
+        "MoE-linear": make_pipeline(StandardScaler(), moe_linear),
+        "MoE-tree": make_pipeline(StandardScaler(), moe_tree),
+        **others,
+    }
+
+
+def _select_models(models, task, n_experts, random_state):
+    available = default_models(task, n_experts=n_experts, random_state=random_state)
+    if models is None:
+        return available
+    if isinstance(models, dict):
+        if not models:
+            raise ValueError("models is empty; give at least one model.")
+        return dict(models)
+    if isinstance(models, str):
+        models = [models]
+    models = list(models)
+    if not models:
+        raise ValueError("models is empty; give at least one model.")
+    unknown = [name for name in models if name not in available]
+    if unknown:
+        raise ValueError(f"Unknown model(s) {unknown}; choose from {list(available)}.")
+    return {name: available[name] for name in models}
+
+
+def _make_cv(cv, task, random_state):
+    if isinstance(cv, Integral) and not isinstance(cv, bool):
+        if cv < 2:
+            raise ValueError(f"cv must be at least 2 folds, got {cv}.")
+        splitter = StratifiedKFold if task == "classification" else KFold
+        return splitter(n_splits=int(cv), shuffle=True, random_state=random_state)
+    if hasattr(cv, "split"):
+        return cv
+    raise ValueError(f"cv must be an int or a cross-validation splitter, got {cv!r}.")
+
+
+def compare(
+    dataset="diabetes",
+    *,
+    task=None,
+    cv=5,
+    n_experts=3,
+    random_state=0,
+    csv=None,
+    target=None,
+    models=None,
+    n_jobs=None,
+    output=None,
+    progress=True,
+    out=None,
+):
+    """Cross-validate skmoe against bagging, boosting and stacking.
+
+    Each model is scored by :func:`~sklearn.model_selection.cross_validate`
+    on shuffled K folds (stratified for classification) that are the same
+    for every model. The default models are listed in
+    :func:`default_models`. Every model runs single-threaded (BLAS and OpenMP
+    limited to one thread), so that fit times compare like with like;
+    ``n_jobs`` runs folds in parallel instead. Convergence warnings are
+    silenced during the run.
+
+    Parameters
+    ----------
+    dataset : str, default="diabetes"
+        A data set of :func:`load_dataset`: ``"diabetes"``,
+        ``"breast_cancer"``, ``"wine"``, ``"iris"``, ``"moe_regression"`` or
+        ``"moe_classification"``. Ignored when ``csv`` is given.
+    task : {"regression", "classification"}, default=None
+        None takes the data set's own task, or infers it from a CSV target (a
+        non-numeric target, or one with at most 20 distinct values, is
+        classification).
+    cv : int or cross-validation splitter, default=5
+        Number of folds of a shuffled :class:`~sklearn.model_selection.KFold`
+        (regression) or :class:`~sklearn.model_selection.StratifiedKFold`
+        (classification), or a splitter to use as is.
+    n_experts : int, default=3
+        Number of experts of the skmoe models.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the folds, the models and the generated data sets.
+    csv : str or path-like, default=None
+        A CSV file with a header row to compare on instead of ``dataset``.
+    target : str, default=None
+        Name of the target column of ``csv``; required with it.
+    models : list of str or dict of str to estimator, default=None
+        Names of the default models to run (a subset of the keys of
+        :func:`default_models`, in the given order), or estimators of one's
+        own by name. None runs all default models.
+    n_jobs : int, default=None
+        Folds cross-validated in parallel. None means 1.
+    output : str or path-like, default=None
+        Also write the table to this CSV file.
+    progress : bool, default=True
+        Write one line per model, with its wall time, to ``out``.
+    out : file-like, default=None
+        Stream for the progress lines; None means ``sys.stderr``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per model, indexed by name and sorted by decreasing
+        ``mean_test_score``, with columns ``mean_test_score`` and
+        ``std_test_score`` (R^2 for regression, accuracy for classification,
+        over the folds), ``mean_fit_time`` and ``mean_score_time`` (seconds
+        per fold, the latter predicting and scoring the held-out fold).
+        ``table.attrs`` records ``dataset``, ``task``, ``metric``,
+        ``n_samples``, ``n_features`` and ``n_splits``.
+
+    Examples
+    --------
+    >>> from skmoe._compare import compare
+    >>> table = compare("iris", cv=3, models=["MoE-linear", "Bagging"],
+    ...                 progress=False)
+    >>> list(table.columns)
+    ['mean_test_score', 'std_test_score', 'mean_fit_time', 'mean_score_time']
+    """
+    X, y, task, name = load_dataset(
+        dataset, csv=csv, target=target, task=task, random_state=random_state
+    )
+    estimators = _select_models(models, task, n_experts, random_state)
+    splitter = _make_cv(cv, task, random_state)
+    out = sys.stderr if out is None else out
+
+    rows = []
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        # EM re-seeds an expert that collapses; expected on small folds
+        warnings.filterwarnings("ignore", message=r"Expert\(s\) .* collapsed")
+        for i, (model_name, estimator) in enumerate(estimators.items(), start=1):
+            if progress:
+                print(
+                    f"[{i}/{len(estimators)}] {model_name} ...",
+                    end="",
+                    file=out,
+                    flush=True,
+                )
+            start = time.perf_counter()
+            try:
+                result = cross_validate(
+                    estimator, X, y, cv=splitter, n_jobs=n_jobs, error_score="raise"
+                )
+            except Exception as exc:
+                if progress:
+                    print(" failed", file=out, flush=True)
+                raise RuntimeError(f"{model_name} failed on {name!r}: {exc}") from exc
+            if progress:
+                print(f" {time.perf_counter() - start:.1f} s", file=out, flush=True)
+            scores = result["test_score"]
+            rows.append(
+                {
+                    "model": model_name,
+                    "mean_test_score": scores.mean(),
+                    "std_test_score": scores.std(),
+                    "mean_fit_time": result["fit_time"].mean(),
+                    "mean_score_time": result["score_time"].mean(),
+                }
+            )
+
+    table = (
+        pd.DataFrame(rows, columns=["model", *COLUMNS])
+        .set_index("model")
+        .sort_values("mean_test_score", ascending=False, kind="stable")
+    )
+    table.attrs.update(
+        dataset=name,
+        task=task,
+        metric=METRICS[task],
+        n_samples=X.shape[0],
+        n_features=X.shape[1],
+        n_splits=splitter.get_n_splits(X, y),
+    )
+    if output is not None:
+        table.to_csv(output)
+    return table

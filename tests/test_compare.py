@@ -1,0 +1,283 @@
+"""The ``compare`` main job and the ``python -m skmoe`` command line."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+
+from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+from skmoe.__main__ import main
+from skmoe._compare import COLUMNS, compare, default_models, load_dataset
+from skmoe.datasets import make_moe_regression
+
+MODEL_NAMES = [
+    "MoE-linear",
+    "MoE-tree",
+    "Bagging",
+    "RandomForest",
+    "GradientBoosting",
+    "HistGradientBoosting",
+    "Stacking",
+]
+
+
+@pytest.fixture(scope="module")
+def regression_csv(tmp_path_factory):
+    X, y = make_moe_regression(n_samples=200, n_features=3, random_state=0)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(price=y)
+    path = tmp_path_factory.mktemp("data") / "mixture.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _check_table(table, names):
+    assert list(table.columns) == COLUMNS
+    assert table.index.name == "model"
+    assert sorted(table.index) == sorted(names)
+    assert np.isfinite(table.to_numpy()).all()
+    assert (table["std_test_score"] >= 0).all()
+    assert (table["mean_fit_time"] > 0).all()
+    assert (table["mean_score_time"] > 0).all()
+    scores = table["mean_test_score"].to_numpy()
+    assert np.all(np.diff(scores) <= 0), "rows are sorted by decreasing score"
+
+
+@pytest.mark.parametrize(
+    "task, moe",
+    [
+        ("regression", MixtureOfExpertsRegressor),
+        ("classification", MixtureOfExpertsClassifier),
+    ],
+)
+def test_default_models(task, moe):
+    models = default_models(task, n_experts=4, random_state=1)
+    assert list(models) == MODEL_NAMES
+    for name in ("MoE-linear", "MoE-tree"):
+        pipe = models[name]
+        assert isinstance(pipe, Pipeline)
+        assert pipe.steps[0][0] == "standardscaler"
+        assert isinstance(pipe[-1], moe)
+        assert pipe[-1].n_experts == 4
+        assert pipe[-1].random_state == 1
+    assert models["MoE-tree"][-1].estimator.max_depth == 3
+
+
+def test_all_models_on_csv_regression(regression_csv):
+    table = compare(csv=regression_csv, target="price", cv=2, progress=False)
+    _check_table(table, MODEL_NAMES)
+    assert table.attrs == {
+        "dataset": "mixture.csv",
+        "task": "regression",
+        "metric": "R^2",
+        "n_samples": 200,
+        "n_features": 3,
+        "n_splits": 2,
+    }
+    # every model beats predicting the mean; on data from a mixture of linear
+    # experts, skmoe with linear experts beats them all
+    assert (table["mean_test_score"] > 0).all()
+    assert (table["mean_test_score"] <= 1).all()
+    assert table.index[0] == "MoE-linear"
+
+
+def test_moe_beats_bagging_on_mixture_of_linear_experts():
+    table = compare(
+        "moe_regression", cv=2, models=["Bagging", "MoE-linear"], progress=False
+    )
+    _check_table(table, ["Bagging", "MoE-linear"])
+    assert table.index[0] == "MoE-linear"
+    r2 = table["mean_test_score"]
+    # the true conditional mean reaches R^2 of about 0.72 on this data
+    assert r2["MoE-linear"] > 0.65
+    assert r2["MoE-linear"] > r2["Bagging"] + 0.05
+
+
+def test_classification_data_set_is_stratified_accuracy():
+    table = compare("iris", cv=3, models=["MoE-linear", "Stacking"], progress=False)
+    _check_table(table, ["MoE-linear", "Stacking"])
+    assert table.attrs["task"] == "classification"
+    assert table.attrs["metric"] == "accuracy"
+    assert table.attrs["n_samples"] == 150
+    assert ((table["mean_test_score"] > 0.85) & (table["mean_test_score"] <= 1)).all()
+
+
+def test_csv_task_is_inferred_and_can_be_overridden(tmp_path):
+    rng = np.random.RandomState(0)
+    x = rng.standard_normal(120)
+    frame = pd.DataFrame(
+        {
+            "x": x,
+            "colour": rng.choice(["red", "green"], size=120),
+            "label": np.where(x > 0, "high", "low"),
+            "grade": (x > 0).astype(int) + (x > 1).astype(int),
+        }
+    )
+    path = tmp_path / "labels.csv"
+    frame.to_csv(path, index=False)
+
+    X, y, task, name = load_dataset(csv=path, target="label")
+    # the string column is one-hot encoded, the other target kept as a feature
+    assert X.shape == (120, 4)
+    assert task == "classification"
+    assert name == "labels.csv"
+    assert set(y) == {"high", "low"}
+    assert load_dataset(csv=path, target="grade")[2] == "classification"
+    assert load_dataset(csv=path, target="x")[2] == "regression"
+    assert load_dataset(csv=path, target="grade", task="regression")[2] == "regression"
+
+    table = compare(csv=path, target="label", cv=2, models=["Bagging"], progress=False)
+    assert table.attrs["metric"] == "accuracy"
+    assert table.loc["Bagging", "mean_test_score"] > 0.9
+    table = compare(
+        csv=path,
+        target="grade",
+        task="regression",
+        cv=2,
+        models=["Bagging"],
+        progress=False,
+    )
+    assert table.attrs["metric"] == "R^2"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(dataset="no_such_data"), "Unknown dataset 'no_such_data'"),
+        (dict(target="price"), "target='price' names a column of a CSV"),
+        (dict(task="ranking"), "task must be one of .* got 'ranking'"),
+        (dict(models=["Bagging", "XGBoost"]), r"Unknown model\(s\) \['XGBoost'\]"),
+        (dict(models=[]), "models is empty"),
+        (dict(cv=1), "cv must be at least 2"),
+        (dict(dataset="breast_cancer", task="regression", models=["Nope"]), "Nope"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        compare(progress=False, **kwargs)
+
+
+def test_csv_errors_name_the_problem(regression_csv):
+    with pytest.raises(ValueError, match="Target column 'cost' is not in .*mixture"):
+        compare(csv=regression_csv, target="cost", progress=False)
+    with pytest.raises(ValueError, match="needs target"):
+        compare(csv=regression_csv, progress=False)
+
+
+def test_progress_lines_and_output_file(regression_csv, tmp_path):
+    out = io.StringIO()
+    path = tmp_path / "table.csv"
+    table = compare(
+        csv=regression_csv,
+        target="price",
+        cv=2,
+        models=["Bagging", "Stacking"],
+        output=path,
+        out=out,
+    )
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("[1/2] Bagging ... ")
+    assert lines[1].startswith("[2/2] Stacking ... ")
+    assert lines[1].endswith(" s")
+    written = pd.read_csv(path, index_col="model")
+    pd.testing.assert_frame_equal(written, table, check_like=False)
+
+    quiet = io.StringIO()
+    compare(
+        csv=regression_csv,
+        target="price",
+        cv=2,
+        models=["Bagging"],
+        progress=False,
+        out=quiet,
+    )
+    assert quiet.getvalue() == ""
+
+
+def test_custom_models_by_name(regression_csv):
+    from sklearn.dummy import DummyRegressor
+
+    table = compare(
+        csv=regression_csv,
+        target="price",
+        cv=2,
+        models={"Mean": DummyRegressor(), "MoE": MixtureOfExpertsRegressor()},
+        progress=False,
+    )
+    assert list(table.index) == ["MoE", "Mean"]
+    assert table.loc["Mean", "mean_test_score"] < 0.05
+
+
+def test_main_prints_table(regression_csv, tmp_path, capsys):
+    path = tmp_path / "out.csv"
+    status = main(
+        [
+            "compare",
+            "--csv",
+            str(regression_csv),
+            "--target",
+            "price",
+            "--cv",
+            "2",
+            "--models",
+            "Bagging, Stacking",
+            "--n-experts",
+            "2",
+            "--output",
+            str(path),
+        ]
+    )
+    assert status == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == (
+        "mixture.csv: 200 samples, 3 features, regression; R^2 over 2-fold CV, "
+        "times in seconds per fold"
+    )
+    assert lines[1].split() == ["R^2", "std", "fit", "time", "score", "time"]
+    assert {lines[2].split()[0], lines[3].split()[0]} == {"Bagging", "Stacking"}
+    assert f"Table written to {path}" in captured.out
+    assert "[1/2] Bagging ..." in captured.err
+    assert len(pd.read_csv(path)) == 2
+
+
+def test_main_dataset_quiet(capsys):
+    assert (
+        main(
+            [
+                "compare",
+                "--dataset",
+                "wine",
+                "--cv",
+                "2",
+                "--models",
+                "Bagging",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert captured.out.startswith("wine: 178 samples, 13 features, classification;")
+    assert "accuracy" in captured.out
+    assert captured.err == ""
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compare", "--dataset", "nope"], "Unknown dataset 'nope'"),
+        (["compare", "--csv", "data.csv"], "--csv needs --target"),
+        (["compare", "--target", "y"], "--target needs --csv"),
+        (["compare", "--models", "Bagging,Boosting"], "Boosting"),
+        (["compare", "--task", "ranking"], "invalid choice: 'ranking'"),
+        ([], "required"),
+    ],
+)
+def test_main_bad_arguments_exit_with_status_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
