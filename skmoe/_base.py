@@ -23,6 +23,10 @@ from ._gating import SoftmaxGate
 from ._kernels import responsibilities as _responsibilities
 from ._selection import expert_n_parameters
 
+# An expert whose summed responsibility falls below this fraction of the total
+# sample weight has collapsed: it is re-seeded rather than fitted on nothing.
+_DEAD_EXPERT_FRACTION = 1e-8
+
 
 def _seed_unset_random_states(estimator, random_state):
     """Give every ``random_state=None`` inside ``estimator`` a drawn integer.
@@ -37,6 +41,46 @@ def _seed_unset_random_states(estimator, random_state):
         if (key == "random_state" or key.endswith("__random_state")) and value is None
     }
     return estimator.set_params(**unset) if unset else estimator
+
+
+def _kmeans_labels(Z, sample_weight, n_clusters, random_state):
+    """k-means clusters of Z, started from weighted quantiles of its first
+    principal component (PCA-Part) rather than random k-means++ seeds.
+
+    The start is deterministic and depends on the rows only through their
+    weights, so integer weights give the same clusters as repeated rows;
+    Lloyd's iterations keep that. Where a heavy row leaves a quantile bin
+    empty, k-means++ seeding is used instead.
+    """
+    W = sample_weight.sum()
+    Zc = Z - sample_weight @ Z / W
+    cov = (Zc * sample_weight[:, None]).T @ Zc / W
+    direction = np.linalg.eigh(cov)[1][:, -1]
+    direction *= np.sign(direction[np.argmax(np.abs(direction))])
+    proj = Zc @ direction
+    order = np.argsort(proj, kind="stable")
+    # equal projections (repeated rows) share a bin, as one weighted row would
+    tie = np.cumsum(np.r_[True, np.diff(proj[order]) != 0]) - 1
+    tie_weight = np.bincount(tie, weights=sample_weight[order])
+    tie_mid = np.cumsum(tie_weight) - 0.5 * tie_weight
+    bins = np.minimum((tie_mid / W * n_clusters).astype(int), n_clusters - 1)[tie]
+    groups = np.empty(len(Z), dtype=int)
+    groups[order] = bins
+    mass = np.bincount(groups, weights=sample_weight, minlength=n_clusters)
+    seed = random_state.randint(np.iinfo(np.int32).max)
+    if np.all(mass > 0):
+        centers = np.stack(
+            [
+                sample_weight[groups == k] @ Z[groups == k] / mass[k]
+                for k in range(n_clusters)
+            ]
+        )
+        kmeans = KMeans(
+            n_clusters=n_clusters, init=centers, n_init=1, random_state=seed
+        )
+    else:
+        kmeans = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
+    return kmeans.fit(Z, sample_weight=sample_weight).labels_
 
 
 class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
@@ -219,11 +263,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             # should separate regions where y behaves differently, not just x
             t_scale = np.sqrt(X.shape[1] / T.shape[1])
             Z = np.hstack([Z, t_scale * (T - t_mean) / t_std])
-        labels = (
-            KMeans(n_clusters=K, n_init=1, random_state=random_state.randint(2**31 - 1))
-            .fit(Z, sample_weight=sample_weight)
-            .labels_
-        )
+        labels = _kmeans_labels(Z, sample_weight, K, random_state)
         resp = np.zeros((n, K))
         resp[np.arange(n), labels] = 1.0
         return resp
@@ -242,13 +282,15 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
     def _reseed_dead_experts(self, resp, row_ll, sample_weight):
         """Give collapsed experts the rows the mixture explains worst.
 
-        An expert whose effective sample size falls below one average row
-        can no longer be fitted; it restarts on the worst-explained rows
-        instead of producing NaN. The log-likelihood may dip once after this.
+        An expert whose share of the total weight falls below
+        ``_DEAD_EXPERT_FRACTION`` can no longer be fitted meaningfully; it
+        restarts on the worst-explained rows instead of producing NaN. The
+        log-likelihood may dip once after this.
         """
         n, K = resp.shape
         n_eff = sample_weight @ resp
-        dead = np.flatnonzero(n_eff < sample_weight.sum() / n)
+        # relative to the total weight, so that weights and repeated rows agree
+        dead = np.flatnonzero(n_eff < _DEAD_EXPERT_FRACTION * sample_weight.sum())
         if dead.size == 0 or dead.size == K:
             return resp
         order = np.argsort(row_ll)
@@ -258,8 +300,9 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             resp[rows] = 0.0
             resp[rows, k] = 1.0
         warnings.warn(
-            f"Expert(s) {dead.tolist()} collapsed (effective sample size below "
-            f"one row) and were re-seeded on the {size} worst-explained rows.",
+            f"Expert(s) {dead.tolist()} collapsed (share of the total weight "
+            f"below {_DEAD_EXPERT_FRACTION:g}) and were re-seeded on the {size} "
+            "worst-explained rows.",
             UserWarning,
             stacklevel=2,
         )

@@ -219,3 +219,18 @@ def test_n_jobs_gives_the_same_fit(reg_data):
         serial = MixtureOfExpertsRegressor(**kw).fit(X, y)
         parallel = MixtureOfExpertsRegressor(**kw, n_jobs=2).fit(X, y)
     np.testing.assert_array_equal(serial.predict(X), parallel.predict(X))
+
+
+@pytest.mark.parametrize("Est", [MixtureOfExpertsRegressor, MixtureOfExpertsClassifier])
+def test_integer_weights_equal_repeated_rows(Est, reg_data, clf_data):
+    # the k-means start depends on the rows only through their weights
+    X, y = reg_data if Est is MixtureOfExpertsRegressor else clf_data
+    w = np.random.RandomState(0).randint(0, 4, size=len(y))
+    kw = dict(n_experts=2, random_state=0, tol=1e-10, max_iter=300)
+    weighted = Est(**kw).fit(X, y, sample_weight=w)
+    repeated = Est(**kw).fit(X.repeat(w, axis=0), y.repeat(w))
+    assert weighted.log_likelihood_ == pytest.approx(repeated.log_likelihood_, rel=1e-6)
+    method = "predict" if Est is MixtureOfExpertsRegressor else "predict_proba"
+    np.testing.assert_allclose(
+        getattr(weighted, method)(X), getattr(repeated, method)(X), atol=1e-4
+    )
