@@ -1,6 +1,7 @@
 """skmoe: mixtures of experts for scikit-learn."""
 
 from ._classification import MixtureOfExpertsClassifier
+from ._compare import compare
 from ._gating import SoftmaxGate
 from ._regression import MixtureOfExpertsRegressor
 from ._selection import expert_n_parameters, select_n_experts
@@ -11,6 +12,7 @@ __all__ = [
     "MixtureOfExpertsClassifier",
     "MixtureOfExpertsRegressor",
     "SoftmaxGate",
+    "compare",
     "expert_n_parameters",
     "select_n_experts",
     "__version__",

@@ -358,7 +358,7 @@ def compare(
 
     Examples
     --------
-    >>> from skmoe._compare import compare
+    >>> from skmoe import compare
     >>> table = compare("iris", cv=3, models=["MoE-linear", "Bagging"],
     ...                 progress=False)
     >>> list(table.columns)
