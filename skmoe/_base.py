@@ -56,7 +56,12 @@ def _kmeans_labels(Z, sample_weight, n_clusters, random_state):
     Zc = Z - sample_weight @ Z / W
     cov = (Zc * sample_weight[:, None]).T @ Zc / W
     direction = np.linalg.eigh(cov)[1][:, -1]
-    direction *= np.sign(direction[np.argmax(np.abs(direction))])
+    # sign: the largest component positive, the first of those equal up to
+    # round-off (for one input and one target, standardised, the direction is
+    # (1, +-1) / sqrt(2): argmax alone would flip with the row order)
+    size = np.abs(direction)
+    lead = np.flatnonzero(size >= (1 - 1e-8) * size.max())[0]
+    direction *= np.sign(direction[lead])
     proj = Zc @ direction
     order = np.argsort(proj, kind="stable")
     # equal projections (repeated rows) share a bin, as one weighted row would
@@ -81,6 +86,27 @@ def _kmeans_labels(Z, sample_weight, n_clusters, random_state):
     else:
         kmeans = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
     return kmeans.fit(Z, sample_weight=sample_weight).labels_
+
+
+def _check_no_categorical(X):
+    """Refuse pandas categorical columns, which would be read as numbers.
+
+    ``validate_data`` turns a categorical column into its category values:
+    an obscure "could not convert string to float" for string categories,
+    and a silent, meaningless number line for numeric ones.
+    """
+    if isinstance(X, pd.DataFrame):
+        categorical = [
+            str(name)
+            for name, dtype in X.dtypes.items()
+            if isinstance(dtype, pd.CategoricalDtype)
+        ]
+        if categorical:
+            raise ValueError(
+                f"X has categorical column(s) {categorical}; a mixture of "
+                "experts needs numeric inputs. Encode them first, e.g. with "
+                "OneHotEncoder in a Pipeline."
+            )
 
 
 class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
@@ -284,24 +310,37 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
 
         An expert whose share of the total weight falls below
         ``_DEAD_EXPERT_FRACTION`` can no longer be fitted meaningfully; it
-        restarts on the worst-explained rows instead of producing NaN. The
+        restarts on the worst-explained rows (of positive weight, as many as
+        make up ``1 / (2 n_experts)`` of the total weight) instead of
+        producing NaN. It shares those rows half and half with the experts
+        that held them, so a re-seed never empties another expert. The
         log-likelihood may dip once after this.
         """
-        n, K = resp.shape
+        K = resp.shape[1]
+        total = sample_weight.sum()
         n_eff = sample_weight @ resp
         # relative to the total weight, so that weights and repeated rows agree
-        dead = np.flatnonzero(n_eff < _DEAD_EXPERT_FRACTION * sample_weight.sum())
+        dead = np.flatnonzero(n_eff < _DEAD_EXPERT_FRACTION * total)
         if dead.size == 0 or dead.size == K:
             return resp
-        order = np.argsort(row_ll)
-        size = max(1, n // (2 * K))
-        for j, k in enumerate(dead):
-            rows = order[j * size : (j + 1) * size]
-            resp[rows] = 0.0
-            resp[rows, k] = 1.0
+        order = np.argsort(row_ll, kind="stable")
+        order = order[sample_weight[order] > 0]
+        # block j holds the rows whose cumulative weight is in (j, j + 1] shares
+        share = total / (2 * K)
+        stops = np.searchsorted(
+            np.cumsum(sample_weight[order]),
+            share * np.arange(1, dead.size + 1),
+            side="right",
+        )
+        start = 0
+        for k, stop in zip(dead, stops, strict=True):
+            rows = order[start : max(stop, start + 1)]
+            resp[rows] *= 0.5
+            resp[rows, k] += 0.5
+            start = max(stop, start + 1)
         warnings.warn(
             f"Expert(s) {dead.tolist()} collapsed (share of the total weight "
-            f"below {_DEAD_EXPERT_FRACTION:g}) and were re-seeded on the {size} "
+            f"below {_DEAD_EXPERT_FRACTION:g}) and were re-seeded on the "
             "worst-explained rows.",
             UserWarning,
             stacklevel=2,
@@ -329,13 +368,14 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         else:
             self.gate_ = self._make_gate()
             resp = self._initial_resp(X, Y, sample_weight, random_state, restart)
-            row_ll = None
+            # nothing is explained yet: an expert that the start left empty
+            # (fewer distinct rows than experts) is re-seeded on the first rows
+            row_ll = np.zeros(X.shape[0])
         curve = []
         prev = -np.inf
         converged = False
         for n_iter in range(1, self.max_iter + 1):
-            if row_ll is not None:
-                resp = self._reseed_dead_experts(resp, row_ll, sample_weight)
+            resp = self._reseed_dead_experts(resp, row_ll, sample_weight)
             outputs = self._m_step(
                 X, Y, sample_weight, resp, warm_gate=warm or n_iter > 1
             )
@@ -375,6 +415,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             Fitted estimator.
         """
         warm = self.warm_start and hasattr(self, "experts_")
+        _check_no_categorical(X)
         X, y = validate_data(
             self,
             X,
@@ -399,11 +440,13 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             )
         if self.top_k is not None and self.top_k > K:
             raise ValueError(f"top_k={self.top_k} is larger than n_experts={K}.")
-        n_samples = X.shape[0]
-        if n_samples < 2:
+        # rows of zero weight are left out, so they do not count
+        n_samples = int(np.count_nonzero(sample_weight))
+        if n_samples < max(K, 2):
+            bound = f"n_experts={K}" if K >= 2 else "2"
             raise ValueError(
-                f"Found {n_samples} sample(s) while a mixture of experts needs "
-                "n_samples >= 2."
+                f"n_samples={n_samples} should be >= {bound}: each expert needs "
+                "a sample (of positive weight) to start from."
             )
         self.n_experts_ = K
         self.expert_names_ = names
@@ -445,6 +488,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
 
     def _check_X(self, X):
         check_is_fitted(self)
+        _check_no_categorical(X)
         return validate_data(self, X, reset=False, dtype=np.float64)
 
     def predict_gate(self, X):
@@ -480,6 +524,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
 
     def _check_X_y(self, X, y):
         check_is_fitted(self)
+        _check_no_categorical(X)
         X, y = validate_data(
             self,
             X,

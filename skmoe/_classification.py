@@ -170,11 +170,13 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         if fitting:
             check_classification_targets(y)
             self.classes_, codes = np.unique(y, return_inverse=True)
-            if self.classes_.size < 2:
+            # rows of zero weight are left out: their labels do not count
+            present = np.unique(codes[sample_weight > 0])
+            if present.size < 2:
                 raise ValueError(
                     "The classifier needs samples of at least 2 classes in the "
                     f"data, but the data contains only one class: "
-                    f"{self.classes_[0]!r}."
+                    f"{self.classes_[present[0]]!r}."
                 )
             return codes
         codes = np.searchsorted(self.classes_, y)

@@ -186,9 +186,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             w = sample_weight / sample_weight.sum()
             mean = w @ Y
             var = w @ (Y - mean) ** 2
-            # constant y has no spread to take a fraction of: use its scale
+            # constant y has no spread to take a fraction of: use its scale.
+            # A spread within the round-off of the mean (n eps |y|) is none:
+            # a floor below it would let residual round-off pick the experts
+            roundoff = (len(Y) * np.finfo(np.float64).eps) ** 2 * (w @ Y**2)
             scale = np.where(mean != 0, mean**2, 1.0)
-            self._noise_floor = _NOISE_FLOOR * np.where(var > 0, var, scale)
+            self._noise_floor = _NOISE_FLOOR * np.where(var > roundoff, var, scale)
         elif Y.shape[1] != self._noise_floor.shape[0]:
             raise ValueError(
                 f"y has {Y.shape[1]} output(s) but the model was fitted on "
@@ -262,10 +265,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             mean_out = mean
         if not return_std:
             return mean_out
-        second = np.einsum(
-            "nk,nko->no", gate, means**2 + self._noise_variance_2d()[None]
+        # spread about the mixture mean (law of total variance): E[y^2] -
+        # mean^2 would cancel catastrophically when |mean| >> std
+        var = np.einsum(
+            "nk,nko->no",
+            gate,
+            (means - mean[:, None, :]) ** 2 + self._noise_variance_2d()[None],
         )
-        std = np.sqrt(np.maximum(second - mean**2, 0.0))
+        std = np.sqrt(var)
         return mean_out, (std[:, 0] if self._y_is_1d else std)
 
     def _mixture_per_output(self, X):
