@@ -1,6 +1,7 @@
 """Fitting experts on responsibility-weighted data (the experts' M-step)."""
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -10,6 +11,12 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
+
+from ._kernels import n_threads, single_threaded_blas, weighted_design
+
+# Rows per chunk of the experts' normal equations: a chunk and its weighted
+# copies stay in cache while BLAS multiplies them.
+_GRAM_CHUNK_ROWS = 2048
 
 
 def sample_weight_key(estimator):
@@ -70,32 +77,79 @@ def _fast_linear_alpha(estimator):
     return None
 
 
-def _fit_linear_closed_form(template, alpha, X0, x_shift, Y, w, y_is_1d):
+def _weighted_grams(X, x_shift, Y, weights):
+    """Weighted Gram matrices of ``Z = [X - x_shift, 1, Y]`` for every expert.
+
+    Returns ``G`` of shape (n_experts, p, p), ``p = n_features + 1 + n_outputs``,
+    with ``G[k] = Z^T diag(weights[:, k]) Z``: in one pass over the rows it
+    holds each expert's ``X0^T W X0``, ``X0^T W Y``, ``W``-weighted column sums
+    and total weight. The rows go in chunks (``Z`` is never formed whole), each
+    chunk one BLAS product for all experts at once, ``Z_c^T [w_1 Z_c, ...]``;
+    the chunks are split over ``n_threads()`` threads.
+    """
+    n, d = X.shape
+    q = Y.shape[1]
+    K = weights.shape[1]
+    p = d + 1 + q
+    chunk = _GRAM_CHUNK_ROWS
+    starts = range(0, n, chunk)
+    n_parts = max(1, min(n_threads(), len(starts) // 4))
+    bounds = np.linspace(0, len(starts), n_parts + 1).astype(int)
+
+    def part(j):
+        G = np.zeros((p, K * p))
+        Z = np.empty((min(chunk, n), p))
+        ZW = np.empty((min(chunk, n), K, p))
+        for start in starts[bounds[j] : bounds[j + 1]]:
+            stop = min(n, start + chunk)
+            z, zw = Z[: stop - start], ZW[: stop - start]
+            rows = slice(start, stop)
+            weighted_design(X[rows], x_shift, Y[rows], weights[rows], z, zw)
+            G += z.T @ zw.reshape(stop - start, K * p)
+        return G
+
+    # the chunks' products are small; the threads here do the parallel work
+    with single_threaded_blas():
+        if n_parts == 1:
+            G = part(0)
+        else:
+            with ThreadPoolExecutor(n_parts) as pool:
+                G = sum(pool.map(part, range(n_parts)))
+    # G[a, k * p + c] = sum_i w_ik z_ia z_ic
+    return G.reshape(p, K, p).transpose(1, 0, 2)
+
+
+def _fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d):
     """Weighted least squares (plus ridge) through the normal equations.
 
     Hand-written because LinearRegression solves an SVD of the whole weighted
     design per call, several times the work of one X^T W X product; the
-    result equals LinearRegression/Ridge with ``sample_weight=w``.
-    ``X0 = X - x_shift`` is centred once per M-step for stability; each
-    expert then subtracts its weighted mean through a rank-one correction.
+    result equals LinearRegression/Ridge with the expert's sample weights.
+    ``G`` is the expert's weighted Gram matrix of ``[X0, 1, Y]`` (see
+    :func:`_weighted_grams`), with ``X0 = X - x_shift`` centred once per
+    M-step for stability; the expert's own weighted mean is then removed by
+    a rank-one correction.
     """
+    d = x_shift.shape[0]
     fit_intercept = template.fit_intercept
-    w_sum = w.sum()
-    Xw = X0 * w[:, None]
-    A = Xw.T @ X0
-    B = Xw.T @ Y
+    A = G[:d, :d]
+    A = 0.5 * (A + A.T)  # symmetric in exact arithmetic
+    B = G[:d, d + 1 :].copy()
+    x_sum = G[:d, d]  # sum_i w_i x0_i
+    w_sum = G[d, d]
+    wy = G[d, d + 1 :]  # w @ Y
     if fit_intercept:
-        dx = Xw.sum(axis=0) / w_sum
-        dy = (w @ Y) / w_sum
+        dx = x_sum / w_sum
+        dy = wy / w_sum
         A -= w_sum * np.outer(dx, dx)
         B -= w_sum * np.outer(dx, dy)
     else:
         # without an intercept the model lives at the origin, not at x_shift
-        dx = np.zeros(X0.shape[1])
-        A = A + np.outer(x_shift, Xw.sum(axis=0)) + np.outer(Xw.sum(axis=0), x_shift)
+        dx = np.zeros(d)
+        A = A + np.outer(x_shift, x_sum) + np.outer(x_sum, x_shift)
         A += w_sum * np.outer(x_shift, x_shift)
-        B = B + np.outer(x_shift, w @ Y)
-        dy = np.zeros(Y.shape[1])
+        B = B + np.outer(x_shift, wy)
+        dy = np.zeros(wy.shape[0])
     if alpha > 0:
         A[np.diag_indices_from(A)] += alpha
     coef = None
@@ -112,10 +166,10 @@ def _fit_linear_closed_form(template, alpha, X0, x_shift, Y, w, y_is_1d):
     if fit_intercept:
         intercept = dy - (dx + x_shift) @ coef
     else:
-        intercept = np.zeros(Y.shape[1])
+        intercept = np.zeros(wy.shape[0])
     est.coef_ = coef[:, 0] if y_is_1d else coef.T.copy()
     est.intercept_ = float(intercept[0]) if y_is_1d else intercept
-    est.n_features_in_ = X0.shape[1]
+    est.n_features_in_ = d
     return est
 
 
@@ -164,10 +218,11 @@ def fit_experts(templates, X, Y, weights, *, is_classifier, y_is_1d, n_jobs=None
     fast = [k for k in range(K) if alphas[k] is not None]
     if fast:
         x_shift = X.mean(axis=0)
-        X0 = X - x_shift
-        for k in fast:
+        w_fast = weights if len(fast) == K else weights[:, fast]
+        grams = _weighted_grams(X, x_shift, Y, w_fast)
+        for j, k in enumerate(fast):
             experts[k] = _fit_linear_closed_form(
-                templates[k], alphas[k], X0, x_shift, Y, weights[:, k], y_is_1d
+                templates[k], alphas[k], grams[j], x_shift, y_is_1d
             )
     slow = [k for k in range(K) if alphas[k] is None]
     if slow:

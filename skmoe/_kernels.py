@@ -7,10 +7,17 @@ responsibilities with the per-row log-likelihood, and the gate's soft-target
 cross-entropy with its residual. Every ``*_numba`` function has a ``*_numpy``
 twin computing the same maths; the tests assert they agree, and the NumPy
 twin is the fallback when ``SKMOE_DISABLE_NUMBA=1``.
+
+The gate's M-step objective (``gate_objective``) is one pass over blocks of
+rows: each block is standardised, multiplied by the coefficients (BLAS),
+turned into the cross-entropy and its gradient, and multiplied back (BLAS)
+while it is in cache, so no ``(n, n_features)`` or ``(n, n_experts)``
+temporaries are made at each L-BFGS evaluation.
 """
 
 import math
 import os
+from contextlib import contextmanager
 
 import numpy as np
 from scipy.special import logsumexp
@@ -29,6 +36,39 @@ else:
 
 # Below this many rows a parallel launch costs more than it saves.
 _PARALLEL_MIN_ROWS = 20_000
+
+# Rows per block of the fused gate objective: each block sums its own part of
+# the gradient. Fixed (not one block per thread) so that the result does not
+# depend on the number of threads.
+_GATE_BLOCK_ROWS = 4096
+
+_THREADPOOL_CONTROLLER = None
+
+
+@contextmanager
+def single_threaded_blas():
+    """Hold BLAS to one thread inside the block (restored on exit).
+
+    The EM loop alternates BLAS calls with numba's parallel kernels. On a
+    small machine a multithreaded BLAS then fights the numba threads (its
+    idle workers spin-wait), which made the experts' ``X^T W X`` products
+    10-20x slower than on one thread. The blocks guarded by this either
+    parallelise themselves or are too small to gain from BLAS threads.
+    """
+    global _THREADPOOL_CONTROLLER
+    if _THREADPOOL_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _THREADPOOL_CONTROLLER = ThreadpoolController()
+    with _THREADPOOL_CONTROLLER.limit(limits=1, user_api="blas"):
+        yield
+
+
+def n_threads():
+    """Threads the parallel kernels use (numba's setting; 1 without numba)."""
+    if NUMBA_AVAILABLE:
+        return int(numba.get_num_threads())
+    return 1  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------
@@ -88,6 +128,54 @@ def gate_loss_numpy(logits, targets, sample_weight):
     loss = -np.sum(sample_weight * np.sum(targets * log_g, axis=1))
     dlogits = sample_weight[:, None] * (np.exp(log_g) - targets)
     return loss, dlogits
+
+
+def gate_objective_numpy(X, mean, scale, theta, targets, sample_weight):
+    """Cross-entropy of the reference-category softmax gate and its gradient.
+
+    The gate's logits are ``0`` for expert 0 and ``Xs @ theta[:-1] +
+    theta[-1]`` for the others, with ``Xs = (X - mean) / scale``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        Raw inputs, or already standardised ones when ``mean`` is None.
+    mean, scale : ndarray of shape (d,) or None
+        Standardisation of the inputs; None means ``X`` is ``Xs``.
+    theta : ndarray of shape (d + 1, K - 1)
+        Free block: coefficients of the standardised inputs, then intercepts.
+    targets : ndarray of shape (n, K)
+    sample_weight : ndarray of shape (n,)
+
+    Returns
+    -------
+    loss : float
+        ``-sum_i w_i sum_k t_ik log g_ik`` (no penalty).
+    grad : ndarray of shape (d + 1, K - 1)
+        Its gradient in ``theta``.
+    """
+    Xs = X if mean is None else (X - mean) / scale
+    logits = np.zeros((X.shape[0], theta.shape[1] + 1))
+    logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
+    loss, dlogits = gate_loss_numpy(logits, targets, sample_weight)
+    grad = np.empty_like(theta)
+    grad[:-1] = Xs.T @ dlogits[:, 1:]
+    grad[-1] = dlogits[:, 1:].sum(axis=0)
+    return float(loss), grad
+
+
+def weighted_design_numpy(X, x_shift, Y, weights, Z, ZW):
+    """Fill ``Z = [X - x_shift, 1, Y]`` and ``ZW[i, k] = weights[i, k] * Z[i]``.
+
+    The rows of one chunk of the experts' normal equations: ``Z.T @ ZW``
+    (reshaped to (m, K * p)) then holds every expert's weighted Gram matrix.
+    ``Z`` has shape (m, p) and ``ZW`` (m, K, p), ``p = d + 1 + n_outputs``.
+    """
+    d = X.shape[1]
+    np.subtract(X, x_shift, out=Z[:, :d])
+    Z[:, d] = 1.0
+    Z[:, d + 1 :] = Y
+    np.multiply(Z[:, None, :], weights[:, :, None], out=ZW)
 
 
 # ---------------------------------------------------------------------------
@@ -173,6 +261,64 @@ if NUMBA_AVAILABLE:
                 dlogits[i, k] = w * (math.exp(lg) - targets[i, k])
             row_loss[i] = -w * acc
 
+    def _gate_objective_blocks(X, mean, inv_scale, theta, targets, weight, parts):
+        # parts[b, :d + 1, :] collects block b's gradient, parts[b, d + 1, 0]
+        # its loss. Each block standardises its rows, (x - mean) * (1 / scale),
+        # and leaves the two products (logits and gradient) to BLAS
+        n, d = X.shape
+        K1 = theta.shape[1]
+        coef = np.ascontiguousarray(theta[:d])
+        for b in numba.prange(parts.shape[0]):
+            start = b * _GATE_BLOCK_ROWS
+            m = min(n, start + _GATE_BLOCK_ROWS) - start
+            xs = np.empty((m, d))
+            for r in range(m):
+                for j in range(d):
+                    xs[r, j] = (X[start + r, j] - mean[j]) * inv_scale[j]
+            logit = np.dot(xs, coef)
+            e = np.empty(K1)
+            grad = parts[b]
+            loss = 0.0
+            for r in range(m):
+                i = start + r
+                top = 0.0  # the reference expert's logit
+                for k in range(K1):
+                    logit[r, k] += theta[d, k]
+                    if logit[r, k] > top:
+                        top = logit[r, k]
+                s = math.exp(-top)
+                for k in range(K1):
+                    e[k] = math.exp(logit[r, k] - top)
+                    s += e[k]
+                lse = top + math.log(s)
+                inv_s = 1.0 / s
+                w = weight[i]
+                acc = -targets[i, 0] * lse
+                for k in range(K1):
+                    acc += targets[i, k + 1] * (logit[r, k] - lse)
+                    # the logit slot now holds d loss / d logit_k = w (g_k - t_k)
+                    logit[r, k] = w * (e[k] * inv_s - targets[i, k + 1])
+                    grad[d, k] += logit[r, k]
+                loss -= w * acc
+            grad[:d] += np.dot(xs.T, logit)
+            grad[d + 1, 0] = loss
+
+    def _weighted_design_rows(X, x_shift, Y, weights, Z, ZW):
+        m, d = X.shape
+        q = Y.shape[1]
+        K = weights.shape[1]
+        p = d + 1 + q
+        for i in range(m):
+            for j in range(d):
+                Z[i, j] = X[i, j] - x_shift[j]
+            Z[i, d] = 1.0
+            for j in range(q):
+                Z[i, d + 1 + j] = Y[i, j]
+            for k in range(K):
+                w = weights[i, k]
+                for j in range(p):
+                    ZW[i, k, j] = w * Z[i, j]
+
     _log_softmax_serial = _njit(_log_softmax_rows)
     _log_softmax_parallel = _njit_parallel(_log_softmax_rows)
     _gaussian_serial = _njit(_gaussian_log_prob_rows)
@@ -181,6 +327,10 @@ if NUMBA_AVAILABLE:
     _resp_parallel = _njit_parallel(_responsibilities_rows)
     _gate_loss_serial = _njit(_gate_loss_rows)
     _gate_loss_parallel = _njit_parallel(_gate_loss_rows)
+    _gate_objective_serial = _njit(_gate_objective_blocks)
+    _gate_objective_parallel = _njit_parallel(_gate_objective_blocks)
+    # serial only: called per chunk from several Python threads (nogil)
+    _weighted_design_serial = _njit(_weighted_design_rows)
 
     def _pick(serial, parallel, n_rows):
         return parallel if n_rows >= _PARALLEL_MIN_ROWS else serial
@@ -226,12 +376,40 @@ if NUMBA_AVAILABLE:
         )
         return float(row_loss.sum()), dlogits
 
+    def gate_objective_numba(X, mean, scale, theta, targets, sample_weight):
+        """Numba twin of :func:`gate_objective_numpy`: one pass, no temporaries."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        d = X.shape[1]
+        if mean is None:
+            mean, scale = np.zeros(d), np.ones(d)
+        mean = np.ascontiguousarray(mean, dtype=np.float64)
+        inv_scale = 1.0 / np.asarray(scale, dtype=np.float64)
+        theta = np.ascontiguousarray(theta, dtype=np.float64)
+        targets = np.ascontiguousarray(targets, dtype=np.float64)
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        n_blocks = max(1, -(-X.shape[0] // _GATE_BLOCK_ROWS))
+        # one spare row per block for its loss
+        parts = np.zeros((n_blocks, d + 2, theta.shape[1]))
+        _pick(_gate_objective_serial, _gate_objective_parallel, len(X))(
+            X, mean, inv_scale, theta, targets, sample_weight, parts
+        )
+        total = parts.sum(axis=0)
+        return float(total[d + 1, 0]), total[: d + 1]
+
+    def weighted_design_numba(X, x_shift, Y, weights, Z, ZW):
+        """Numba twin of :func:`weighted_design_numpy` (serial, releases the GIL)."""
+        _weighted_design_serial(X, x_shift, Y, weights, Z, ZW)
+
     log_softmax = log_softmax_numba
     gaussian_log_prob = gaussian_log_prob_numba
     responsibilities = responsibilities_numba
     gate_loss = gate_loss_numba
+    gate_objective = gate_objective_numba
+    weighted_design = weighted_design_numba
 else:  # pragma: no cover
     log_softmax = log_softmax_numpy
     gaussian_log_prob = gaussian_log_prob_numpy
     responsibilities = responsibilities_numpy
     gate_loss = gate_loss_numpy
+    gate_objective = gate_objective_numpy
+    weighted_design = weighted_design_numpy

@@ -1,0 +1,1011 @@
+"""Benchmark of skmoe's EM fit: wall time, iterations, memory, kernels, flexmix.
+
+Run from the repository root::
+
+    python benchmarks/bench_em.py            # full grid (n up to 1e6; long)
+    python benchmarks/bench_em.py --quick    # n in {1e4, 1e5}, d=5, K=3
+    python benchmarks/bench_em.py --n 10000 100000 --d 5 20 --K 3 8
+    python benchmarks/bench_em.py --profile 1000000,20,8
+
+For every size the data are
+``make_moe_regression(n_samples=n, n_features=d, n_experts=K, noise=0.3,
+random_state=0)`` and the model
+``MixtureOfExpertsRegressor(n_experts=K, random_state=0, tol=1e-6,
+max_iter=--max-iter)``. Each size runs in a fresh Python process (so that its
+peak RSS, read with ``resource.getrusage``, is its own), which first makes a
+tiny fit to load (or compile) the numba kernels; that warm-up is timed and
+reported, not counted. ``--cold-compile`` (on by default) also times the
+first fit in a process whose numba cache directory is empty, i.e. with every
+kernel compiled.
+
+Tables printed:
+
+1. EM fits: seconds (wall and CPU), EM iterations, seconds per iteration,
+   mean L-BFGS iterations of the gate per M-step, final log-likelihood,
+   a flop model of one iteration (see ``flops_per_iteration``) and the
+   achieved GFLOP/s, peak RSS of the process and its growth during the fit.
+2. Kernels: one E-step (gate log-softmax + Gaussian log-density +
+   responsibilities, on the fitted model's quantities) with the numba kernels
+   against their NumPy twins from ``skmoe._kernels``, called directly, and
+   one gate-loss / gate-objective evaluation likewise.
+3. flexmix (R), when ``Rscript`` and the flexmix package are there: the same
+   data through ``benchmarks/flexmix_fit.R``, several random starts, best
+   log-likelihood, total and per-start time, against skmoe's single fit.
+
+The machine's load average is printed before and after: other processes on
+the machine slow every timing here, and the CPU/wall column shows how much of
+the machine the fit actually got.
+"""
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FLEXMIX_SCRIPT = os.path.join(HERE, "flexmix_fit.R")
+
+# cost of one exp/log-heavy element of the row-wise kernels, in flops (the
+# c of the flop model: a subtraction, a product, an exp or log amortised...)
+ROW_FLOPS_PER_ELEMENT = 10
+
+
+# ---------------------------------------------------------------------------
+# flop model
+# ---------------------------------------------------------------------------
+
+
+def flops_per_iteration(n, d, K, gate_iters):
+    """Estimated floating-point work of one EM iteration.
+
+    E-step: gate logits ``2 n d K``, expert means ``2 n d K`` (K predictions),
+    Gaussian log-density ``c n K`` and responsibilities ``c n K`` with
+    ``c = ROW_FLOPS_PER_ELEMENT``. M-step: each expert's ``X^T W X``
+    ``2 n d^2`` (so ``2 n d^2 K``) and the gate's L-BFGS, ``4 n d K`` (logits
+    and gradient products) per iteration.
+    """
+    c = ROW_FLOPS_PER_ELEMENT
+    e_step = 2 * n * d * K + 2 * n * d * K + 2 * c * n * K
+    m_step = 2 * n * d * d * K + gate_iters * 4 * n * d * K
+    return e_step + m_step
+
+
+# ---------------------------------------------------------------------------
+# worker: one size in its own process
+# ---------------------------------------------------------------------------
+
+
+def _rss_mb():
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _reset_peak_rss():
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process; Linux only."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:  # pragma: no cover - not Linux, or not allowed
+        return False
+
+
+def _vm_hwm_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:  # pragma: no cover
+        pass
+    return float("nan")
+
+
+def _current_rss_mb():
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # pragma: no cover - not Linux
+        return float("nan")
+
+
+def _best_time(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _warm_up():
+    from skmoe import MixtureOfExpertsRegressor
+    from skmoe.datasets import make_moe_regression
+
+    X, y = make_moe_regression(
+        n_samples=300, n_features=3, n_experts=2, noise=0.3, random_state=0
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        MixtureOfExpertsRegressor(n_experts=2, random_state=0, max_iter=3).fit(X, y)
+    # also the parallel variants of the kernels (taken from 20 000 rows)
+    import numpy as np
+
+    from skmoe import _kernels as kern
+
+    rng = np.random.RandomState(0)
+    big = 30_000
+    logits = rng.standard_normal((big, 2))
+    if kern.NUMBA_AVAILABLE:
+        kern.log_softmax_numba(logits)
+        kern.gaussian_log_prob_numba(
+            rng.standard_normal((big, 1)),
+            rng.standard_normal((big, 2, 1)),
+            np.ones((2, 1)),
+        )
+        kern.responsibilities_numba(logits, logits)
+        kern.gate_loss_numba(logits, np.full((big, 2), 0.5), np.ones(big))
+        kern.gate_objective_numba(
+            rng.standard_normal((big, 3)),
+            np.zeros(3),
+            np.ones(3),
+            np.zeros((4, 1)),
+            np.full((big, 2), 0.5),
+            np.ones(big),
+        )
+    return time.perf_counter() - t0
+
+
+def _kernel_timings(model, X, Y, repeats):
+    """Numba kernels against their NumPy twins on the fitted model's data."""
+    import numpy as np
+
+    from skmoe import _kernels as kern
+
+    out = {}
+    if not kern.NUMBA_AVAILABLE:
+        return out
+    gate = model.gate_
+    with kern.single_threaded_blas():
+        logits = X @ gate.coef_ + gate.intercept_
+    means = model._expert_outputs(X)
+    var = model._noise_variance_2d()
+
+    def e_step(log_softmax, gaussian, resp):
+        log_gate = log_softmax(logits)
+        log_prob = gaussian(Y, means, var)
+        return resp(log_gate, log_prob)
+
+    def numba_e():
+        return e_step(
+            kern.log_softmax_numba,
+            kern.gaussian_log_prob_numba,
+            kern.responsibilities_numba,
+        )
+
+    def numpy_e():
+        return e_step(
+            kern.log_softmax_numpy,
+            kern.gaussian_log_prob_numpy,
+            kern.responsibilities_numpy,
+        )
+
+    r_a, ll_a = numba_e()
+    r_b, ll_b = numpy_e()
+    out["estep_max_abs_diff"] = float(
+        max(np.max(np.abs(r_a - r_b)), np.max(np.abs(ll_a - ll_b)))
+    )
+    out["estep_numba_s"] = _best_time(numba_e, repeats)
+    out["estep_numpy_s"] = _best_time(numpy_e, repeats)
+
+    def with_logits(e_fn):
+        def run():
+            with kern.single_threaded_blas():
+                lg = X @ gate.coef_
+            lg += gate.intercept_
+            return e_fn()
+
+        return run
+
+    out["estep_logits_numba_s"] = _best_time(with_logits(numba_e), repeats)
+    out["estep_logits_numpy_s"] = _best_time(with_logits(numpy_e), repeats)
+
+    resp, _ = numba_e()
+    sw = np.ones(X.shape[0])
+    full_logits = np.zeros_like(logits)
+    full_logits[:, 1:] = logits[:, 1:] - logits[:, :1]
+    out["gate_loss_numba_s"] = _best_time(
+        lambda: kern.gate_loss_numba(full_logits, resp, sw), repeats
+    )
+    out["gate_loss_numpy_s"] = _best_time(
+        lambda: kern.gate_loss_numpy(full_logits, resp, sw), repeats
+    )
+    theta = gate._theta
+    mean, scale = gate._mean, gate._scale
+    with kern.single_threaded_blas():
+        out["gate_objective_numba_s"] = _best_time(
+            lambda: kern.gate_objective_numba(X, mean, scale, theta, resp, sw),
+            repeats,
+        )
+        out["gate_objective_numpy_s"] = _best_time(
+            lambda: kern.gate_objective_numpy(X, mean, scale, theta, resp, sw),
+            repeats,
+        )
+    return out
+
+
+def _profile_summary(prof, n_iter, top):
+    stream = io.StringIO()
+    stats = pstats.Stats(prof, stream=stream).sort_stats("cumulative")
+    stats.print_stats(top)
+    text = stream.getvalue()
+    # where the time of one EM iteration goes: selected functions
+    groups = [
+        ("EM M-step (all)", "_base.py", "_m_step"),
+        ("  experts (fit, means, noise)", "_regression.py", "_m_step_experts"),
+        ("    fit_experts (closed form)", "_experts.py", "fit_experts"),
+        ("      X^T W X, all experts", "_experts.py", "_weighted_grams"),
+        ("    expert means (K predicts)", "_regression.py", "_expert_outputs"),
+        ("  gate: SoftmaxGate.fit (L-BFGS)", "_gating.py", "fit"),
+        ("    gate objective (kernel)", "_kernels.py", "gate_objective_numba"),
+        ("EM E-step (all)", "_base.py", "_e_step"),
+        ("  gate log-probabilities", "_gating.py", "predict_log_proba"),
+        ("  Gaussian log-density", "_kernels.py", "gaussian_log_prob_numba"),
+        ("  responsibilities", "_kernels.py", "responsibilities_numba"),
+        ("initial responsibilities (k-means)", "_base.py", "_initial_resp"),
+    ]
+    rows = []
+    for label, file_end, func in groups:
+        cum = 0.0
+        calls = 0
+        for (filename, _, name), (_, nc, _, ct, _) in stats.stats.items():
+            if name == func and filename.endswith(file_end):
+                cum += ct
+                calls += nc
+        rows.append((label, calls, cum, cum / max(n_iter, 1)))
+    return text, rows
+
+
+def worker(spec):
+    """Fit one size; return a dict of measurements (run in a child process)."""
+    if spec.get("task") == "machine":
+        return {"info": machine_info(), "ceilings": machine_ceilings()}
+    import numpy as np
+
+    from skmoe import MixtureOfExpertsRegressor, SoftmaxGate
+    from skmoe import _kernels as kern
+    from skmoe.datasets import make_moe_regression
+
+    res = dict(spec)
+    res["warmup_s"] = _warm_up()
+    n, d, K = spec["n"], spec["d"], spec["K"]
+    t0 = time.perf_counter()
+    X, y = make_moe_regression(
+        n_samples=n, n_features=d, n_experts=K, noise=0.3, random_state=0
+    )
+    res["data_s"] = time.perf_counter() - t0
+    if spec.get("csv"):
+        t0 = time.perf_counter()
+        header = ",".join([f"x{j + 1}" for j in range(d)] + ["y"])
+        np.savetxt(
+            spec["csv"],
+            np.column_stack([X, y]),
+            delimiter=",",
+            header=header,
+            comments="",
+            fmt="%.17g",
+        )
+        res["csv_s"] = time.perf_counter() - t0
+
+    # count the gate's L-BFGS iterations (instrumentation only)
+    gate_iters = []
+    original_fit = SoftmaxGate.fit
+
+    def counting_fit(self, *args, **kwargs):
+        out = original_fit(self, *args, **kwargs)
+        gate_iters.append(self.n_iter_)
+        return out
+
+    SoftmaxGate.fit = counting_fit
+    model = MixtureOfExpertsRegressor(
+        n_experts=K, random_state=0, tol=1e-6, max_iter=spec["max_iter"]
+    )
+    res["rss_before_fit_mb"] = _current_rss_mb()
+    res["peak_rss_before_fit_mb"] = _rss_mb()
+    res["peak_reset"] = _reset_peak_rss()
+    prof = cProfile.Profile() if spec.get("profile") else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        if prof is not None:
+            prof.enable()
+        model.fit(X, y)
+        if prof is not None:
+            prof.disable()
+        res["fit_s"] = time.perf_counter() - t0
+        res["cpu_s"] = time.process_time() - c0
+    SoftmaxGate.fit = original_fit
+    res["peak_rss_mb"] = _rss_mb()  # getrusage: whole process lifetime
+    res["fit_peak_rss_mb"] = _vm_hwm_mb() if res["peak_reset"] else float("nan")
+    res["warnings"] = sorted({type(w.message).__name__ for w in caught})
+    res["n_iter"] = int(model.n_iter_)
+    res["converged"] = bool(model.converged_)
+    res["log_likelihood"] = float(model.log_likelihood_)
+    res["s_per_iter"] = res["fit_s"] / model.n_iter_
+    res["gate_iters_total"] = int(sum(gate_iters))
+    res["gate_iters_per_mstep"] = float(np.mean(gate_iters)) if gate_iters else 0.0
+    res["flops_per_iter"] = flops_per_iteration(n, d, K, res["gate_iters_per_mstep"])
+    res["gflops"] = res["flops_per_iter"] / res["s_per_iter"] / 1e9
+    res["numba"] = bool(kern.NUMBA_AVAILABLE)
+    if prof is not None:
+        text, rows = _profile_summary(prof, model.n_iter_, spec.get("profile_top", 30))
+        res["profile_text"] = text
+        res["profile_rows"] = rows
+    if spec.get("kernels", True):
+        Y = y.reshape(-1, 1)
+        res.update(_kernel_timings(model, X, Y, spec.get("kernel_repeats", 3)))
+    return res
+
+
+def run_worker(spec, timeout=None, env=None):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"worker failed for {spec}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(f"no result from worker for {spec}:\n{proc.stdout[-3000:]}")
+
+
+# ---------------------------------------------------------------------------
+# machine and environment
+# ---------------------------------------------------------------------------
+
+
+def machine_info():
+    import numba
+    import numpy as np
+    import scipy
+    import sklearn
+    from threadpoolctl import threadpool_info
+
+    import skmoe
+
+    info = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
+        "numba": numba.__version__,
+        "skmoe": getattr(skmoe, "__version__", "?"),
+        "cpus": os.cpu_count(),
+        "numba_threads": numba.config.NUMBA_NUM_THREADS,
+        "cpu": platform.processor() or platform.machine(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover
+        pass
+    np.zeros(1) @ np.zeros(1)
+    blas = [
+        f"{p.get('internal_api')} {p.get('version')} threads={p.get('num_threads')}"
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    ]
+    info["blas"] = "; ".join(blas) or "?"
+    return info
+
+
+def machine_ceilings():
+    """Rough ceilings for the roofline column: dgemm GFLOP/s and copy GB/s."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.RandomState(0)
+    a = rng.standard_normal((1500, 1500))
+    b = rng.standard_normal((1500, 1500))
+    flops = 2 * 1500**3
+    out = {}
+    a @ b
+    out["dgemm_gflops_all_threads"] = flops / _best_time(lambda: a @ b, 3) / 1e9
+    with threadpool_limits(1, user_api="blas"):
+        out["dgemm_gflops_1_thread"] = flops / _best_time(lambda: a @ b, 3) / 1e9
+    big = rng.standard_normal(25_000_000)  # 200 MB
+    dst = np.empty_like(big)
+    t = _best_time(lambda: np.copyto(dst, big), 3)
+    out["copy_gbs"] = 2 * big.nbytes / t / 1e9  # read + write
+    return out
+
+
+def load_average():
+    try:
+        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "?"
+
+
+def cold_compile_seconds():
+    """First fit in a fresh process with an empty numba cache (all compiled)."""
+    tmp = tempfile.mkdtemp(prefix="skmoe_numba_cache_")
+    try:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp)
+        code = (
+            f"import time, sys; sys.path.insert(0, {HERE!r}); "
+            "t0 = time.perf_counter(); import bench_em; "
+            "t1 = time.perf_counter(); w = bench_em._warm_up(); "
+            "print('COLD', t1 - t0, w)"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        for line in proc.stdout.splitlines():
+            if line.startswith("COLD"):
+                _, imp, fit = line.split()
+                return float(imp), float(fit)
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# flexmix
+# ---------------------------------------------------------------------------
+
+
+def flexmix_available():
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return None, "Rscript not found on PATH"
+    proc = subprocess.run(
+        [rscript, "-e", "cat(requireNamespace('flexmix', quietly=TRUE))"],
+        capture_output=True,
+        text=True,
+    )
+    if "TRUE" not in proc.stdout:
+        return None, "R package flexmix is not installed"
+    return rscript, None
+
+
+def run_flexmix(rscript, csv, K, nrep, seed, timeout):
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [rscript, FLEXMIX_SCRIPT, csv, str(K), str(nrep), str(seed)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    wall = time.perf_counter() - t0
+    reps = []
+    info = ""
+    for line in proc.stdout.splitlines():
+        if line.startswith("INFO"):
+            info = line[5:]
+        if line.startswith("REP"):
+            fields = dict(kv.split("=", 1) for kv in line.split()[2:])
+            reps.append(fields)
+    if not reps:
+        return {"error": (proc.stderr or proc.stdout)[-500:]}
+    ok = [r for r in reps if "loglik" in r]
+    secs = [float(r["seconds"]) for r in reps]
+    out = {
+        "info": info,
+        "reps": reps,
+        "n_ok": len(ok),
+        "total_s": sum(secs),
+        "per_rep_s": sum(secs) / len(secs),
+        "process_wall_s": wall,
+    }
+    if ok:
+        best = max(ok, key=lambda r: float(r["loglik"]))
+        out.update(
+            best_loglik=float(best["loglik"]),
+            best_iter=int(best["iter"]),
+            best_k=int(best["k"]),
+            best_seconds=float(best["seconds"]),
+            worst_loglik=min(float(r["loglik"]) for r in ok),
+            iters=[int(r["iter"]) for r in ok],
+            ks=[int(r["k"]) for r in ok],
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# printing
+# ---------------------------------------------------------------------------
+
+
+def _fmt_table(headers, rows):
+    widths = [
+        max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
+        for i, h in enumerate(headers)
+    ]
+    line = "  ".join(str(h).rjust(w) for h, w in zip(headers, widths, strict=True))
+    sep = "  ".join("-" * w for w in widths)
+    body = [
+        "  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+    ]
+    return "\n".join([line, sep, *body])
+
+
+def _n_label(n):
+    return f"{n:.0e}".replace("e+0", "e")
+
+
+def print_fit_table(results, slow_s):
+    headers = [
+        "n",
+        "d",
+        "K",
+        "fit_s",
+        "cpu/wall",
+        "n_iter",
+        "s/iter",
+        "gate_it/M",
+        "log_likelihood",
+        "conv",
+        "GFLOP/it",
+        "GFLOP/s",
+        "data_MB",
+        "fitPeak_MB",
+        "fitRSS+MB",
+        "maxrss_MB",
+        "note",
+    ]
+    rows = []
+    for r in results:
+        note = []
+        if r["fit_s"] > slow_s:
+            note.append(f">{slow_s:.0f}s")
+        if not r["converged"]:
+            note.append("not converged")
+        rows.append(
+            [
+                _n_label(r["n"]),
+                r["d"],
+                r["K"],
+                f"{r['fit_s']:.2f}",
+                f"{r['cpu_s'] / r['fit_s']:.2f}",
+                r["n_iter"],
+                f"{r['s_per_iter']:.4f}",
+                f"{r['gate_iters_per_mstep']:.1f}",
+                f"{r['log_likelihood']:.4f}",
+                "yes" if r["converged"] else "no",
+                f"{r['flops_per_iter'] / 1e9:.3f}",
+                f"{r['gflops']:.2f}",
+                f"{r['n'] * (r['d'] + 1) * 8 / 2**20:.1f}",
+                f"{r['fit_peak_rss_mb']:.0f}",
+                f"{r['fit_peak_rss_mb'] - r['rss_before_fit_mb']:.0f}",
+                f"{r['peak_rss_mb']:.0f}",
+                ",".join(note),
+            ]
+        )
+    print(_fmt_table(headers, rows))
+
+
+def print_kernel_table(results):
+    headers = [
+        "n",
+        "d",
+        "K",
+        "E numba_ms",
+        "E numpy_ms",
+        "E ratio",
+        "E+logits ratio",
+        "gate_loss ratio",
+        "gate_obj numba_ms",
+        "gate_obj numpy_ms",
+        "gate_obj ratio",
+        "max|diff|",
+    ]
+    rows = []
+    for r in results:
+        if "estep_numba_s" not in r:
+            continue
+        rows.append(
+            [
+                _n_label(r["n"]),
+                r["d"],
+                r["K"],
+                f"{r['estep_numba_s'] * 1e3:.2f}",
+                f"{r['estep_numpy_s'] * 1e3:.2f}",
+                f"{r['estep_numpy_s'] / r['estep_numba_s']:.2f}x",
+                f"{r['estep_logits_numpy_s'] / r['estep_logits_numba_s']:.2f}x",
+                f"{r['gate_loss_numpy_s'] / r['gate_loss_numba_s']:.2f}x",
+                f"{r['gate_objective_numba_s'] * 1e3:.2f}",
+                f"{r['gate_objective_numpy_s'] * 1e3:.2f}",
+                f"{r['gate_objective_numpy_s'] / r['gate_objective_numba_s']:.2f}x",
+                f"{r['estep_max_abs_diff']:.1e}",
+            ]
+        )
+    print(_fmt_table(headers, rows))
+
+
+def print_flexmix_table(pairs):
+    headers = [
+        "n",
+        "d",
+        "K",
+        "skmoe_s",
+        "skmoe_ll",
+        "fx_reps",
+        "fx_total_s",
+        "fx_per_rep_s",
+        "fx_best_ll",
+        "fx_best_iter",
+        "fx_k",
+        "fx_worst_ll",
+        "per-rep/skmoe",
+        "total/skmoe",
+        "ll skmoe-fx",
+    ]
+    rows = []
+    notes = []
+    for r, fx in pairs:
+        size = [_n_label(r["n"]), r["d"], r["K"]]
+        skmoe = [f"{r['fit_s']:.3f}", f"{r['log_likelihood']:.4f}"]
+        if "per_rep_s" not in fx:
+            rows.append(size + skmoe + ["-"] * (len(headers) - 5))
+            notes.append(f"  n={size[0]} d={size[1]} K={size[2]}: {fx.get('error')}")
+            continue
+        has = "best_loglik" in fx
+        rows.append(
+            size
+            + skmoe
+            + [
+                f"{fx['n_ok']}/{len(fx['reps'])}",
+                f"{fx['total_s']:.2f}",
+                f"{fx['per_rep_s']:.2f}",
+                f"{fx['best_loglik']:.4f}" if has else "-",
+                fx.get("best_iter", "-"),
+                ",".join(map(str, fx.get("ks", []))) or "-",
+                f"{fx['worst_loglik']:.4f}" if has else "-",
+                f"{fx['per_rep_s'] / r['fit_s']:.1f}x",
+                f"{fx['total_s'] / r['fit_s']:.1f}x",
+                f"{r['log_likelihood'] - fx['best_loglik']:+.4f}" if has else "-",
+            ]
+        )
+    print(_fmt_table(headers, rows))
+    for note in notes:
+        print(note)
+    print(
+        "fx_k: components left in each start's fit (flexmix drops those whose "
+        "prior falls below minprior). per-rep/skmoe: mean seconds of one flexmix "
+        "start over skmoe's fit; total/skmoe: all starts. ll skmoe-fx: skmoe's "
+        "log-likelihood minus flexmix's best (> 0: skmoe better)."
+    )
+
+
+def print_profile(res):
+    print(res["profile_text"])
+    print(
+        f"Per EM iteration ({res['n_iter']} iterations, fit "
+        f"{res['fit_s']:.2f} s under the profiler):"
+    )
+    headers = ["part", "calls", "total_s", "s/iter", "% of fit"]
+    rows = [
+        [label, calls, f"{cum:.3f}", f"{per:.4f}", f"{100 * cum / res['fit_s']:.1f}"]
+        for label, calls, cum, per in res["profile_rows"]
+    ]
+    top = {label.strip(): cum for label, _, cum, _ in res["profile_rows"]}
+    rest = res["fit_s"] - sum(
+        top[k]
+        for k in (
+            "EM M-step (all)",
+            "EM E-step (all)",
+            "initial responsibilities (k-means)",
+        )
+    )
+    rows.append(
+        [
+            "rest (EM loop, validation, ...)",
+            "",
+            f"{rest:.3f}",
+            f"{rest / max(res['n_iter'], 1):.4f}",
+            f"{100 * rest / res['fit_s']:.1f}",
+        ]
+    )
+    print(_fmt_table(headers, rows))
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+
+def _parse_size(text):
+    n, d, K = (int(float(v)) for v in text.split(","))
+    return n, d, K
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="n in {1e4, 1e5}, d=5, K=3 (overrides --n/--d/--K)",
+    )
+    p.add_argument("--n", type=float, nargs="+", default=[1e4, 1e5, 1e6])
+    p.add_argument("--d", type=int, nargs="+", default=[5, 20])
+    p.add_argument("--K", type=int, nargs="+", default=[3, 8])
+    p.add_argument(
+        "--max-iter", type=int, default=500, help="EM max_iter (default 500)"
+    )
+    p.add_argument(
+        "--kernel-repeats",
+        type=int,
+        default=3,
+        help="best-of repeats for the kernel timings",
+    )
+    p.add_argument(
+        "--no-kernels", action="store_true", help="skip the numba-vs-NumPy kernel table"
+    )
+    p.add_argument("--no-flexmix", action="store_true")
+    p.add_argument(
+        "--flexmix-n",
+        type=float,
+        nargs="+",
+        default=[1e4, 1e5],
+        help="sizes for flexmix; 1e5 (or more) only runs when the "
+        "1e4 timing predicts a repetition under --flexmix-limit",
+    )
+    p.add_argument("--flexmix-reps", type=int, default=5)
+    p.add_argument(
+        "--flexmix-limit",
+        type=float,
+        default=120.0,
+        help="seconds one flexmix repetition may be predicted to take",
+    )
+    p.add_argument("--flexmix-seed", type=int, default=0)
+    p.add_argument(
+        "--no-cold-compile",
+        action="store_true",
+        help="skip timing a first fit with an empty numba cache",
+    )
+    p.add_argument(
+        "--profile",
+        type=_parse_size,
+        default=None,
+        metavar="n,d,K",
+        help="also cProfile one fit of this size",
+    )
+    p.add_argument("--profile-top", type=int, default=30)
+    p.add_argument(
+        "--slow",
+        type=float,
+        default=180.0,
+        help="flag fits slower than this many seconds",
+    )
+    p.add_argument("--json", default=None, help="write all results here")
+    args = p.parse_args(argv)
+
+    if args.quick:
+        sizes = [(10_000, 5, 3), (100_000, 5, 3)]
+    else:
+        sizes = [(int(n), d, K) for n in args.n for d in args.d for K in args.K]
+
+    print("skmoe EM benchmark")
+    print("command: " + " ".join([os.path.basename(sys.executable), *sys.argv]))
+    # in a child process, like every measurement: this process stays small,
+    # and a child's ru_maxrss starts from its parent's RSS
+    machine = run_worker({"task": "machine"})
+    info, ceil = machine["info"], machine["ceilings"]
+    for key, value in info.items():
+        print(f"  {key}: {value}")
+    print(f"  SKMOE_DISABLE_NUMBA={os.environ.get('SKMOE_DISABLE_NUMBA', '0')}")
+    print(
+        "  ceilings: dgemm {:.1f} GFLOP/s (all BLAS threads), {:.1f} GFLOP/s "
+        "(1 thread); copy {:.1f} GB/s".format(
+            ceil["dgemm_gflops_all_threads"],
+            ceil["dgemm_gflops_1_thread"],
+            ceil["copy_gbs"],
+        )
+    )
+    print(f"  load average at start: {load_average()}")
+    sys.stdout.flush()
+
+    all_results = {"machine": info, "ceilings": ceil, "fits": [], "flexmix": []}
+
+    if not args.no_cold_compile:
+        cold = cold_compile_seconds()
+        if cold is None:
+            print("\ncold compile: could not be measured")
+        else:
+            print(
+                f"\nFirst fit with an empty numba cache (every kernel compiled): "
+                f"import {cold[0]:.2f} s, tiny fit + kernel warm-up {cold[1]:.2f} s"
+            )
+        all_results["cold_compile"] = cold
+
+    rscript, fx_note = (None, "skipped (--no-flexmix)")
+    if not args.no_flexmix:
+        rscript, fx_note = flexmix_available()
+    fx_sizes = {int(n) for n in args.flexmix_n}
+    tmpdir = tempfile.mkdtemp(prefix="skmoe_bench_")
+    fx_pairs = []
+    fx_per_rep_at = {}
+    results = []
+    try:
+        for n, d, K in sizes:
+            want_fx = rscript is not None and n in fx_sizes
+            spec = {
+                "n": n,
+                "d": d,
+                "K": K,
+                "max_iter": args.max_iter,
+                "kernels": not args.no_kernels,
+                "kernel_repeats": args.kernel_repeats,
+            }
+            if want_fx:
+                spec["csv"] = os.path.join(tmpdir, f"moe_{n}_{d}_{K}.csv")
+            print(
+                f"\n[{time.strftime('%H:%M:%S')}] n={n} d={d} K={K} "
+                f"(load {load_average()}) ...",
+                flush=True,
+            )
+            r = run_worker(spec)
+            results.append(r)
+            all_results["fits"].append(r)
+            print(
+                f"  fit {r['fit_s']:.2f} s (cpu {r['cpu_s']:.2f} s), "
+                f"{r['n_iter']} iterations, {r['s_per_iter']:.4f} s/iter, "
+                f"log-likelihood {r['log_likelihood']:.4f}, first fit in the "
+                f"process (numba cache load + tiny fit) {r['warmup_s']:.2f} s, "
+                f"peak RSS during the fit {r['fit_peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+            if want_fx:
+                small = [
+                    v
+                    for (nn, dd, kk), v in fx_per_rep_at.items()
+                    if dd == d and kk == K and nn < n
+                ]
+                if small and max(small) * n / 1e4 > args.flexmix_limit:
+                    fx = {
+                        "error": (
+                            f"skipped: predicted {max(small) * n / 1e4:.0f} s per "
+                            f"repetition from n=1e4 (limit {args.flexmix_limit:.0f} s)"
+                        )
+                    }
+                else:
+                    timeout = max(600.0, 3 * args.flexmix_limit * args.flexmix_reps)
+                    fx = run_flexmix(
+                        rscript,
+                        spec["csv"],
+                        K,
+                        args.flexmix_reps,
+                        args.flexmix_seed,
+                        timeout,
+                    )
+                if "per_rep_s" in fx:
+                    fx_per_rep_at[(n, d, K)] = fx["per_rep_s"] * 1e4 / n
+                fx_pairs.append((r, fx))
+                all_results["flexmix"].append({"n": n, "d": d, "K": K, **fx})
+                if "best_loglik" in fx:
+                    print(
+                        f"  flexmix: {fx['n_ok']} starts, {fx['total_s']:.2f} s "
+                        f"total, best log-likelihood {fx['best_loglik']:.4f}",
+                        flush=True,
+                    )
+                else:
+                    print(f"  flexmix: {fx.get('error')}", flush=True)
+                os.remove(spec["csv"])
+
+        profile_res = None
+        if args.profile is not None:
+            n, d, K = args.profile
+            print(
+                f"\n[{time.strftime('%H:%M:%S')}] profiling n={n} d={d} K={K} "
+                f"(load {load_average()}) ...",
+                flush=True,
+            )
+            profile_res = run_worker(
+                {
+                    "n": n,
+                    "d": d,
+                    "K": K,
+                    "max_iter": args.max_iter,
+                    "kernels": False,
+                    "profile": True,
+                    "profile_top": args.profile_top,
+                }
+            )
+            all_results["profile"] = profile_res
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+    print(f"\nload average at end: {load_average()}")
+    print(
+        "\n=== EM fits: MixtureOfExpertsRegressor(n_experts=K, random_state=0, "
+        f"tol=1e-6, max_iter={args.max_iter}) ==="
+    )
+    print_fit_table(results, args.slow)
+    print(
+        "cpu/wall: process CPU seconds per wall second (2 = both cores busy "
+        "for the fit; < 1 = the machine was shared). gate_it/M: mean L-BFGS "
+        "iterations of the gate per M-step. GFLOP/it from the flop model "
+        f"(row-wise element cost c = {ROW_FLOPS_PER_ELEMENT}). data_MB: X and y. "
+        "fitPeak_MB: peak RSS of the process during the fit (VmHWM, reset just "
+        "before it); fitRSS+MB: that peak minus the RSS just before the fit "
+        "(imports, numba and the data already loaded); maxrss_MB: "
+        "resource.getrusage(RUSAGE_SELF).ru_maxrss of the fitting process "
+        "after the fit (its whole lifetime: imports, numba warm-up, data, fit)."
+    )
+    if not args.no_kernels:
+        print(
+            "\n=== Kernels: numba vs NumPy twins (skmoe._kernels, called "
+            f"directly; best of {args.kernel_repeats}) ==="
+        )
+        print_kernel_table(results)
+        print(
+            "E: log_softmax(logits) + gaussian_log_prob + responsibilities on the "
+            "fitted model. E+logits: with the shared gate product X @ coef "
+            "(BLAS, one thread) added to both. gate_loss: one call on (n, K). "
+            "gate_obj: one L-BFGS evaluation of the gate (loss + gradient)."
+        )
+    print("\n=== flexmix ===")
+    if not fx_pairs:
+        print(f"not run: {fx_note}")
+    else:
+        print(
+            "flexmix(y ~ ., data, k=K, model=FLXMRglm(), "
+            "concomitant=FLXPmultinom(~ x1 + ... + xd)); control: flexmix "
+            "defaults (iter.max=200, minprior=0.05, tolerance=1e-6 on the "
+            f"relative log-likelihood change); {args.flexmix_reps} random starts "
+            "(set.seed(seed + rep)), each timed with system.time inside R. "
+            "skmoe: one fit (k-means start, n_init=1)."
+        )
+        versions = fx_pairs[0][1].get("info", "").split()[:2]
+        if versions:
+            print("  " + " ".join(versions))
+        print_flexmix_table(fx_pairs)
+        for r, fx in fx_pairs:
+            for rep in fx.get("reps", []):
+                print(
+                    f"  n={_n_label(r['n'])} d={r['d']} K={r['K']} rep: "
+                    + " ".join(f"{k}={v}" for k, v in rep.items())
+                )
+    if profile_res is not None:
+        print(
+            f"\n=== cProfile of one fit, n={profile_res['n']} d={profile_res['d']} "
+            f"K={profile_res['K']} (top {args.profile_top} by cumulative time) ==="
+        )
+        print_profile(profile_res)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(all_results, f, indent=1, default=str)
+        print(f"\nresults written to {args.json}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        result = worker(json.loads(sys.argv[2]))
+        print("RESULT " + json.dumps(result, default=str))
+    else:
+        main()
