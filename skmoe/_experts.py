@@ -173,6 +173,49 @@ def _fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d):
     return est
 
 
+# When centring an expert's Gram matrix on its own weighted mean cancels
+# more than this fraction of a diagonal entry, the rank-one downdate in
+# _fit_linear_closed_form has lost too many digits (an expert concentrated
+# far from the mean of all rows, e.g. its weight on one distinct row).
+_CANCELLATION = 1e-6
+
+
+def _expert_centred_gram(X, x_shift, Y, w, G):
+    """The expert's Gram matrix, recomputed about its own mean where needed.
+
+    ``G`` is centred on ``x_shift`` (the mean of all rows), shared by every
+    expert so that one pass serves them all. Returns ``(shift, gram)``:
+    ``G`` itself, or, where the expert's own centring would cancel most of a
+    diagonal entry, the Gram matrix recomputed with ``x_shift`` moved to the
+    expert's weighted mean (one more pass, for this expert only). Columns
+    whose spread under the expert's weights is round-off (the expert sees
+    one value of them) are zeroed, so that their coefficient is the
+    minimum-norm 0, as LinearRegression gives, rather than round-off noise
+    amplified into a huge slope.
+    """
+    d = x_shift.shape[0]
+    w_sum = G[d, d]
+    if not w_sum > 0:
+        return x_shift, G
+    dx = G[:d, d] / w_sum
+    raw = np.diag(G)[:d]
+    centred = raw - w_sum * dx * dx
+    if np.any(centred <= _CANCELLATION * raw):
+        x_shift = x_shift + dx
+        G = _weighted_grams(X, x_shift, Y, np.ascontiguousarray(w[:, None]))[0]
+        dx = G[:d, d] / w_sum
+        centred = np.diag(G)[:d] - w_sum * dx * dx
+    # sum_i w_i x_ij^2 about the origin: the scale of each entry's round-off
+    second_moment = np.diag(G)[:d] + 2 * x_shift * G[:d, d] + w_sum * x_shift**2
+    eps = np.finfo(np.float64).eps
+    flat = np.flatnonzero(centred <= (8 * eps) ** 2 * second_moment)
+    if flat.size:
+        G = G.copy()
+        G[flat, :] = 0.0
+        G[:, flat] = 0.0
+    return x_shift, G
+
+
 def _fit_one(template, X, y, w, is_classifier):
     """Fit a clone of ``template`` on the rows with positive weight."""
     keep = w > 0
@@ -221,8 +264,9 @@ def fit_experts(templates, X, Y, weights, *, is_classifier, y_is_1d, n_jobs=None
         w_fast = weights if len(fast) == K else weights[:, fast]
         grams = _weighted_grams(X, x_shift, Y, w_fast)
         for j, k in enumerate(fast):
+            shift, gram = _expert_centred_gram(X, x_shift, Y, weights[:, k], grams[j])
             experts[k] = _fit_linear_closed_form(
-                templates[k], alphas[k], grams[j], x_shift, y_is_1d
+                templates[k], alphas[k], gram, shift, y_is_1d
             )
     slow = [k for k in range(K) if alphas[k] is None]
     if slow:

@@ -72,7 +72,10 @@ class SoftmaxGate(BaseEstimator):
         w = sample_weight / sample_weight.sum()
         mean = w @ X
         std = np.sqrt(w @ (X - mean) ** 2)
-        std[std < 1e-12 * (1.0 + np.abs(mean))] = 1.0
+        # constant columns (to round-off, relative to their magnitude) are
+        # left unscaled; an absolute floor would also catch inputs whose
+        # whole scale is tiny (1e-12) and leave the gate unable to move
+        std[std <= 1e-12 * np.abs(mean)] = 1.0
         self._mean, self._scale = mean, std
 
     def _preconditioner(self, X, sw, alpha, total):

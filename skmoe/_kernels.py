@@ -17,6 +17,7 @@ temporaries are made at each L-BFGS evaluation.
 
 import math
 import os
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -43,6 +44,12 @@ _PARALLEL_MIN_ROWS = 20_000
 _GATE_BLOCK_ROWS = 4096
 
 _THREADPOOL_CONTROLLER = None
+# Concurrent callers share one limit: the first to enter sets it, the last to
+# leave restores the original. Each taking and restoring its own would let a
+# thread restore another's limit of 1 and leave BLAS on one thread for good.
+_BLAS_LIMIT_LOCK = threading.Lock()
+_BLAS_LIMIT_USERS = 0
+_BLAS_LIMITER = None
 
 
 @contextmanager
@@ -54,14 +61,26 @@ def single_threaded_blas():
     idle workers spin-wait), which made the experts' ``X^T W X`` products
     10-20x slower than on one thread. The blocks guarded by this either
     parallelise themselves or are too small to gain from BLAS threads.
+    Thread-safe: blocks entered concurrently share one limit, lifted when
+    the last of them exits.
     """
-    global _THREADPOOL_CONTROLLER
-    if _THREADPOOL_CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
+    global _THREADPOOL_CONTROLLER, _BLAS_LIMIT_USERS, _BLAS_LIMITER
+    with _BLAS_LIMIT_LOCK:
+        if _THREADPOOL_CONTROLLER is None:
+            from threadpoolctl import ThreadpoolController
 
-        _THREADPOOL_CONTROLLER = ThreadpoolController()
-    with _THREADPOOL_CONTROLLER.limit(limits=1, user_api="blas"):
+            _THREADPOOL_CONTROLLER = ThreadpoolController()
+        if _BLAS_LIMIT_USERS == 0:
+            _BLAS_LIMITER = _THREADPOOL_CONTROLLER.limit(limits=1, user_api="blas")
+        _BLAS_LIMIT_USERS += 1
+    try:
         yield
+    finally:
+        with _BLAS_LIMIT_LOCK:
+            _BLAS_LIMIT_USERS -= 1
+            if _BLAS_LIMIT_USERS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
 
 
 def n_threads():

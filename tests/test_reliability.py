@@ -356,19 +356,10 @@ def test_exact_expert_sits_on_the_variance_floor():
     _assert_finite_fit(est, X)
 
 
-_GATE_SCALER_BUG = pytest.mark.xfail(
-    reason="SoftmaxGate._init_scaler (skmoe/_gating.py) takes a column with "
-    "std < 1e-12 * (1 + |mean|) for constant: inputs of scale 1e-12 are not "
-    "standardised and the gate stays flat (log-likelihood 69 nats worse); "
-    "the threshold should be relative to |mean|",
-    strict=False,
-)
-
-
 @pytest.mark.parametrize(
     "scaled, scale",
     [
-        pytest.param("X", 1e-12, marks=_GATE_SCALER_BUG),
+        ("X", 1e-12),
         ("X", 1e-6),
         ("X", 1e6),
         ("X", 1e12),
@@ -599,14 +590,6 @@ def test_classifier_weights_and_row_order_do_not_change_the_fit(seed, n, d, K):
         )
 
 
-@pytest.mark.xfail(
-    reason="skmoe/_experts.py _fit_linear_closed_form centres the Gram matrix "
-    "by a rank-one downdate, A - w_sum dx dx^T: for an expert whose weight "
-    "sits on one distinct row (the others at round-off responsibility) this "
-    "cancels to round-off, and the slope is noise (1.0 or -0.0 here, where "
-    "LinearRegression gives 2.97); weighted and repeated rows then disagree",
-    strict=False,
-)
 @pytest.mark.parametrize("tiny", [1e-14, 1e-18])
 def test_closed_form_expert_on_one_heavy_row_matches_linear_regression(tiny):
     from sklearn.linear_model import LinearRegression
@@ -765,14 +748,6 @@ for _ in range(10):  # a race: give it a few chances
 """
 
 
-@pytest.mark.xfail(
-    reason="skmoe._kernels.single_threaded_blas saves and restores the BLAS "
-    "thread count per call: threads entering and leaving it concurrently "
-    "restore each other's limit of 1 and leave the process's BLAS on one "
-    "thread (results are unaffected; a lock and an entry count around the "
-    "limit would fix it)",
-    strict=False,
-)
 def test_concurrent_predictions_leave_the_blas_thread_count_alone(fitted_reg, tmp_path):
     # in a fresh process: this session's conftest holds BLAS at one thread
     with open(tmp_path / "model.pkl", "wb") as f:
