@@ -1,4 +1,4 @@
-"""scikit-learn's own estimator checks, on the defaults and with tree experts."""
+"""scikit-learn's own estimator checks: defaults, tree experts, gradient training."""
 
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -14,6 +14,8 @@ ESTIMATORS = [
     MixtureOfExpertsClassifier(
         DecisionTreeClassifier(max_depth=3), n_experts=2, random_state=0
     ),
+    MixtureOfExpertsRegressor(training="gradient", random_state=0),
+    MixtureOfExpertsClassifier(training="gradient", random_state=0),
 ]
 
 _SCORE_SAMPLES_NEEDS_Y = (
