@@ -39,6 +39,16 @@ def _expected_failed_checks(estimator):
             "of this check's data; it counts rows in min_samples_split/leaf); "
             "the first EM step, with integer weights, agrees to 1e-15"
         )
+    if getattr(estimator, "training", "em") == "gradient" and not isinstance(
+        estimator, MixtureOfExpertsClassifier
+    ):
+        expected["check_sample_weight_equivalence_on_dense_data"] = (
+            "L-BFGS runs hundreds of iterations up a saturating gate, which "
+            "amplifies the round-off of weighted sums against sums over repeated "
+            "rows to ~1e-7 relative in the predictions, the check's tolerance; "
+            "tests/test_gradient.py::test_integer_weights_equal_repeated_rows "
+            "checks the equivalence to 1e-4"
+        )
     return expected
 
 
