@@ -1,12 +1,13 @@
 """MixtureOfExpertsClassifier: experts' class probabilities as the likelihood."""
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import BaseMixtureOfExperts
 from ._experts import fit_experts
+from ._online import partial_fit as _online_partial_fit
 
 # Expert probabilities are floored here in the likelihood: a tree leaf that
 # never saw a class gives it probability 0, which would make log p = -inf.
@@ -136,8 +137,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         gradient_solver="lbfgs",
         batch_size="auto",
         learning_rate_init=1e-2,
-        learning_decay=0.7,
-        learning_offset=10.0,
+        learning_decay=0.51,
+        learning_offset=1.0,
         max_iter=200,
         tol=1e-6,
         n_init=1,
@@ -175,6 +176,42 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
 
     def _default_expert(self):
         return LogisticRegression()
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Update the mixture with one mini-batch (online generalised EM).
+
+        The first call starts from k-means responsibilities of the batch, as
+        ``fit`` does; each call then computes the batch's responsibilities
+        and moves the model a step ``(learning_offset + t) **
+        -learning_decay`` towards the batch's M-step: the expert's own
+        ``partial_fit`` with the responsibilities as ``sample_weight`` (e.g.
+        SGDClassifier(loss="log_loss"), GaussianNB), or a Newton step for
+        LogisticRegression experts (kept as reference-category softmax
+        models, L2 ``1 / C`` on standardised coefficients) and for the gate.
+        ``max_iter``, ``tol``, ``n_init`` and ``training`` do not apply.
+        After ``fit`` it continues from the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of inputs.
+        y : array-like of shape (n_samples,)
+            Its labels.
+        classes : array-like of shape (n_classes,), default=None
+            Every class that may appear; required on the first call (as in
+            :meth:`sklearn.linear_model.SGDClassifier.partial_fit`), optional
+            afterwards, where it must be the same.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights.
+
+        Returns
+        -------
+        self : object
+            The updated estimator; ``log_likelihood_`` is that of the batch
+            after its update and ``n_iter_`` the number of batches seen.
+        """
+        return _online_partial_fit(self, X, y, sample_weight, classes)
 
     def _validate_targets(self, y, *, fitting, sample_weight=None):
         if fitting:

@@ -1,13 +1,14 @@
 """MixtureOfExpertsRegressor: experts with Gaussian noise around their prediction."""
 
 import numpy as np
-from sklearn.base import RegressorMixin
+from sklearn.base import RegressorMixin, _fit_context
 from sklearn.linear_model import LinearRegression
 from sklearn.utils import Bunch, check_random_state
 
 from ._base import BaseMixtureOfExperts
 from ._experts import fit_experts
 from ._kernels import gaussian_log_prob
+from ._online import partial_fit as _online_partial_fit
 from ._predictive import mixture_modes, mixture_quantiles, sample_mixture
 
 # Noise variances are floored at this fraction of the target variance, so an
@@ -143,8 +144,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         gradient_solver="lbfgs",
         batch_size="auto",
         learning_rate_init=1e-2,
-        learning_decay=0.7,
-        learning_offset=10.0,
+        learning_decay=0.51,
+        learning_offset=1.0,
         max_iter=200,
         tol=1e-6,
         n_init=1,
@@ -187,6 +188,37 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     def _default_expert(self):
         return LinearRegression()
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the mixture with one mini-batch (online generalised EM).
+
+        The first call starts from k-means responsibilities of the batch, as
+        ``fit`` does; each call then computes the batch's responsibilities
+        and moves the model a step ``(learning_offset + t) **
+        -learning_decay`` towards the batch's M-step: running weighted
+        least-squares statistics for LinearRegression / Ridge experts, the
+        expert's own ``partial_fit`` with the responsibilities as
+        ``sample_weight`` for others (e.g. SGDRegressor), a Newton step for
+        the gate. ``max_iter``, ``tol``, ``n_init`` and ``training`` do not
+        apply. After ``fit`` it continues from the fitted model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Its targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights.
+
+        Returns
+        -------
+        self : object
+            The updated estimator; ``log_likelihood_`` is that of the batch
+            after its update and ``n_iter_`` the number of batches seen.
+        """
+        return _online_partial_fit(self, X, y, sample_weight, None)
 
     def _validate_targets(self, y, *, fitting, sample_weight=None):
         Y = np.asarray(y, dtype=np.float64)
