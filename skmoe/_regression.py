@@ -4,11 +4,13 @@ import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.linear_model import LinearRegression
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils.metaestimators import available_if
 
 from ._base import BaseMixtureOfExperts
 from ._experts import fit_experts
 from ._kernels import gaussian_log_prob
 from ._online import partial_fit as _online_partial_fit
+from ._online import supports_partial_fit
 from ._predictive import mixture_modes, mixture_quantiles, sample_mixture
 
 # Noise variances are floored at this fraction of the target variance, so an
@@ -50,13 +52,47 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         L2 penalty on the gate coefficients (of standardised inputs), on the
         scale of the summed log-likelihood (like ``1 / C`` in
         LogisticRegression).
-    training : {"em"}, default="em"
-        Training algorithm: expectation-maximisation.
+    training : {"em", "gradient"}, default="em"
+        Training algorithm. "em": expectation-maximisation, for any experts
+        that accept ``sample_weight``. "gradient": minimise the penalised
+        negative log-likelihood ``-sum_i w_i log p(y_i | x_i)`` over the gate
+        and the experts jointly (the 1991 paper's training), from the same
+        start as EM; only for experts whose parameters skmoe owns:
+        LinearRegression and Ridge experts, each with its log noise
+        variance (floored as in EM); a Ridge expert's ``alpha`` enters as the
+        prior ``N(0, noise_variance / alpha)`` on its coefficients, whose
+        update given the responsibilities is EM's weighted Ridge fit. Other
+        experts raise a ValueError naming them.
+    gradient_solver : {"lbfgs", "adam"}, default="lbfgs"
+        Optimiser of ``training="gradient"``: full-batch L-BFGS-B, or
+        mini-batch Adam (the step is divided by 5 after 2 epochs that do not
+        lower the objective by ``tol``; training stops after 4 divisions and
+        keeps the best epoch's parameters).
+    batch_size : int or "auto", default="auto"
+        Rows per Adam mini-batch (``gradient_solver="adam"``); "auto" is
+        ``min(200, n_samples)``, as in MLPRegressor.
+    learning_rate_init : float, default=0.01
+        Adam's step size (``gradient_solver="adam"``), on parameters of
+        standardised inputs and targets. Larger than the MLP's 1e-3: a sharp
+        gate needs coefficients of tens, and Adam moves each by about one
+        step per update.
+    learning_decay : float, default=0.51
+        :meth:`partial_fit` moves the model a step
+        ``rho_t = (learning_offset + t) ** -learning_decay`` towards the
+        ``t``-th batch's M-step (as online LatentDirichletAllocation does).
+        In (0.5, 1] the running averages converge; values just above 0.5
+        forget a poor start fastest; 0 makes every step a whole M-step on
+        the batch.
+    learning_offset : float, default=1.0
+        Offset of the :meth:`partial_fit` step schedule; larger values take
+        smaller early steps.
     max_iter : int, default=200
-        Most EM iterations per initialisation.
+        Most EM iterations per initialisation; with ``training="gradient"``,
+        L-BFGS iterations or Adam epochs.
     tol : float, default=1e-6
         EM stops when the penalised log-likelihood per unit sample weight
-        changes by less than ``tol``.
+        changes by less than ``tol``; L-BFGS when the penalised objective per
+        unit weight changes by less than ``tol`` relative to its size.
     n_init : int, default=1
         Initialisations to run; the one with the best log-likelihood is kept.
     init : {"kmeans", "random"}, default="kmeans"
@@ -97,11 +133,14 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     noise_variance_ : ndarray of shape (n_experts,) or (n_experts, n_outputs)
         Each expert's noise variance (per output for multi-output targets).
     log_likelihood_ : float
-        Training log-likelihood, ``sum_i w_i log p(y_i | x_i)``.
+        Training log-likelihood, ``sum_i w_i log p(y_i | x_i)`` (after
+        :meth:`partial_fit`, that of the last batch).
     log_likelihood_curve_ : ndarray of shape (n_iter_,)
-        The training log-likelihood after each EM iteration.
+        The training log-likelihood after each EM iteration (L-BFGS
+        iteration, Adam epoch, or :meth:`partial_fit` batch).
     n_iter_ : int
-        EM iterations of the kept initialisation.
+        EM iterations of the kept initialisation (L-BFGS iterations or Adam
+        epochs; after :meth:`partial_fit`, the batches seen).
     converged_ : bool
         Whether that run met ``tol``.
     n_features_in_ : int
@@ -189,6 +228,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def _default_expert(self):
         return LinearRegression()
 
+    @available_if(supports_partial_fit)
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, sample_weight=None):
         """Update the mixture with one mini-batch (online generalised EM).
@@ -201,7 +241,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         expert's own ``partial_fit`` with the responsibilities as
         ``sample_weight`` for others (e.g. SGDRegressor), a Newton step for
         the gate. ``max_iter``, ``tol``, ``n_init`` and ``training`` do not
-        apply. After ``fit`` it continues from the fitted model.
+        apply. After ``fit`` it continues from the fitted model. Available
+        only when every expert can be updated so; otherwise accessing it
+        raises an AttributeError caused by a ValueError that names the
+        expert.
 
         Parameters
         ----------
