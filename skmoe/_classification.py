@@ -231,7 +231,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Available only when every expert can be updated so; otherwise
         accessing it raises an AttributeError caused by a ValueError that
         names the expert.
-        After ``fit`` it continues from the fitted model.
+        After ``fit`` it continues from the fitted gate (linear and logistic
+        experts restart their statistics from the batch).
 
         Parameters
         ----------

@@ -25,7 +25,9 @@ Moulines, 2009) and of sklearn's online LatentDirichletAllocation:
   is a running residual spread.
 
 The first call starts where EM starts, from k-means responsibilities of the
-batch; a call after ``fit`` continues from the fitted model.
+batch. A first call after ``fit`` continues from the fitted gate and
+``partial_fit`` experts; LinearRegression / Ridge and LogisticRegression
+experts start their running statistics from that batch.
 """
 
 import inspect
@@ -109,7 +111,7 @@ def supports_partial_fit(moe):
 class _OnlineState:
     """What partial_fit carries between batches."""
 
-    def __init__(self, kinds, d, n_outputs, n_classes):
+    def __init__(self, kinds, n_outputs, n_classes):
         K = len(kinds)
         self.kinds = kinds
         self.t = 0
@@ -334,14 +336,12 @@ def partial_fit(moe, X, y, sample_weight, classes):
             moe.log_likelihood_curve_ = np.empty(0)
         state = _OnlineState(
             kinds,
-            X.shape[1],
             1 if is_classifier else Y.shape[1],
             moe.classes_.size if is_classifier else None,
         )
-        if fitted:
-            # continue from the fitted model: its experts and gate stand for
-            # what came before, to which the first batch adds rho_0 = 1
-            moe.log_likelihood_curve_ = np.asarray(moe.log_likelihood_curve_)
+        # after fit, the gate and partial_fit experts continue from the fitted
+        # model, while the running statistics (linear experts, logistic
+        # experts' softmax models) start from this batch
         moe._online_state = state
     if state.t == 0 and not fitted:
         resp = moe._initial_resp(X, Y, sw, check_random_state(moe.random_state))

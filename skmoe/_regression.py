@@ -241,10 +241,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         expert's own ``partial_fit`` with the responsibilities as
         ``sample_weight`` for others (e.g. SGDRegressor), a Newton step for
         the gate. ``max_iter``, ``tol``, ``n_init`` and ``training`` do not
-        apply. After ``fit`` it continues from the fitted model. Available
-        only when every expert can be updated so; otherwise accessing it
-        raises an AttributeError caused by a ValueError that names the
-        expert.
+        apply. After ``fit`` it continues from the fitted gate and experts
+        (LinearRegression / Ridge experts restart their statistics from the
+        batch). Available only when every expert can be updated so;
+        otherwise accessing it raises an AttributeError caused by a
+        ValueError that names the expert.
 
         Parameters
         ----------
