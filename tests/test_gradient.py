@@ -120,6 +120,8 @@ def test_fitted_attributes_are_those_of_em(regression_data):
     assert clf.experts_[0].coef_.shape == (3, 2)
     np.testing.assert_allclose(clf.predict_proba(Xc).sum(axis=1), 1.0)
     assert clf.log_likelihood_ == pytest.approx(clf.score_samples(Xc, yc).sum())
+    assert np.isfinite(clf.bic(Xc, yc))
+    assert clf.summary().shape[0] == 2
 
 
 def test_integer_weights_equal_repeated_rows():
