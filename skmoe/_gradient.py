@@ -116,7 +116,7 @@ class _Problem:
         self.total = float(sample_weight.sum())
         self.x_scale = x_scale
         # an expert without intercept has, on standardised inputs, the
-        # intercept ``shift @ B + offset`` (see ``_intercepts``)
+        # intercept ``shift @ B + offset`` (see ``_tied_intercepts``)
         self.shift = x_mean / x_scale
         self.K = n_experts
         self.n_out = n_out
