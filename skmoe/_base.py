@@ -20,6 +20,7 @@ from sklearn.utils.validation import (
 
 from ._experts import check_experts
 from ._gating import SoftmaxGate
+from ._gradient import fit_gradient
 from ._kernels import responsibilities as _responsibilities
 from ._selection import expert_n_parameters
 
@@ -123,7 +124,15 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         "estimators": [None, list],
         "gate": [StrOptions({"linear"})],
         "gate_alpha": [Interval(Real, 0, None, closed="left")],
-        "training": [StrOptions({"em"})],
+        "training": [StrOptions({"em", "gradient"})],
+        "gradient_solver": [StrOptions({"lbfgs", "adam"})],
+        "batch_size": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "learning_decay": [Interval(Real, 0, 1, closed="both")],
+        "learning_offset": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_init": [Interval(Integral, 1, None, closed="left")],
@@ -146,6 +155,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         gate="linear",
         gate_alpha=1e-3,
         training="em",
+        gradient_solver="lbfgs",
+        batch_size="auto",
+        learning_rate_init=1e-2,
+        learning_decay=0.51,
+        learning_offset=1.0,
         max_iter=200,
         tol=1e-6,
         n_init=1,
@@ -163,6 +177,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         self.gate = gate
         self.gate_alpha = gate_alpha
         self.training = training
+        self.gradient_solver = gradient_solver
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.max_iter = max_iter
         self.tol = tol
         self.n_init = n_init
@@ -458,7 +477,10 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         n_init = 1 if warm else self.n_init
         best_ll, best = -np.inf, None
         for init in range(n_init):
-            run = self._fit_single(X, Y, sample_weight, random_state, warm, init)
+            fit_run = (
+                fit_gradient if self.training == "gradient" else type(self)._fit_single
+            )
+            run = fit_run(self, X, Y, sample_weight, random_state, warm, init)
             if best is None or run[0][-1] > best_ll:
                 best_ll = run[0][-1]
                 best = (self._get_parameters(), *run)
@@ -476,7 +498,8 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         }
         if not converged:
             warnings.warn(
-                f"EM did not converge in max_iter={self.max_iter} iterations "
+                f"{'EM' if self.training == 'em' else 'Gradient training'} did "
+                f"not converge in max_iter={self.max_iter} iterations "
                 f"(tol={self.tol}); increase max_iter or tol, or try another "
                 "initialisation.",
                 ConvergenceWarning,

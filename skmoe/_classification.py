@@ -1,12 +1,15 @@
 """MixtureOfExpertsClassifier: experts' class probabilities as the likelihood."""
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import BaseMixtureOfExperts
 from ._experts import fit_experts
+from ._online import partial_fit as _online_partial_fit
+from ._online import supports_partial_fit
 
 # Expert probabilities are floored here in the likelihood: a tree leaf that
 # never saw a class gives it probability 0, which would make log p = -inf.
@@ -45,13 +48,45 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         L2 penalty on the gate coefficients (of standardised inputs), on the
         scale of the summed log-likelihood (like ``1 / C`` in
         LogisticRegression).
-    training : {"em"}, default="em"
-        Training algorithm: expectation-maximisation.
+    training : {"em", "gradient"}, default="em"
+        Training algorithm. "em": expectation-maximisation, for any experts
+        that accept ``sample_weight``. "gradient": minimise the penalised
+        negative log-likelihood ``-sum_i w_i log p(y_i | x_i)`` over the gate
+        and the experts jointly (the 1991 paper's training), from the same
+        start as EM; only for experts whose parameters skmoe owns:
+        LogisticRegression experts (L2 penalty ``||coef||^2 / (2 C)`` or
+        none, no ``class_weight``). Other experts raise a ValueError naming
+        them.
+    gradient_solver : {"lbfgs", "adam"}, default="lbfgs"
+        Optimiser of ``training="gradient"``: full-batch L-BFGS-B, or
+        mini-batch Adam (the step is divided by 5 after 2 epochs that do not
+        lower the objective by ``tol``; training stops after 4 divisions and
+        keeps the best epoch's parameters).
+    batch_size : int or "auto", default="auto"
+        Rows per Adam mini-batch (``gradient_solver="adam"``); "auto" is
+        ``min(200, n_samples)``, as in MLPClassifier.
+    learning_rate_init : float, default=0.01
+        Adam's step size (``gradient_solver="adam"``), on parameters of
+        standardised inputs. Larger than the MLP's 1e-3: a sharp gate needs
+        coefficients of tens, and Adam moves each by about one step per
+        update.
+    learning_decay : float, default=0.51
+        :meth:`partial_fit` moves the model a step
+        ``rho_t = (learning_offset + t) ** -learning_decay`` towards the
+        ``t``-th batch's M-step (as online LatentDirichletAllocation does).
+        In (0.5, 1] the running averages converge; values just above 0.5
+        forget a poor start fastest; 0 makes every step a whole M-step on
+        the batch.
+    learning_offset : float, default=1.0
+        Offset of the :meth:`partial_fit` step schedule; larger values take
+        smaller early steps.
     max_iter : int, default=200
-        Most EM iterations per initialisation.
+        Most EM iterations per initialisation; with ``training="gradient"``,
+        L-BFGS iterations or Adam epochs.
     tol : float, default=1e-6
         EM stops when the penalised log-likelihood per unit sample weight
-        changes by less than ``tol``.
+        changes by less than ``tol``; L-BFGS when the penalised objective per
+        unit weight changes by less than ``tol`` relative to its size.
     n_init : int, default=1
         Initialisations to run; the one with the best log-likelihood is kept.
     init : {"kmeans", "random"}, default="kmeans"
@@ -94,11 +129,14 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         The fitted gate; ``gate_.coef_`` and ``gate_.intercept_`` hold its
         parameters (expert 0 is the reference, with zero coefficients).
     log_likelihood_ : float
-        Training log-likelihood, ``sum_i w_i log p(y_i | x_i)``.
+        Training log-likelihood, ``sum_i w_i log p(y_i | x_i)`` (after
+        :meth:`partial_fit`, that of the last batch).
     log_likelihood_curve_ : ndarray of shape (n_iter_,)
-        The training log-likelihood after each EM iteration.
+        The training log-likelihood after each EM iteration (L-BFGS
+        iteration, Adam epoch, or :meth:`partial_fit` batch).
     n_iter_ : int
-        EM iterations of the kept initialisation.
+        EM iterations of the kept initialisation (L-BFGS iterations or Adam
+        epochs; after :meth:`partial_fit`, the batches seen).
     converged_ : bool
         Whether that run met ``tol``.
     n_features_in_ : int
@@ -133,6 +171,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         gate="linear",
         gate_alpha=1e-3,
         training="em",
+        gradient_solver="lbfgs",
+        batch_size="auto",
+        learning_rate_init=1e-2,
+        learning_decay=0.51,
+        learning_offset=1.0,
         max_iter=200,
         tol=1e-6,
         n_init=1,
@@ -151,6 +194,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             gate=gate,
             gate_alpha=gate_alpha,
             training=training,
+            gradient_solver=gradient_solver,
+            batch_size=batch_size,
+            learning_rate_init=learning_rate_init,
+            learning_decay=learning_decay,
+            learning_offset=learning_offset,
             max_iter=max_iter,
             tol=tol,
             n_init=n_init,
@@ -165,6 +213,47 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
 
     def _default_expert(self):
         return LogisticRegression()
+
+    @available_if(supports_partial_fit)
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Update the mixture with one mini-batch (online generalised EM).
+
+        The first call starts from k-means responsibilities of the batch, as
+        ``fit`` does; each call then computes the batch's responsibilities
+        and moves the model a step ``(learning_offset + t) **
+        -learning_decay`` towards the batch's M-step: the expert's own
+        ``partial_fit`` with the responsibilities as ``sample_weight`` (e.g.
+        SGDClassifier(loss="log_loss"), GaussianNB), or a Newton step for
+        LogisticRegression experts (kept as reference-category softmax
+        models, L2 ``1 / C`` on standardised coefficients) and for the gate.
+        ``max_iter``, ``tol``, ``n_init`` and ``training`` do not apply.
+        Available only when every expert can be updated so; otherwise
+        accessing it raises an AttributeError caused by a ValueError that
+        names the expert.
+        After ``fit`` it continues from the fitted gate (linear and logistic
+        experts restart their statistics from the batch).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of inputs.
+        y : array-like of shape (n_samples,)
+            Its labels.
+        classes : array-like of shape (n_classes,), default=None
+            Every class that may appear; required on the first call (as in
+            :meth:`sklearn.linear_model.SGDClassifier.partial_fit`), optional
+            afterwards, where it must be the same.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights.
+
+        Returns
+        -------
+        self : object
+            The updated estimator; ``log_likelihood_`` is that of the batch
+            after its update and ``n_iter_`` the number of batches seen.
+        """
+        return _online_partial_fit(self, X, y, sample_weight, classes)
 
     def _validate_targets(self, y, *, fitting, sample_weight=None):
         if fitting:

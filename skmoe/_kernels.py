@@ -432,3 +432,238 @@ else:  # pragma: no cover
     gate_loss = gate_loss_numpy
     gate_objective = gate_objective_numpy
     weighted_design = weighted_design_numpy
+
+
+# --- gradient training ---
+#
+# The data term of the joint objective of ``training="gradient"``,
+# ``-sum_i w_i log sum_k g_ik p_ik``, and its gradient in the gate logits and
+# in the experts' outputs (Gaussian means and log-variances, or logistic
+# logits). With ``h_ik`` the posterior of expert ``k`` for row ``i``:
+# d/d gate_logit_ik = w_i (g_ik - h_ik) and d/d log p_ik = -w_i h_ik. The
+# products with the inputs (to reach the coefficients) stay with BLAS.
+
+# Rows per block of the gradient kernels: each block sums its own part of the
+# log-variance gradient and loss, in a fixed order whatever the threads.
+_GRADIENT_BLOCK_ROWS = 4096
+
+
+def gaussian_moe_gradient_numpy(gate_logits, means, Y, log_var, sample_weight):
+    """Negative log-likelihood of a Gaussian mixture of experts and its gradient.
+
+    Parameters
+    ----------
+    gate_logits : ndarray of shape (n, K)
+    means : ndarray of shape (n, K, n_outputs)
+        Expert means.
+    Y : ndarray of shape (n, n_outputs)
+    log_var : ndarray of shape (K, n_outputs)
+        Log noise variances.
+    sample_weight : ndarray of shape (n,)
+
+    Returns
+    -------
+    loss : float
+        ``-sum_i w_i log sum_k g_ik N(y_i; means_ik, diag(exp(log_var_k)))``.
+    d_gate : ndarray of shape (n, K)
+        Gradient in the gate logits.
+    d_means : ndarray of shape (n, K, n_outputs)
+        Gradient in the means.
+    d_log_var : ndarray of shape (K, n_outputs)
+        Gradient in the log-variances.
+    """
+    log_gate = log_softmax_numpy(gate_logits)
+    log_prob = gaussian_log_prob_numpy(Y, means, np.exp(log_var))
+    resp, row_ll = responsibilities_numpy(log_gate, log_prob)
+    wh = sample_weight[:, None] * resp
+    d_gate = sample_weight[:, None] * np.exp(log_gate) - wh
+    resid = Y[:, None, :] - means
+    inv_var = np.exp(-log_var)[None]
+    d_means = -wh[:, :, None] * resid * inv_var
+    d_log_var = -0.5 * np.sum(wh[:, :, None] * (resid**2 * inv_var - 1.0), axis=0)
+    return float(-(sample_weight @ row_ll)), d_gate, d_means, d_log_var
+
+
+def logistic_moe_gradient_numpy(gate_logits, expert_logits, codes, sample_weight):
+    """Negative log-likelihood of a mixture of softmax experts and its gradient.
+
+    Parameters
+    ----------
+    gate_logits : ndarray of shape (n, K)
+    expert_logits : ndarray of shape (n, K, n_classes)
+        Each expert's class logits.
+    codes : ndarray of shape (n,)
+        Label codes ``0 .. n_classes - 1``.
+    sample_weight : ndarray of shape (n,)
+
+    Returns
+    -------
+    loss : float
+        ``-sum_i w_i log sum_k g_ik softmax(expert_logits_ik)[y_i]``.
+    d_gate : ndarray of shape (n, K)
+        Gradient in the gate logits.
+    d_expert : ndarray of shape (n, K, n_classes)
+        Gradient in the expert logits.
+    """
+    n = gate_logits.shape[0]
+    log_gate = log_softmax_numpy(gate_logits)
+    log_p = expert_logits - logsumexp(expert_logits, axis=2, keepdims=True)
+    log_prob = log_p[np.arange(n), :, codes]
+    resp, row_ll = responsibilities_numpy(log_gate, log_prob)
+    wh = sample_weight[:, None] * resp
+    d_gate = sample_weight[:, None] * np.exp(log_gate) - wh
+    d_expert = wh[:, :, None] * np.exp(log_p)
+    d_expert[np.arange(n), :, codes] -= wh
+    return float(-(sample_weight @ row_ll)), d_gate, d_expert
+
+
+if NUMBA_AVAILABLE:
+
+    def _gaussian_moe_gradient_blocks(
+        gate_logits, means, Y, log_var, weight, d_gate, d_means, parts
+    ):
+        # parts[b, :K * q] collects block b's log-variance gradient,
+        # parts[b, K * q] its loss
+        n, K, q = means.shape
+        inv_var = np.exp(-log_var)
+        log_norm = np.empty(K)
+        for k in range(K):
+            acc = q * _LOG_2PI
+            for o in range(q):
+                acc += log_var[k, o]
+            log_norm[k] = acc
+        for b in numba.prange(parts.shape[0]):
+            start = b * _GRADIENT_BLOCK_ROWS
+            stop = min(n, start + _GRADIENT_BLOCK_ROWS)
+            part = parts[b]
+            log_gate = np.empty(K)
+            joint = np.empty(K)
+            for i in range(start, stop):
+                top = gate_logits[i, 0]
+                for k in range(1, K):
+                    if gate_logits[i, k] > top:
+                        top = gate_logits[i, k]
+                s = 0.0
+                for k in range(K):
+                    s += math.exp(gate_logits[i, k] - top)
+                lse = top + math.log(s)
+                best = -np.inf
+                for k in range(K):
+                    log_gate[k] = gate_logits[i, k] - lse
+                    quad = 0.0
+                    for o in range(q):
+                        r = Y[i, o] - means[i, k, o]
+                        quad += r * r * inv_var[k, o]
+                    joint[k] = log_gate[k] - 0.5 * (quad + log_norm[k])
+                    if joint[k] > best:
+                        best = joint[k]
+                s = 0.0
+                for k in range(K):
+                    s += math.exp(joint[k] - best)
+                row_ll = best + math.log(s)
+                w = weight[i]
+                for k in range(K):
+                    wh = w * math.exp(joint[k] - row_ll)
+                    d_gate[i, k] = w * math.exp(log_gate[k]) - wh
+                    for o in range(q):
+                        r = Y[i, o] - means[i, k, o]
+                        d_means[i, k, o] = -wh * r * inv_var[k, o]
+                        part[k * q + o] -= 0.5 * wh * (r * r * inv_var[k, o] - 1.0)
+                part[K * q] -= w * row_ll
+
+    def _logistic_moe_gradient_blocks(
+        gate_logits, expert_logits, codes, weight, d_gate, d_expert, parts
+    ):
+        # parts[b] holds block b's loss
+        n, K, C = expert_logits.shape
+        for b in numba.prange(parts.shape[0]):
+            start = b * _GRADIENT_BLOCK_ROWS
+            stop = min(n, start + _GRADIENT_BLOCK_ROWS)
+            log_gate = np.empty(K)
+            joint = np.empty(K)
+            lse_expert = np.empty(K)
+            loss = 0.0
+            for i in range(start, stop):
+                top = gate_logits[i, 0]
+                for k in range(1, K):
+                    if gate_logits[i, k] > top:
+                        top = gate_logits[i, k]
+                s = 0.0
+                for k in range(K):
+                    s += math.exp(gate_logits[i, k] - top)
+                lse = top + math.log(s)
+                y = codes[i]
+                best = -np.inf
+                for k in range(K):
+                    log_gate[k] = gate_logits[i, k] - lse
+                    m = expert_logits[i, k, 0]
+                    for c in range(1, C):
+                        if expert_logits[i, k, c] > m:
+                            m = expert_logits[i, k, c]
+                    s = 0.0
+                    for c in range(C):
+                        s += math.exp(expert_logits[i, k, c] - m)
+                    lse_expert[k] = m + math.log(s)
+                    joint[k] = log_gate[k] + expert_logits[i, k, y] - lse_expert[k]
+                    if joint[k] > best:
+                        best = joint[k]
+                s = 0.0
+                for k in range(K):
+                    s += math.exp(joint[k] - best)
+                row_ll = best + math.log(s)
+                w = weight[i]
+                for k in range(K):
+                    wh = w * math.exp(joint[k] - row_ll)
+                    d_gate[i, k] = w * math.exp(log_gate[k]) - wh
+                    for c in range(C):
+                        p = math.exp(expert_logits[i, k, c] - lse_expert[k])
+                        d_expert[i, k, c] = wh * p
+                    d_expert[i, k, y] -= wh
+                loss -= w * row_ll
+            parts[b] = loss
+
+    _gaussian_moe_gradient_serial = _njit(_gaussian_moe_gradient_blocks)
+    _gaussian_moe_gradient_parallel = _njit_parallel(_gaussian_moe_gradient_blocks)
+    _logistic_moe_gradient_serial = _njit(_logistic_moe_gradient_blocks)
+    _logistic_moe_gradient_parallel = _njit_parallel(_logistic_moe_gradient_blocks)
+
+    def _n_gradient_blocks(n_rows):
+        return max(1, -(-n_rows // _GRADIENT_BLOCK_ROWS))
+
+    def gaussian_moe_gradient_numba(gate_logits, means, Y, log_var, sample_weight):
+        """Numba twin of :func:`gaussian_moe_gradient_numpy`."""
+        gate_logits = np.ascontiguousarray(gate_logits, dtype=np.float64)
+        means = np.ascontiguousarray(means, dtype=np.float64)
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        log_var = np.ascontiguousarray(log_var, dtype=np.float64)
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        n, K, q = means.shape
+        d_gate = np.empty((n, K))
+        d_means = np.empty((n, K, q))
+        parts = np.zeros((_n_gradient_blocks(n), K * q + 1))
+        _pick(_gaussian_moe_gradient_serial, _gaussian_moe_gradient_parallel, n)(
+            gate_logits, means, Y, log_var, sample_weight, d_gate, d_means, parts
+        )
+        total = parts.sum(axis=0)
+        return float(total[K * q]), d_gate, d_means, total[: K * q].reshape(K, q)
+
+    def logistic_moe_gradient_numba(gate_logits, expert_logits, codes, sample_weight):
+        """Numba twin of :func:`logistic_moe_gradient_numpy`."""
+        gate_logits = np.ascontiguousarray(gate_logits, dtype=np.float64)
+        expert_logits = np.ascontiguousarray(expert_logits, dtype=np.float64)
+        codes = np.ascontiguousarray(codes, dtype=np.intp)
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        n = gate_logits.shape[0]
+        d_gate = np.empty_like(gate_logits)
+        d_expert = np.empty_like(expert_logits)
+        parts = np.zeros(_n_gradient_blocks(n))
+        _pick(_logistic_moe_gradient_serial, _logistic_moe_gradient_parallel, n)(
+            gate_logits, expert_logits, codes, sample_weight, d_gate, d_expert, parts
+        )
+        return float(parts.sum()), d_gate, d_expert
+
+    gaussian_moe_gradient = gaussian_moe_gradient_numba
+    logistic_moe_gradient = logistic_moe_gradient_numba
+else:  # pragma: no cover
+    gaussian_moe_gradient = gaussian_moe_gradient_numpy
+    logistic_moe_gradient = logistic_moe_gradient_numpy
