@@ -364,10 +364,10 @@ class _DeviceEM:
         for k in range(self.K):
             dx, dy = shifts[k]
             if dx is not None:
-                intercept = dy - dx @ coef[k]
+                intercept = dy - dx @ coef[k, :, :]
             else:
-                intercept = self.u @ coef[k] - self.y_shift
-            C.append(xp.concat([coef[k], intercept[None, :]], axis=0))
+                intercept = self.u @ coef[k, :, :] - self.y_shift
+            C.append(xp.concat([coef[k, :, :], intercept[None, :]], axis=0))
         return xp.stack(C)
 
     def expert_means(self, C):
@@ -514,7 +514,10 @@ def _set_fitted(moe, best, gate, x_mean, x_scale, y_shift):
     for k, template in enumerate(moe._templates):
         slope = C[k, :d, :]
         coef = slope / x_scale[:, None]
-        intercept = C[k, d, :] + y_shift - (x_mean / x_scale) @ slope
+        if template.fit_intercept:
+            intercept = C[k, d, :] + y_shift - (x_mean / x_scale) @ slope
+        else:  # zero by construction, up to round-off of the conversion
+            intercept = np.zeros(C.shape[2])
         est = clone(template)
         est.coef_ = coef[:, 0] if moe._y_is_1d else coef.T.copy()
         est.intercept_ = float(intercept[0]) if moe._y_is_1d else intercept
@@ -534,18 +537,25 @@ def _set_fitted(moe, best, gate, x_mean, x_scale, y_shift):
     moe._training_summary = best["summary"]
 
 
-def fit_array_api(moe, X, y, sample_weight=None):
+def fit_array_api(moe, X, y, sample_weight=None, *, xp=None):
     """Fit ``moe`` (a MixtureOfExpertsRegressor) by EM on the Array API path.
 
     Validation is the CPU path's, on host copies of the inputs; the EM
     iterations then run on the device of ``X`` (or on the GPU for
     ``device="cuda"``). Returns ``moe`` with NumPy fitted attributes.
+
+    ``xp``, as in scikit-learn's ``get_namespace(..., xp=None)``, forces a
+    namespace (on its default device), whatever the inputs: the tests run
+    this path on NumPy with ``xp=array_api_compat.numpy``.
     """
     warm = moe.warm_start and hasattr(moe, "experts_")
     # configuration errors first: installing CuPy would not fix them
     names, templates = moe._expert_templates()
     alphas = check_supported(moe, templates)
-    xp, device, X_on_device = _namespace_for(moe, X)
+    if xp is None:
+        xp, device, X_on_device = _namespace_for(moe, X)
+    else:
+        device, X_on_device = None, False
     # host copies, for validation and the (CPU) starting responsibilities
     X_host, y_host = to_numpy(X), to_numpy(y)
     _check_no_categorical(X_host)
