@@ -537,6 +537,24 @@ def _set_fitted(moe, best, gate, x_mean, x_scale, y_shift):
     moe._training_summary = best["summary"]
 
 
+def _weighted_scaler(X, sw, xp):
+    """Weighted mean and standard deviation of the columns, as NumPy float64.
+
+    The maths of ``SoftmaxGate._init_scaler``, computed where the data are:
+    a column whose spread is below ``1e-12`` of its size (float64) is
+    constant and keeps scale 1; for float32 the bound is as many float32
+    ulps (about 5e-4), or a constant column's round-off would be blown up
+    to unit spread.
+    """
+    w = sw / xp.sum(sw)
+    mean = w @ X
+    std = xp.sqrt(w @ (X - mean) ** 2)
+    relative = 1e-12 * float(xp.finfo(X.dtype).eps) / np.finfo(np.float64).eps
+    mean, std = to_numpy(mean).astype(np.float64), to_numpy(std).astype(np.float64)
+    std[std < relative * (1.0 + np.abs(mean))] = 1.0
+    return mean, std
+
+
 def fit_array_api(moe, X, y, sample_weight=None, *, xp=None):
     """Fit ``moe`` (a MixtureOfExpertsRegressor) by EM on the Array API path.
 
@@ -598,23 +616,24 @@ def fit_array_api(moe, X, y, sample_weight=None, *, xp=None):
         _seed_unset_random_states(clone(t), random_state) for t in templates
     ]
 
-    # the gate's standardisation, as SoftmaxGate computes it on the CPU
-    gate = moe.gate_ if warm else moe._make_gate()
-    if not warm:
-        gate._init_scaler(X64, sw)
-    x_mean, x_scale = gate._mean, gate._scale
-    y_shift = (sw / sw.sum()) @ Y
-
     if X_on_device and array_api_compat.is_array_api_obj(X):
         X_dev = xp.astype(X, dtype) if X.dtype != dtype else X
     else:
         X_dev = xp.asarray(X_host, dtype=dtype, device=device)
+    sw_dev = xp.asarray(sw, dtype=dtype, device=device)
+    gate = moe.gate_ if warm else moe._make_gate()
+    if not warm:
+        # SoftmaxGate's standardisation (``_init_scaler``), on the device
+        gate._mean, gate._scale = _weighted_scaler(X_dev, sw_dev, xp)
+    x_mean, x_scale = gate._mean, gate._scale
+    y_shift = (sw / sw.sum()) @ Y
+
     em = _DeviceEM(
         xp,
         device,
         X_dev,
         xp.asarray(Y, dtype=dtype, device=device),
-        xp.asarray(sw, dtype=dtype, device=device),
+        sw_dev,
         x_mean=x_mean,
         x_scale=x_scale,
         y_shift=y_shift,

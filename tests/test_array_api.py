@@ -164,6 +164,23 @@ def test_float32_computes_in_float32_close_to_float64(mixture):
     assert est.predict(X).dtype == np.float64
 
 
+def test_float32_constant_column_is_not_blown_up_to_noise(mixture):
+    # the round-off of a constant float32 column must not be standardised
+    # into a unit-spread random feature
+    X, y, _ = mixture
+    X1 = np.column_stack([X, np.full(len(X), 3.3)])
+    ref = _fit_xp(MixtureOfExpertsRegressor(n_experts=3, random_state=0), X, y)
+    est = _fit_xp(
+        MixtureOfExpertsRegressor(n_experts=3, random_state=0),
+        X1.astype(np.float32),
+        y.astype(np.float32),
+    )
+    assert est.gate_._scale[-1] == 1.0
+    np.testing.assert_allclose(est.log_likelihood_, ref.log_likelihood_, rtol=1e-5)
+    assert np.abs(_expert_coefs(est)[:, -1]).max() < 1e-3
+    assert np.abs(est.gate_.coef_[-1]).max() < 1e-3
+
+
 def test_sample_weight_multi_output_and_ridge_agree_with_numba_path():
     X, y = make_moe_regression(
         n_samples=1000, n_features=2, n_experts=3, noise=0.2, random_state=0
