@@ -64,7 +64,7 @@ _MAX_HALVINGS = 30
 # Rows per block of the gate Hessian's products, as a budget of bytes for the
 # (rows, (n_features + 1) * (n_experts - 1)) temporaries: bounded memory on
 # the device at any n.
-_HESSIAN_BLOCK_BYTES = 1 << 27
+_HESSIAN_BLOCK_BYTES = 1 << 28
 
 
 def _unsupported(message):
