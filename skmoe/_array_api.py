@@ -16,11 +16,13 @@ conventions for Array API inputs:
   (NumPy and pandas inputs are moved to the GPU once).
 - CuPy inputs: the same path, even with the default ``device="cpu"``: the data
   already live on the GPU, and NumPy could not read them anyway.
-- other non-NumPy Array API inputs (array-api-strict, PyTorch) under
+- other non-NumPy Array API inputs (array-api-strict, PyTorch; not Dask) under
   ``sklearn.set_config(array_api_dispatch=True)``: the Array API path in the
   inputs' own namespace and device.
 - everything else: the NumPy + numba CPU path.
 """
+
+import importlib
 
 import numpy as np
 from sklearn import get_config
@@ -49,6 +51,8 @@ def use_array_api(device, X):
         bool(get_config().get("array_api_dispatch", False))
         and array_api_compat.is_array_api_obj(X)
         and not array_api_compat.is_numpy_array(X)
+        # lazy arrays would be computed at every scalar of every iteration
+        and not array_api_compat.is_dask_array(X)
     )
 
 
@@ -80,8 +84,7 @@ def cuda_namespace():
             "device='cuda' found no CUDA GPU (CuPy sees 0 devices). Use "
             "device='cpu', or run on a machine with an NVIDIA GPU."
         )
-    from sklearn.externals.array_api_compat import cupy as xp_cupy
-
+    xp_cupy = importlib.import_module(f"{array_api_compat.__name__}.cupy")
     return xp_cupy, cupy.cuda.Device()
 
 
