@@ -215,6 +215,9 @@ class _DeviceEM:
         # decrease of the mean objective) is below this; the float32 value
         # sits above its round-off
         self.newton_tol = max(1e-14, 0.1 * eps)
+        # after a full step from a decrement below this, the next one is at
+        # most ~100x its square (measured: 2-20x), below newton_tol
+        self.newton_quadratic = math.sqrt(self.newton_tol / 100)
         # the penalty falls on the coefficient rows of theta, not the intercepts
         mask = np.ones((self.p, 1))
         mask[-1] = 0.0
@@ -321,6 +324,13 @@ class _DeviceEM:
                 break  # no decrease left to find at this precision
             theta, log_g, loss = trial, trial_log_g, trial_loss
             n_iter += 1
+            if t == 1.0 and decrement / 2 <= self.newton_quadratic * max(
+                1.0, abs(loss)
+            ):
+                # a full step from this close: Newton's quadratic convergence
+                # leaves a decrement below newton_tol, which one more Hessian
+                # would only confirm
+                break
         return theta, log_g, n_iter
 
     # -- experts ---------------------------------------------------------
@@ -541,7 +551,7 @@ def _weighted_scaler(X, sw, xp):
     """Weighted mean and standard deviation of the columns, as NumPy float64.
 
     The maths of ``SoftmaxGate._init_scaler``, computed where the data are:
-    a column whose spread is below ``1e-12`` of its size (float64) is
+    a column whose spread is at most ``1e-12`` of its magnitude (float64) is
     constant and keeps scale 1; for float32 the bound is as many float32
     ulps (about 5e-4), or a constant column's round-off would be blown up
     to unit spread.
@@ -551,7 +561,7 @@ def _weighted_scaler(X, sw, xp):
     std = xp.sqrt(w @ (X - mean) ** 2)
     relative = 1e-12 * float(xp.finfo(X.dtype).eps) / np.finfo(np.float64).eps
     mean, std = to_numpy(mean).astype(np.float64), to_numpy(std).astype(np.float64)
-    std[std < relative * (1.0 + np.abs(mean))] = 1.0
+    std[std <= relative * np.abs(mean)] = 1.0
     return mean, std
 
 
