@@ -96,8 +96,13 @@ def namespace_and_device(*arrays):
 
 
 def to_numpy(x):
-    """A NumPy copy (or view) of an array from any supported namespace."""
-    if x is None or isinstance(x, np.ndarray):
+    """A NumPy copy (or view) of an Array API array from any namespace.
+
+    Anything else (None, NumPy arrays, pandas objects, lists) is returned
+    unchanged, for scikit-learn's own validation to read (feature names,
+    categorical columns).
+    """
+    if not array_api_compat.is_array_api_obj(x) or isinstance(x, np.ndarray):
         return x
     if is_cupy_array(x):
         return x.get()

@@ -13,6 +13,7 @@ import types
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn
 from sklearn.externals import array_api_compat
@@ -199,6 +200,11 @@ def test_sample_weight_multi_output_and_ridge_agree_with_numba_path():
     assert est.converged_ and est.n_iter_ == cpu.n_iter_
     _assert_same_fit(est, cpu, rtol_ll=1e-8, atol_coef=1e-4)
     assert est.noise_variance_.shape == (3, 2)
+    # pandas inputs are validated as on the CPU: feature names are kept
+    named = _fit_xp(
+        MixtureOfExpertsRegressor(**kwargs), pd.DataFrame(X, columns=["a", "b"]), Y
+    )
+    assert named.feature_names_in_.tolist() == ["a", "b"]
     assert est.experts_[2].intercept_.tolist() == [0.0, 0.0]
     np.testing.assert_allclose(est.predict(X), cpu.predict(X), atol=1e-4)
 
