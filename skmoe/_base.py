@@ -18,6 +18,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._array_api import use_array_api
 from ._experts import check_experts
 from ._gating import SoftmaxGate
 from ._gradient import fit_gradient
@@ -139,7 +140,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         "init": [StrOptions({"kmeans", "random"})],
         "top_k": [None, Interval(Integral, 1, None, closed="left")],
         "n_jobs": [None, Integral],
-        "device": [StrOptions({"cpu"})],
+        "device": [StrOptions({"cpu", "cuda"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
@@ -433,6 +434,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         self : object
             Fitted estimator.
         """
+        if use_array_api(self.device, X):
+            # the GPU / Array API path (skmoe/_em_array_api.py)
+            from ._em_array_api import fit_array_api
+
+            return fit_array_api(self, X, y, sample_weight)
         warm = self.warm_start and hasattr(self, "experts_")
         _check_no_categorical(X)
         X, y = validate_data(

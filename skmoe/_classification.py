@@ -103,8 +103,9 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     n_jobs : int, default=None
         Jobs for fitting experts in parallel through joblib. None means 1
         unless in a :obj:`joblib.parallel_backend` context.
-    device : {"cpu"}, default="cpu"
-        Where the EM kernels run.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where EM runs. Only "cpu" (NumPy and numba) fits a classifier yet;
+        "cuda" (the CuPy path of the regressor) raises a ValueError.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation; an int gives reproducible fits.
     verbose : int, default=0

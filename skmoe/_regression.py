@@ -109,8 +109,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Jobs for fitting experts in parallel through joblib (experts fitted in
         closed form do not need it). None means 1 unless in a
         :obj:`joblib.parallel_backend` context.
-    device : {"cpu"}, default="cpu"
-        Where the EM kernels run.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where EM runs. "cpu": NumPy and numba on the CPU. "cuda": the GPU,
+        through CuPy (``pip install skmoe[gpu]``), for linear experts
+        (LinearRegression, Ridge) and the linear gate; the data are copied
+        to the GPU once and the fitted attributes come back as NumPy arrays.
+        CuPy inputs take the GPU path whatever ``device`` says. See the
+        user guide's GPU section.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialisation; an int gives reproducible fits.
     verbose : int, default=0

@@ -1,0 +1,683 @@
+"""EM for linear-Gaussian experts written once in the Array API (CuPy on a GPU).
+
+One EM iteration here is the same maths as the NumPy + numba CPU path of
+:class:`~skmoe.MixtureOfExpertsRegressor` with linear experts and the linear
+softmax gate, in operations every Array API namespace has (matrix products,
+element-wise functions, reductions, ``linalg.eigh``), so the same code runs on
+CuPy (``device="cuda"``) and, for the tests, on NumPy and array-api-strict:
+
+- E-step: the gate's log-softmax, each expert's Gaussian log-density, the
+  responsibilities and per-row log-likelihood by log-sum-exp.
+- Experts' M-step: weighted least squares (plus ridge) through each expert's
+  weighted normal equations, the reproduction of LinearRegression and Ridge
+  that the CPU path's closed form also uses; noise variances as weighted
+  residual spreads, floored as on the CPU.
+- Gate's M-step: the weighted soft-target cross-entropy plus ``alpha / 2
+  ||W||^2`` (on standardised inputs, expert 0 the reference), minimised by
+  Newton's method with the exact Hessian and a backtracking (Armijo) line
+  search, from the previous iteration's gate. Newton rather than the CPU's
+  L-BFGS because a Hessian is a few large matrix products, which a GPU does
+  well, and it converges in a few steps; both reach the same minimum.
+
+The data are moved to the device once and stay there; per iteration only
+scalars (the log-likelihood, the experts' total responsibilities) come back.
+Work is done in the input's floating dtype (float32 or float64); scalar sums
+(log-likelihood, gate objective) are accumulated in float64. The inputs are
+standardised on the device (and the targets centred), so that the normal
+equations stay well conditioned in float32 too.
+
+The starting responsibilities (k-means or random) are computed by the CPU
+path's own code, on a host copy of the data, so both paths start from the
+same point; a collapsed expert is re-seeded by that code as well (rare: the
+responsibilities then make one round trip to the host).
+"""
+
+import math
+import warnings
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_sample_weight, validate_data
+
+from ._array_api import (
+    array_api_compat,
+    cuda_namespace,
+    is_cupy_array,
+    namespace_and_device,
+    to_numpy,
+)
+from ._base import (
+    _DEAD_EXPERT_FRACTION,
+    _check_no_categorical,
+    _seed_unset_random_states,
+)
+from ._experts import _fast_linear_alpha
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+# Armijo sufficient-decrease constant and most halvings of the Newton step.
+_ARMIJO = 1e-4
+_MAX_HALVINGS = 30
+
+# Rows per block of the gate Hessian's products, as a budget of bytes for the
+# (rows, (n_features + 1) * (n_experts - 1)) temporaries: bounded memory on
+# the device at any n.
+_HESSIAN_BLOCK_BYTES = 1 << 28
+
+
+def _unsupported(message):
+    return ValueError(
+        f"{message} The Array API path (device='cuda', CuPy or other Array API "
+        "inputs) supports MixtureOfExpertsRegressor with linear experts "
+        "(LinearRegression, Ridge with a direct solver) and gate='linear', "
+        "training='em'. Fit with device='cpu' on NumPy inputs (for CuPy "
+        "arrays, X.get()) instead."
+    )
+
+
+def check_supported(moe, templates):
+    """Ridge penalty of each expert; raise for what the path cannot fit."""
+    if moe._is_classifier_moe:
+        raise _unsupported(
+            f"{type(moe).__name__} cannot be fitted on the Array API path yet."
+        )
+    if moe.gate != "linear" or moe.training != "em":
+        raise _unsupported(
+            f"gate={moe.gate!r} with training={moe.training!r} is not supported."
+        )
+    alphas = [_fast_linear_alpha(t) for t in templates]
+    bad = [
+        type(t).__name__ for t, a in zip(templates, alphas, strict=True) if a is None
+    ]
+    if bad:
+        raise _unsupported(
+            f"Expert(s) {sorted(set(bad))} are fitted by their own (CPU) code, "
+            "which this path does not run: it would copy the data and "
+            "responsibilities to the host at every iteration."
+        )
+    return alphas
+
+
+# ---------------------------------------------------------------------------
+# Array API kernels (written once; ``xp`` is the namespace)
+# ---------------------------------------------------------------------------
+
+
+def log_softmax(logits, xp):
+    """Row-wise log-softmax of an (n, K) array."""
+    top = xp.max(logits, axis=1, keepdims=True)
+    shifted = logits - top
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def responsibilities(joint, xp):
+    """Posterior expert probabilities and per-row log-likelihood.
+
+    ``joint[i, k] = log g_k(x_i) + log p_k(y_i | x_i)``. A row no expert can
+    explain (every entry -inf) has no finite posterior: it is spread evenly
+    and its log-likelihood is -inf, as on the CPU path.
+    """
+    top = xp.max(joint, axis=1, keepdims=True)
+    finite = xp.isfinite(top)
+    top = xp.where(finite, top, xp.zeros_like(top))
+    row_ll = top + xp.log(xp.sum(xp.exp(joint - top), axis=1, keepdims=True))
+    resp = xp.exp(joint - xp.where(finite, row_ll, xp.zeros_like(row_ll)))
+    resp = xp.where(finite, resp, xp.full_like(resp, 1.0 / joint.shape[1]))
+    return resp, row_ll[:, 0]
+
+
+def psd_solve(A, B, xp):
+    """Minimum-norm solution of ``A X = B`` for symmetric PSD ``A`` (stacks too).
+
+    By eigendecomposition, with eigenvalues below ``size * eps * largest``
+    treated as zero (as ``lstsq`` does): a singular system (a constant
+    column, a gate without penalty on separable targets) gets the minimum-norm
+    answer instead of inf or NaN, which Array API ``solve`` does not promise.
+    """
+    eigval, eigvec = xp.linalg.eigh(A)
+    eps = xp.finfo(A.dtype).eps
+    cutoff = A.shape[-1] * eps * xp.max(eigval, axis=-1, keepdims=True)
+    keep = eigval > cutoff
+    inv = xp.where(
+        keep, 1.0 / xp.where(keep, eigval, xp.ones_like(eigval)), xp.zeros_like(eigval)
+    )
+    proj = xp.linalg.matrix_transpose(eigvec) @ B
+    return eigvec @ (inv[..., None] * proj)
+
+
+class _DeviceEM:
+    """The data of one EM fit on the device, and one iteration's steps.
+
+    ``Z = [(X - x_mean) / x_scale, 1]`` (n, p) is the standardised design
+    with an intercept column, shared by the gate and the experts; ``Yc`` the
+    targets minus their weighted mean. The gate's free parameters ``theta``
+    (p, K - 1) are those of :class:`~skmoe.SoftmaxGate` (``_theta``); expert
+    ``k`` predicts ``Z @ C[k] + y_shift`` with ``C`` of shape (K, p, q).
+    """
+
+    def __init__(
+        self,
+        xp,
+        device,
+        X,
+        Y,
+        sw,
+        *,
+        x_mean,
+        x_scale,
+        y_shift,
+        alphas,
+        fit_intercepts,
+        noise_floor,
+        gate_alpha,
+        gate_max_iter,
+    ):
+        self.xp = xp
+        dtype = X.dtype
+        self.dtype = dtype
+
+        def put(a):
+            return xp.asarray(
+                np.asarray(a, dtype=np.float64), dtype=dtype, device=device
+            )
+
+        n, d = X.shape
+        self.n, self.d, self.p = n, d, d + 1
+        self.K = len(alphas)
+        self.q = Y.shape[1]
+        self.x_mean, self.x_scale = put(x_mean), put(x_scale)
+        self.Z = xp.concat(
+            [
+                (X - self.x_mean) / self.x_scale,
+                xp.ones((n, 1), dtype=dtype, device=device),
+            ],
+            axis=1,
+        )
+        self.y_shift = put(y_shift)
+        self.Yc = Y - self.y_shift
+        self.sw = sw
+        self.total = float(xp.sum(sw, dtype=xp.float64))
+        self.noise_floor = put(noise_floor)
+        # the ridge penalty alpha ||beta||^2 on raw coefficients is
+        # alpha ||c / x_scale||^2 on the standardised ones
+        self.ridge = [
+            put(a / np.asarray(x_scale, dtype=np.float64) ** 2) if a > 0 else None
+            for a in alphas
+        ]
+        self.fit_intercepts = fit_intercepts
+        self.u = put(np.asarray(x_mean) / np.asarray(x_scale))
+        self.gate_alpha = float(gate_alpha)
+        self.gate_max_iter = gate_max_iter
+        eps = float(xp.finfo(dtype).eps)
+        # Newton stops when half the squared Newton decrement (the predicted
+        # decrease of the mean objective) is below this; the float32 value
+        # sits above its round-off
+        self.newton_tol = max(1e-14, 0.1 * eps)
+        # after a full step from a decrement below this, the next one is at
+        # most ~100x its square (measured: 2-20x), below newton_tol
+        self.newton_quadratic = math.sqrt(self.newton_tol / 100)
+        # the penalty falls on the coefficient rows of theta, not the intercepts
+        mask = np.ones((self.p, 1))
+        mask[-1] = 0.0
+        self.penalty_mask = put(mask)
+        self.device = device
+
+    # -- gate ------------------------------------------------------------
+
+    def gate_log_proba(self, theta):
+        xp = self.xp
+        zero = xp.zeros((self.n, 1), dtype=self.dtype, device=self.device)
+        return log_softmax(xp.concat([zero, self.Z @ theta], axis=1), xp)
+
+    def gate_penalty(self, theta):
+        W = self.penalty_mask * theta
+        return 0.5 * self.gate_alpha * float(self.xp.sum(W * W, dtype=self.xp.float64))
+
+    def _gate_objective(self, theta, targets):
+        """(log gate, mean penalised cross-entropy) at ``theta``."""
+        xp = self.xp
+        log_g = self.gate_log_proba(theta)
+        cross = xp.sum(targets * log_g, axis=1)
+        loss = -float(xp.sum(self.sw * cross, dtype=xp.float64))
+        return log_g, (loss + self.gate_penalty(theta)) / self.total
+
+    def _gate_derivatives(self, theta, log_g, targets):
+        """Gradient (p * (K - 1),) and exact Hessian of the mean objective.
+
+        ``H = sum_i w_i (diag(g_i) - g_i g_i^T) (x) z_i z_i^T`` over the
+        non-reference experts, in blocks of rows; the index of
+        ``theta[a, k]`` is ``a * (K - 1) + k``, as in ``theta.ravel()``.
+        """
+        xp = self.xp
+        p, K1 = self.p, self.K - 1
+        P = p * K1
+        g = xp.exp(log_g[:, 1:])
+        w = self.sw[:, None]
+        dlogits = w * (g - targets[:, 1:])
+        grad = self.Z.T @ dlogits + self.gate_alpha * self.penalty_mask * theta
+        itemsize = 4 if self.dtype == xp.float32 else 8
+        block = max(1024, _HESSIAN_BLOCK_BYTES // (P * itemsize))
+        outer = xp.zeros((P, P), dtype=self.dtype, device=self.device)
+        diag_blocks = xp.zeros((p, P), dtype=self.dtype, device=self.device)
+        root_w = xp.sqrt(self.sw)[:, None]
+        for start in range(0, self.n, block):
+            stop = min(self.n, start + block)
+            z = self.Z[start:stop, :]
+            m = stop - start
+            # sum_i (sqrt(w_i) g_i (x) z_i)(...)^T: the -g g^T part
+            B = xp.reshape(
+                z[:, :, None] * (g[start:stop, :] * root_w[start:stop, :])[:, None, :],
+                (m, P),
+            )
+            outer = outer + B.T @ B
+            # sum_i w_i g_ik z_i z_i^T for every k at once: the diag(g) part
+            D = xp.reshape(
+                z[:, :, None] * (g[start:stop, :] * w[start:stop, :])[:, None, :],
+                (m, P),
+            )
+            diag_blocks = diag_blocks + z.T @ D
+        # diag_blocks[a, b * K1 + k] -> H1[a, k, b, l] = delta_kl (...)
+        A = xp.permute_dims(xp.reshape(diag_blocks, (p, p, K1)), (0, 2, 1))
+        eye = xp.eye(K1, dtype=self.dtype, device=self.device)
+        H = xp.reshape(A[:, :, :, None] * eye[None, :, None, :], (P, P)) - outer
+        penalty = xp.reshape(
+            self.penalty_mask * xp.ones((p, K1), dtype=self.dtype, device=self.device),
+            (P,),
+        )
+        H = (
+            H
+            + self.gate_alpha
+            * xp.eye(P, dtype=self.dtype, device=self.device)
+            * penalty[None, :]
+        )
+        H = 0.5 * (H + H.T)
+        return xp.reshape(grad, (P,)) / self.total, H / self.total
+
+    def fit_gate(self, theta, targets):
+        """Newton's method from ``theta``; returns (theta, log gate, n_iter).
+
+        Each accepted step lowers the objective (Armijo), so the gate's
+        M-step never lowers the penalised log-likelihood.
+        """
+        xp = self.xp
+        log_g, loss = self._gate_objective(theta, targets)
+        if self.K == 1:
+            return theta, log_g, 0
+        n_iter = 0
+        for _ in range(self.gate_max_iter):
+            grad, H = self._gate_derivatives(theta, log_g, targets)
+            step = -psd_solve(H, grad[:, None], xp)[:, 0]
+            decrement = -float(xp.sum(grad * step, dtype=xp.float64))
+            if not decrement / 2 > self.newton_tol * max(1.0, abs(loss)):
+                break
+            step = xp.reshape(step, theta.shape)
+            t = 1.0
+            for _ in range(_MAX_HALVINGS):
+                trial = theta + t * step
+                trial_log_g, trial_loss = self._gate_objective(trial, targets)
+                if trial_loss <= loss - _ARMIJO * t * decrement:
+                    break
+                t *= 0.5
+            else:
+                break  # no decrease left to find at this precision
+            theta, log_g, loss = trial, trial_log_g, trial_loss
+            n_iter += 1
+            if t == 1.0 and decrement / 2 <= self.newton_quadratic * max(
+                1.0, abs(loss)
+            ):
+                # a full step from this close: Newton's quadratic convergence
+                # leaves a decrement below newton_tol, which one more Hessian
+                # would only confirm
+                break
+        return theta, log_g, n_iter
+
+    # -- experts ---------------------------------------------------------
+
+    def fit_experts(self, weights):
+        """Weighted least squares for every expert: C (K, p, q)."""
+        xp = self.xp
+        d = self.d
+        A_all, B_all, shifts = [], [], []
+        for k in range(self.K):
+            Zw = self.Z * weights[:, k : k + 1]
+            S = self.Z.T @ Zw  # [[X^T W X, X^T w], [w^T X, sum w]] (standardised)
+            Sy = Zw.T @ self.Yc  # [X^T W y; w^T y]
+            Sxx, s, w_sum = S[:d, :d], S[:d, d], S[d, d]
+            Sxy, wy = Sy[:d, :], Sy[d, :]
+            if self.fit_intercepts[k]:
+                # centre on the expert's own weighted mean (a rank-one update)
+                dx, dy = s / w_sum, wy / w_sum
+                A = Sxx - w_sum * dx[:, None] * dx[None, :]
+                B = Sxy - w_sum * dx[:, None] * dy[None, :]
+            else:
+                # no intercept: the model lives at the raw origin, which is
+                # -x_mean / x_scale in standardised coordinates
+                u, ys = self.u, self.y_shift
+                A = Sxx + u[:, None] * s[None, :] + s[:, None] * u[None, :]
+                A = A + w_sum * u[:, None] * u[None, :]
+                B = Sxy + s[:, None] * ys[None, :] + u[:, None] * wy[None, :]
+                B = B + w_sum * u[:, None] * ys[None, :]
+                dx, dy = None, None
+            if self.ridge[k] is not None:
+                A = (
+                    A
+                    + xp.eye(d, dtype=self.dtype, device=self.device)
+                    * self.ridge[k][None, :]
+                )
+            A_all.append(0.5 * (A + A.T))
+            B_all.append(B)
+            shifts.append((dx, dy))
+        coef = psd_solve(xp.stack(A_all), xp.stack(B_all), xp)  # (K, d, q)
+        C = []
+        for k in range(self.K):
+            dx, dy = shifts[k]
+            if dx is not None:
+                intercept = dy - dx @ coef[k, :, :]
+            else:
+                intercept = self.u @ coef[k, :, :] - self.y_shift
+            C.append(xp.concat([coef[k, :, :], intercept[None, :]], axis=0))
+        return xp.stack(C)
+
+    def expert_means(self, C):
+        """Centred expert predictions, shape (n, K, q)."""
+        xp = self.xp
+        flat = xp.reshape(xp.permute_dims(C, (1, 0, 2)), (self.p, self.K * self.q))
+        return xp.reshape(self.Z @ flat, (self.n, self.K, self.q))
+
+    def noise_variance(self, means, weights):
+        xp = self.xp
+        sq = (self.Yc[:, None, :] - means) ** 2
+        n_eff = xp.sum(weights, axis=0)
+        var = xp.sum(weights[:, :, None] * sq, axis=0) / n_eff[:, None]
+        return xp.maximum(var, self.noise_floor[None, :])
+
+    def e_step(self, log_g, means, var):
+        """(resp, row_ll) from the gate's log-probabilities and the experts."""
+        xp = self.xp
+        quad = xp.sum((self.Yc[:, None, :] - means) ** 2 / var[None, :, :], axis=2)
+        log_norm = xp.sum(xp.log(var), axis=1) + self.q * _LOG_2PI
+        log_prob = -0.5 * (quad + log_norm[None, :])
+        return responsibilities(log_g + log_prob, xp)
+
+    def n_eff(self, resp):
+        xp = self.xp
+        return to_numpy(xp.sum(self.sw[:, None] * resp, axis=0)).astype(np.float64)
+
+    def log_likelihood(self, row_ll):
+        return float(self.xp.sum(self.sw * row_ll, dtype=self.xp.float64))
+
+
+# ---------------------------------------------------------------------------
+# the fit
+# ---------------------------------------------------------------------------
+
+
+def _namespace_for(moe, X):
+    """(xp, device, X already there) for this fit; clear errors for CUDA."""
+    if is_cupy_array(X):
+        xp, device = namespace_and_device(X)
+        return xp, device, True
+    if moe.device == "cuda":
+        xp, device = cuda_namespace()
+        return xp, device, False
+    xp, device = namespace_and_device(X)
+    return xp, device, True
+
+
+def _run(moe, em, resp, theta, C, var, warm):
+    """One EM run from responsibilities (cold) or parameters (warm)."""
+    xp = em.xp
+    sw_host = None
+    if warm:
+        log_g = em.gate_log_proba(theta)
+        resp, row_ll = em.e_step(log_g, em.expert_means(C), var)
+    else:
+        row_ll = xp.zeros((em.n,), dtype=em.dtype, device=em.device)
+    curve = []
+    prev = -np.inf
+    converged = False
+    gate_iter = 0
+    for n_iter in range(1, moe.max_iter + 1):
+        n_eff = em.n_eff(resp)
+        if np.any(n_eff < _DEAD_EXPERT_FRACTION * em.total):
+            # rare: the CPU path's own re-seeding, on host copies
+            if sw_host is None:
+                sw_host = to_numpy(em.sw).astype(np.float64)
+            resp_host = moe._reseed_dead_experts(
+                to_numpy(resp).astype(np.float64),
+                to_numpy(row_ll).astype(np.float64),
+                sw_host,
+            )
+            resp = xp.asarray(resp_host, dtype=em.dtype, device=em.device)
+        weights = resp * em.sw[:, None]
+        C = em.fit_experts(weights)
+        means = em.expert_means(C)
+        var = em.noise_variance(means, weights)
+        theta, log_g, gate_iter = em.fit_gate(theta, resp)
+        resp, row_ll = em.e_step(log_g, means, var)
+        ll = em.log_likelihood(row_ll)
+        curve.append(ll)
+        objective = (ll - em.gate_penalty(theta)) / em.total
+        change = objective - prev
+        if moe.verbose:
+            print(
+                f"[skmoe] iteration {n_iter:4d}  log-likelihood {ll:.6f}  "
+                f"change {change:.3e}"
+            )
+        if abs(change) < moe.tol:
+            converged = True
+            break
+        prev = objective
+    return {
+        "curve": np.asarray(curve),
+        "n_iter": n_iter,
+        "converged": converged,
+        "theta": theta,
+        "C": C,
+        "var": var,
+        "gate_iter": gate_iter,
+        "summary": _summary(em, theta, resp, row_ll),
+    }
+
+
+def _summary(em, theta, resp, row_ll):
+    """The per-expert training summary of ``BaseMixtureOfExperts.summary``."""
+    xp = em.xp
+    gate = xp.exp(em.gate_log_proba(theta))
+    w = em.sw / xp.sum(em.sw)
+    return {
+        "mean_gate": to_numpy(w @ gate).astype(np.float64),
+        "effective_samples": to_numpy(em.sw @ resp).astype(np.float64),
+        "log_likelihood": to_numpy((em.sw * row_ll) @ resp).astype(np.float64),
+    }
+
+
+def _warm_parameters(moe, em, x_mean, x_scale, y_shift):
+    """The previous fit's parameters in the device's coordinates."""
+    xp = em.xp
+    C = []
+    for est in moe.experts_:
+        coef = np.asarray(est.coef_, dtype=np.float64).reshape(em.q, em.d).T
+        intercept = np.asarray(est.intercept_, dtype=np.float64).reshape(em.q)
+        C.append(
+            np.vstack([coef * x_scale[:, None], intercept + x_mean @ coef - y_shift])
+        )
+    var = moe._noise_variance_2d()
+
+    def put(a):
+        return xp.asarray(
+            np.asarray(a, dtype=np.float64), dtype=em.dtype, device=em.device
+        )
+
+    return put(moe.gate_._theta), put(np.stack(C)), put(var)
+
+
+def _set_fitted(moe, best, gate, x_mean, x_scale, y_shift):
+    """Fitted attributes as NumPy float64, as the CPU path leaves them."""
+    theta = to_numpy(best["theta"]).astype(np.float64)
+    C = to_numpy(best["C"]).astype(np.float64)  # (K, p, q)
+    var = to_numpy(best["var"]).astype(np.float64)
+    d = x_mean.shape[0]
+    experts = []
+    for k, template in enumerate(moe._templates):
+        slope = C[k, :d, :]
+        coef = slope / x_scale[:, None]
+        if template.fit_intercept:
+            intercept = C[k, d, :] + y_shift - (x_mean / x_scale) @ slope
+        else:  # zero by construction, up to round-off of the conversion
+            intercept = np.zeros(C.shape[2])
+        est = clone(template)
+        est.coef_ = coef[:, 0] if moe._y_is_1d else coef.T.copy()
+        est.intercept_ = float(intercept[0]) if moe._y_is_1d else intercept
+        est.n_features_in_ = d
+        experts.append(est)
+    gate._mean, gate._scale = x_mean, x_scale
+    gate._theta = theta
+    gate.n_iter_ = best["gate_iter"]
+    gate._set_public()
+    moe.experts_ = experts
+    moe.gate_ = gate
+    moe.noise_variance_ = var[:, 0] if moe._y_is_1d else var
+    moe.log_likelihood_curve_ = best["curve"]
+    moe.log_likelihood_ = float(best["curve"][-1])
+    moe.n_iter_ = best["n_iter"]
+    moe.converged_ = best["converged"]
+    moe._training_summary = best["summary"]
+
+
+def _weighted_scaler(X, sw, xp):
+    """Weighted mean and standard deviation of the columns, as NumPy float64.
+
+    The maths of ``SoftmaxGate._init_scaler``, computed where the data are:
+    a column whose spread is at most ``1e-12`` of its magnitude (float64) is
+    constant and keeps scale 1; for float32 the bound is as many float32
+    ulps (about 5e-4), or a constant column's round-off would be blown up
+    to unit spread.
+    """
+    w = sw / xp.sum(sw)
+    mean = w @ X
+    std = xp.sqrt(w @ (X - mean) ** 2)
+    relative = 1e-12 * float(xp.finfo(X.dtype).eps) / np.finfo(np.float64).eps
+    mean, std = to_numpy(mean).astype(np.float64), to_numpy(std).astype(np.float64)
+    std[std <= relative * np.abs(mean)] = 1.0
+    return mean, std
+
+
+def fit_array_api(moe, X, y, sample_weight=None, *, xp=None):
+    """Fit ``moe`` (a MixtureOfExpertsRegressor) by EM on the Array API path.
+
+    Validation is the CPU path's, on host copies of the inputs; the EM
+    iterations then run on the device of ``X`` (or on the GPU for
+    ``device="cuda"``). Returns ``moe`` with NumPy fitted attributes.
+
+    ``xp``, as in scikit-learn's ``get_namespace(..., xp=None)``, forces a
+    namespace (on its default device), whatever the inputs: the tests run
+    this path on NumPy with ``xp=array_api_compat.numpy``.
+    """
+    warm = moe.warm_start and hasattr(moe, "experts_")
+    # configuration errors first: installing CuPy would not fix them
+    names, templates = moe._expert_templates()
+    alphas = check_supported(moe, templates)
+    if xp is None:
+        xp, device, X_on_device = _namespace_for(moe, X)
+    else:
+        device, X_on_device = None, False
+    # host copies, for validation and the (CPU) starting responsibilities
+    X_host, y_host = to_numpy(X), to_numpy(y)
+    _check_no_categorical(X_host)
+    X_host, y_host = validate_data(
+        moe,
+        X_host,
+        y_host,
+        reset=not warm,
+        dtype=[np.float64, np.float32],
+        multi_output=True,
+        y_numeric=True,
+    )
+    dtype = xp.float32 if X_host.dtype == np.float32 else xp.float64
+    X64 = np.asarray(X_host, dtype=np.float64)
+    sw = _check_sample_weight(
+        to_numpy(sample_weight), X64, dtype=np.float64, ensure_non_negative=True
+    )
+    if sw.sum() <= 0:
+        raise ValueError("sample_weight sums to zero; nothing to fit.")
+    Y = moe._validate_targets(y_host, fitting=True, sample_weight=sw)
+    K = len(templates)
+    if warm and len(moe.experts_) != K:
+        raise ValueError(
+            f"warm_start=True needs the same number of experts as the "
+            f"previous fit ({len(moe.experts_)}), got {K}."
+        )
+    if moe.top_k is not None and moe.top_k > K:
+        raise ValueError(f"top_k={moe.top_k} is larger than n_experts={K}.")
+    n_samples = int(np.count_nonzero(sw))
+    if n_samples < max(K, 2):
+        bound = f"n_experts={K}" if K >= 2 else "2"
+        raise ValueError(
+            f"n_samples={n_samples} should be >= {bound}: each expert needs "
+            "a sample (of positive weight) to start from."
+        )
+    moe.n_experts_ = K
+    moe.expert_names_ = names
+    random_state = check_random_state(moe.random_state)
+    moe._templates = [
+        _seed_unset_random_states(clone(t), random_state) for t in templates
+    ]
+
+    if X_on_device and array_api_compat.is_array_api_obj(X):
+        X_dev = xp.astype(X, dtype) if X.dtype != dtype else X
+    else:
+        X_dev = xp.asarray(X_host, dtype=dtype, device=device)
+    sw_dev = xp.asarray(sw, dtype=dtype, device=device)
+    gate = moe.gate_ if warm else moe._make_gate()
+    if not warm:
+        # SoftmaxGate's standardisation (``_init_scaler``), on the device
+        gate._mean, gate._scale = _weighted_scaler(X_dev, sw_dev, xp)
+    x_mean, x_scale = gate._mean, gate._scale
+    y_shift = (sw / sw.sum()) @ Y
+
+    em = _DeviceEM(
+        xp,
+        device,
+        X_dev,
+        xp.asarray(Y, dtype=dtype, device=device),
+        sw_dev,
+        x_mean=x_mean,
+        x_scale=x_scale,
+        y_shift=y_shift,
+        alphas=alphas,
+        fit_intercepts=[bool(t.fit_intercept) for t in templates],
+        noise_floor=moe._noise_floor,
+        gate_alpha=gate.alpha,
+        gate_max_iter=gate.max_iter,
+    )
+    del X_dev
+
+    best = None
+    for restart in range(1 if warm else moe.n_init):
+        if warm:
+            theta, C, var = _warm_parameters(moe, em, x_mean, x_scale, y_shift)
+            resp = None
+        else:
+            resp = xp.asarray(
+                moe._initial_resp(X64, Y, sw, random_state, restart),
+                dtype=dtype,
+                device=device,
+            )
+            theta = xp.zeros((em.p, K - 1), dtype=dtype, device=device)
+            C = var = None
+        run = _run(moe, em, resp, theta, C, var, warm)
+        if best is None or run["curve"][-1] > best["curve"][-1]:
+            best = run
+    _set_fitted(moe, best, gate, x_mean, x_scale, y_shift)
+    if not best["converged"]:
+        warnings.warn(
+            f"EM did not converge in max_iter={moe.max_iter} iterations "
+            f"(tol={moe.tol}); increase max_iter or tol, or try another "
+            "initialisation.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return moe
