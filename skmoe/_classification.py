@@ -95,7 +95,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         parameters (expert 0 is the reference, with zero coefficients).
     log_likelihood_ : float
         Training log-likelihood, ``sum_i w_i log p(y_i | x_i)``.
-    log_likelihood_curve_ : ndarray of shape (n_iter_,)
+    log_likelihood_curve_ : ndarray of shape (`n_iter_`,)
         The training log-likelihood after each EM iteration.
     n_iter_ : int
         EM iterations of the kept initialisation.
@@ -103,7 +103,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Whether that run met ``tol``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     See Also
