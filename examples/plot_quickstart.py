@@ -25,6 +25,10 @@ X, y, truth = make_moe_regression(
 )
 X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
 
+# %%
+# Fit a mixture of three linear experts, and one linear model for comparison
+# ---------------------------------------------------------------------------
+# ``n_init=3`` runs EM from three starting points and keeps the best.
 moe = MixtureOfExpertsRegressor(n_experts=3, n_init=3, random_state=0)
 moe.fit(X_train, y_train)
 single = LinearRegression().fit(X_train, y_train)
@@ -38,6 +42,11 @@ print(
     f"held-out log-likelihood per row: {moe.score_samples(X_test, y_test).mean():.3f}"
 )
 
+# %%
+# The recovered experts
+# ---------------------
+# The fitted experts come in an arbitrary order; compare each with its true
+# counterpart by coefficients.
 print("\nfitted experts (coef, intercept, noise std):")
 for name, expert, var in zip(
     moe.expert_names_, moe.experts_, moe.noise_variance_, strict=True
@@ -52,7 +61,10 @@ for coef, intercept, noise in zip(
 ):
     print(f"  {np.round(coef, 2)}, {intercept:.2f}, {noise:.3f}")
 
-# which expert handles each of a few points, and how the prediction spreads
+# %%
+# Gate and predictive spread
+# --------------------------
+# Which expert handles each of a few points, and how the prediction spreads.
 gate = moe.predict_gate(X_test[:5])
 mean, std = moe.predict(X_test[:5], return_std=True)
 print("\ngate weights of five test rows:\n", np.round(gate, 3))

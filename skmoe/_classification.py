@@ -132,7 +132,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
     log_likelihood_ : float
         Training log-likelihood, ``sum_i w_i log p(y_i | x_i)`` (after
         :meth:`partial_fit`, that of the last batch).
-    log_likelihood_curve_ : ndarray of shape (n_iter_,)
+    log_likelihood_curve_ : ndarray of shape (`n_iter_`,)
         The training log-likelihood after each EM iteration (L-BFGS
         iteration, Adam epoch, or :meth:`partial_fit` batch).
     n_iter_ : int
@@ -142,7 +142,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Whether that run met ``tol``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when X has string column names.
 
     See Also

@@ -261,13 +261,30 @@ class SoftmaxGate(BaseEstimator):
         return self
 
     def penalty(self):
-        """The L2 penalty ``alpha / 2 * ||W||^2`` at the current parameters."""
+        """Return the L2 penalty ``alpha / 2 * ||W||^2`` at the current parameters.
+
+        Returns
+        -------
+        penalty : float
+            On the coefficients of the standardised inputs, not the intercepts.
+        """
         check_is_fitted(self)
         W = self._theta[:-1]
         return 0.5 * float(self.alpha) * float(np.sum(W * W))
 
     def predict_log_proba(self, X):
-        """Log gate probabilities, shape (n_samples, n_experts)."""
+        """Log gate probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_experts)
+            Log of each expert's gate weight.
+        """
         check_is_fitted(self)
         X = np.asarray(X, dtype=np.float64)
         # one thread: threaded BLAS idles spinning while numba's threads work
@@ -277,5 +294,16 @@ class SoftmaxGate(BaseEstimator):
         return log_softmax(logits)
 
     def predict_proba(self, X):
-        """Gate probabilities, shape (n_samples, n_experts)."""
+        """Gate probabilities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_experts)
+            Each expert's gate weight; rows sum to one.
+        """
         return np.exp(self.predict_log_proba(X))
