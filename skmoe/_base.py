@@ -21,6 +21,7 @@ from sklearn.utils.validation import (
 
 from ._experts import check_experts
 from ._gate_builder import build_gate, gate_n_parameters
+from ._hierarchical import tree_order
 from ._kernels import responsibilities as _responsibilities
 from ._selection import expert_n_parameters
 
@@ -339,9 +340,35 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             t_scale = np.sqrt(X.shape[1] / T.shape[1])
             Z = np.hstack([Z, t_scale * (T - t_mean) / t_std])
         labels = _kmeans_labels(Z, sample_weight, K, random_state)
+        if self.gate == "hierarchical":
+            labels = self._tree_ordered_labels(
+                Z[:, : X.shape[1]], labels, sample_weight
+            )
         resp = np.zeros((n, K))
         resp[np.arange(n), labels] = 1.0
         return resp
+
+    def _tree_ordered_labels(self, Z, labels, sample_weight):
+        """k-means labels renumbered so that sibling leaves get nearby clusters.
+
+        ``Z`` holds the standardised inputs; only the gate's columns count.
+        """
+        columns = getattr(self.gate_, "features_", None)
+        if columns is None and hasattr(self.gate_, "features"):
+            columns = self.gate_.features
+        Z = Z if columns is None else Z[:, columns]
+        K = self.n_experts_
+        mass = np.bincount(labels, weights=sample_weight, minlength=K)
+        centres = np.stack(
+            [
+                sample_weight[labels == k] @ Z[labels == k] / max(mass[k], 1e-300)
+                for k in range(K)
+            ]
+        )
+        order = tree_order(centres, self.gate_branching)
+        leaf = np.empty(K, dtype=np.intp)
+        leaf[order] = np.arange(K)
+        return leaf[labels]
 
     def _e_step(self, X, Y, outputs):
         log_gate = self.gate_.predict_log_proba(X)

@@ -144,3 +144,30 @@ class HierarchicalGate(BaseEstimator):
         check_is_fitted(self)
         n_nodes = sum(len(gates) for gates in self.nodes_)
         return n_nodes * (self.n_features_in_ + 1) * (self.branching - 1)
+
+
+def tree_order(centres, branching):
+    """Order of clusters that puts clusters close in input space under one node.
+
+    A hierarchical gate splits the input space at each node, so clusters
+    given to sibling leaves should be neighbours: the centres are split, level
+    by level, into ``branching`` equal groups along their first principal
+    direction (PCA-Part, as the k-means start itself). Returns the cluster
+    indices in leaf order.
+    """
+    centres = np.asarray(centres, dtype=float)
+
+    def split(idx):
+        if idx.size <= 1:
+            return list(idx)
+        spread = centres[idx] - centres[idx].mean(axis=0)
+        direction = np.linalg.svd(spread, full_matrices=False)[2][0]
+        ordered = idx[np.argsort(spread @ direction, kind="stable")]
+        size = idx.size // branching
+        return [
+            leaf
+            for part in range(branching)
+            for leaf in split(ordered[part * size : (part + 1) * size])
+        ]
+
+    return np.array(split(np.arange(len(centres))), dtype=np.intp)
