@@ -14,6 +14,16 @@ ESTIMATORS = [
     MixtureOfExpertsClassifier(
         DecisionTreeClassifier(max_depth=3), n_experts=2, random_state=0
     ),
+    MixtureOfExpertsRegressor(
+        gate="mlp", gate_hidden_layer_sizes=(4,), n_experts=2, random_state=0
+    ),
+    MixtureOfExpertsClassifier(
+        gate="mlp", gate_hidden_layer_sizes=(4, 3), n_experts=2, random_state=0
+    ),
+    MixtureOfExpertsRegressor(gate="hierarchical", n_experts=4, random_state=0),
+    MixtureOfExpertsClassifier(gate="hierarchical", n_experts=4, random_state=0),
+    MixtureOfExpertsRegressor(training="cem", gate_load_balance=0.1, random_state=0),
+    MixtureOfExpertsClassifier(training="sem", max_iter=30, random_state=0),
 ]
 
 _SCORE_SAMPLES_NEEDS_Y = (
@@ -36,6 +46,13 @@ def _expected_failed_checks(estimator):
             "from the same weights on repeated rows (6 of 20 random weightings "
             "of this check's data; it counts rows in min_samples_split/leaf); "
             "the first EM step, with integer weights, agrees to 1e-15"
+        )
+    if estimator.gate == "mlp":
+        expected["check_sample_weight_equivalence_on_dense_data"] = (
+            "the MLP gate's fit is not convex and L-BFGS stops at a tolerance: "
+            "weights instead of repeated rows change the rounding, and so where "
+            "it stops; predictions agree to about 1e-6, not the check's 1e-7 "
+            "(tests/test_gates.py checks the gate's gradient and fits)"
         )
     return expected
 
