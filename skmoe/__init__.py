@@ -3,6 +3,8 @@
 from ._classification import MixtureOfExpertsClassifier
 from ._compare import compare
 from ._gating import SoftmaxGate
+from ._hierarchical import HierarchicalGate
+from ._mlp_gate import SoftmaxMLPGate
 from ._regression import MixtureOfExpertsRegressor
 from ._selection import expert_n_parameters, select_n_experts
 
@@ -11,7 +13,9 @@ __version__ = "0.1.0"
 __all__ = [
     "MixtureOfExpertsClassifier",
     "MixtureOfExpertsRegressor",
+    "HierarchicalGate",
     "SoftmaxGate",
+    "SoftmaxMLPGate",
     "compare",
     "expert_n_parameters",
     "select_n_experts",

@@ -1,5 +1,6 @@
 """BaseMixtureOfExperts: validation, initialisation, the EM loop, n_init."""
 
+import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -20,14 +21,19 @@ from sklearn.utils.validation import (
 
 from ._array_api import use_array_api
 from ._experts import check_experts
-from ._gating import SoftmaxGate
+from ._gate_builder import build_gate, gate_n_parameters
 from ._gradient import fit_gradient
+from ._hierarchical import tree_order
 from ._kernels import responsibilities as _responsibilities
 from ._selection import expert_n_parameters
 
 # An expert whose summed responsibility falls below this fraction of the total
 # sample weight has collapsed: it is re-seeded rather than fitted on nothing.
 _DEAD_EXPERT_FRACTION = 1e-8
+
+# Stochastic EM stops when its best penalised log-likelihood has not risen
+# by more than ``tol`` (per unit weight) for this many iterations.
+_SEM_WINDOW = 20
 
 
 def _seed_unset_random_states(estimator, random_state):
@@ -123,9 +129,17 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         "estimator": [None, HasMethods(["fit"])],
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "estimators": [None, list],
-        "gate": [StrOptions({"linear"})],
+        "gate": [StrOptions({"linear", "mlp", "hierarchical"})],
         "gate_alpha": [Interval(Real, 0, None, closed="left")],
-        "training": [StrOptions({"em", "gradient"})],
+        "gate_hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "gate_features": [None, "array-like"],
+        "gate_load_balance": [Interval(Real, 0, None, closed="left")],
+        "gate_depth": [Interval(Integral, 1, None, closed="left")],
+        "gate_branching": [Interval(Integral, 2, None, closed="left")],
+        "training": [StrOptions({"em", "cem", "sem", "gradient"})],
         "gradient_solver": [StrOptions({"lbfgs", "adam"})],
         "batch_size": [
             StrOptions({"auto"}),
@@ -155,6 +169,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         estimators=None,
         gate="linear",
         gate_alpha=1e-3,
+        gate_hidden_layer_sizes=(16,),
+        gate_features=None,
+        gate_load_balance=0.0,
+        gate_depth=2,
+        gate_branching=2,
         training="em",
         gradient_solver="lbfgs",
         batch_size="auto",
@@ -177,6 +196,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         self.estimators = estimators
         self.gate = gate
         self.gate_alpha = gate_alpha
+        self.gate_hidden_layer_sizes = gate_hidden_layer_sizes
+        self.gate_features = gate_features
+        self.gate_load_balance = gate_load_balance
+        self.gate_depth = gate_depth
+        self.gate_branching = gate_branching
         self.training = training
         self.gradient_solver = gradient_solver
         self.batch_size = batch_size
@@ -281,8 +305,34 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         check_experts(names, templates, need_proba=self._is_classifier_moe)
         return names, templates
 
-    def _make_gate(self):
-        return SoftmaxGate(alpha=self.gate_alpha)
+    def _make_gate(self, random_state=None):
+        random_state = check_random_state(random_state)
+        return build_gate(
+            self,
+            self.n_experts_,
+            self.n_features_in_,
+            getattr(self, "feature_names_in_", None),
+            seed=random_state.randint(np.iinfo(np.int32).max),
+        )
+
+    def _classify(self, resp, random_state):
+        """The responsibilities the M-step uses under ``training``.
+
+        Soft EM uses them as they are; classification EM replaces each row by
+        its most probable expert (argmax), stochastic EM by an expert drawn
+        from the row's responsibilities.
+        """
+        if self.training == "cem":
+            labels = resp.argmax(axis=1)
+        elif self.training == "sem":
+            u = random_state.random_sample(resp.shape[0])
+            labels = (np.cumsum(resp, axis=1) < u[:, None]).sum(axis=1)
+            labels = np.minimum(labels, resp.shape[1] - 1)
+        else:
+            return resp
+        hard = np.zeros_like(resp)
+        hard[np.arange(resp.shape[0]), labels] = 1.0
+        return hard
 
     def _initial_resp(self, X, Y, sample_weight, random_state, restart=0):
         """Starting responsibilities (n_samples, n_experts)."""
@@ -310,9 +360,35 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             t_scale = np.sqrt(X.shape[1] / T.shape[1])
             Z = np.hstack([Z, t_scale * (T - t_mean) / t_std])
         labels = _kmeans_labels(Z, sample_weight, K, random_state)
+        if self.gate == "hierarchical":
+            labels = self._tree_ordered_labels(
+                Z[:, : X.shape[1]], labels, sample_weight
+            )
         resp = np.zeros((n, K))
         resp[np.arange(n), labels] = 1.0
         return resp
+
+    def _tree_ordered_labels(self, Z, labels, sample_weight):
+        """k-means labels renumbered so that sibling leaves get nearby clusters.
+
+        ``Z`` holds the standardised inputs; only the gate's columns count.
+        """
+        columns = getattr(self.gate_, "features_", None)
+        if columns is None and hasattr(self.gate_, "features"):
+            columns = self.gate_.features
+        Z = Z if columns is None else Z[:, columns]
+        K = self.n_experts_
+        mass = np.bincount(labels, weights=sample_weight, minlength=K)
+        centres = np.stack(
+            [
+                sample_weight[labels == k] @ Z[labels == k] / max(mass[k], 1e-300)
+                for k in range(K)
+            ]
+        )
+        order = tree_order(centres, self.gate_branching)
+        leaf = np.empty(K, dtype=np.intp)
+        leaf[order] = np.arange(K)
+        return leaf[labels]
 
     def _e_step(self, X, Y, outputs):
         log_gate = self.gate_.predict_log_proba(X)
@@ -376,25 +452,39 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             self.noise_variance_ = noise
 
     def _fit_single(self, X, Y, sample_weight, random_state, warm, restart=0):
-        """One EM run.
+        """One EM run (soft, classification or stochastic, per ``training``).
 
-        Returns the log-likelihood curve, n_iter, converged, and the final
-        responsibilities and per-row log-likelihoods.
+        Returns the log-likelihood curve, the monitored objective's curve,
+        n_iter, converged, and the responsibilities and per-row
+        log-likelihoods at the kept parameters.
+
+        Soft EM monitors the penalised log-likelihood and stops when it
+        changes by less than ``tol`` per unit weight. Classification EM
+        monitors the penalised classification log-likelihood
+        ``sum_i w_i max_k log(g_k p_k)``, which its C- and M-steps never
+        decrease, and stops likewise. Stochastic EM's draws keep the
+        log-likelihood moving, so it stops when the best penalised
+        log-likelihood has not risen by ``tol`` for ``_SEM_WINDOW``
+        iterations, and keeps the parameters of that best iteration.
         """
         total = sample_weight.sum()
         if warm:
             outputs = self._expert_outputs(X)
             resp, row_ll = self._e_step(X, Y, outputs)
         else:
-            self.gate_ = self._make_gate()
+            self.gate_ = self._make_gate(random_state)
             resp = self._initial_resp(X, Y, sample_weight, random_state, restart)
             # nothing is explained yet: an expert that the start left empty
             # (fewer distinct rows than experts) is re-seeded on the first rows
             row_ll = np.zeros(X.shape[0])
-        curve = []
-        prev = -np.inf
+        stochastic = self.training == "sem"
+        curve, objective_curve = [], []
+        prev = best = -np.inf
+        last_gain = 0
+        kept = None
         converged = False
         for n_iter in range(1, self.max_iter + 1):
+            resp = self._classify(resp, random_state)
             resp = self._reseed_dead_experts(resp, row_ll, sample_weight)
             outputs = self._m_step(
                 X, Y, sample_weight, resp, warm_gate=warm or n_iter > 1
@@ -402,19 +492,46 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             resp, row_ll = self._e_step(X, Y, outputs)
             ll = float(sample_weight @ row_ll)
             curve.append(ll)
+            if self.training == "cem":
+                # log max_k g_k p_k = log p(y | x) + log max_k h_k
+                value = float(sample_weight @ (row_ll + np.log(resp.max(axis=1))))
+            else:
+                value = ll
             # monitored per unit weight, penalty included: EM ascends this
-            objective = (ll - self.gate_.penalty()) / total
+            objective_curve.append(value - self.gate_.penalty())
+            objective = objective_curve[-1] / total
             change = objective - prev
             if self.verbose:
                 print(
                     f"[skmoe] iteration {n_iter:4d}  log-likelihood {ll:.6f}  "
                     f"change {change:.3e}"
                 )
-            if abs(change) < self.tol:
+            if stochastic:
+                if objective > best:
+                    experts, gate, noise = self._get_parameters()
+                    # the M-step refits the gate in place; experts are new
+                    kept = ((experts, copy.deepcopy(gate), noise), resp, row_ll)
+                    if objective > best + self.tol:
+                        last_gain = n_iter
+                    best = objective
+                if n_iter - last_gain >= _SEM_WINDOW:
+                    converged = True
+                    break
+            elif abs(change) < self.tol:
                 converged = True
                 break
             prev = objective
-        return np.asarray(curve), n_iter, converged, resp, row_ll
+        if stochastic:
+            params, resp, row_ll = kept
+            self._set_parameters(params)
+        return (
+            np.asarray(curve),
+            np.asarray(objective_curve),
+            n_iter,
+            converged,
+            resp,
+            row_ll,
+        )
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, sample_weight=None):
@@ -487,13 +604,16 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
                 fit_gradient if self.training == "gradient" else type(self)._fit_single
             )
             run = fit_run(self, X, Y, sample_weight, random_state, warm, init)
-            if best is None or run[0][-1] > best_ll:
-                best_ll = run[0][-1]
+            # at the kept parameters (stochastic EM keeps its best iteration)
+            run_ll = float(sample_weight @ run[-1])
+            if best is None or run_ll > best_ll:
+                best_ll = run_ll
                 best = (self._get_parameters(), *run)
-        params, curve, n_iter, converged, resp, row_ll = best
+        params, curve, objective_curve, n_iter, converged, resp, row_ll = best
         self._set_parameters(params)
         self.log_likelihood_curve_ = curve
-        self.log_likelihood_ = float(curve[-1])
+        self.objective_curve_ = objective_curve
+        self.log_likelihood_ = best_ll
         self.n_iter_ = n_iter
         self.converged_ = converged
         w = sample_weight / sample_weight.sum()
@@ -583,17 +703,21 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
     def n_parameters(self):
         """Number of free parameters: gate, experts and noise variances.
 
-        The gate has ``(n_features + 1) * (n_experts - 1)``; each expert is
-        counted by :func:`expert_n_parameters` (which raises for experts whose
-        count is not defined); a regressor adds one noise variance per expert
-        and output.
+        The gate's count comes from the gate: ``(n_gate_features + 1) *
+        (n_experts - 1)`` for a linear gate (``n_gate_features`` the columns
+        it sees, see ``gate_features``), every weight and bias of a gating
+        network, ``(n_gate_features + 1) * (branching - 1)`` per node of a
+        hierarchical gate. Each expert is counted by
+        :func:`expert_n_parameters` (which raises for experts whose count is
+        not defined); a regressor adds one noise variance per expert and
+        output.
 
         Returns
         -------
         n_parameters : int
         """
         check_is_fitted(self)
-        n_gate = (self.n_features_in_ + 1) * (self.n_experts_ - 1)
+        n_gate = gate_n_parameters(self.gate_)
         n_classes = len(self.classes_) if self._is_classifier_moe else None
         n_experts = sum(expert_n_parameters(e, n_classes) for e in self.experts_)
         n_noise = 0 if self._is_classifier_moe else self.noise_variance_.size

@@ -83,9 +83,16 @@ def check_supported(moe, templates):
         raise _unsupported(
             f"{type(moe).__name__} cannot be fitted on the Array API path yet."
         )
-    if moe.gate != "linear" or moe.training != "em":
+    if (
+        moe.gate != "linear"
+        or moe.training != "em"
+        or moe.gate_features is not None
+        or float(moe.gate_load_balance) > 0
+    ):
         raise _unsupported(
-            f"gate={moe.gate!r} with training={moe.training!r} is not supported."
+            f"gate={moe.gate!r} with training={moe.training!r}, "
+            f"gate_features={moe.gate_features!r} and "
+            f"gate_load_balance={moe.gate_load_balance!r} is not supported."
         )
     alphas = [_fast_linear_alpha(t) for t in templates]
     bad = [
@@ -435,7 +442,7 @@ def _run(moe, em, resp, theta, C, var, warm):
         resp, row_ll = em.e_step(log_g, em.expert_means(C), var)
     else:
         row_ll = xp.zeros((em.n,), dtype=em.dtype, device=em.device)
-    curve = []
+    curve, objectives = [], []
     prev = -np.inf
     converged = False
     gate_iter = 0
@@ -459,7 +466,8 @@ def _run(moe, em, resp, theta, C, var, warm):
         resp, row_ll = em.e_step(log_g, means, var)
         ll = em.log_likelihood(row_ll)
         curve.append(ll)
-        objective = (ll - em.gate_penalty(theta)) / em.total
+        objectives.append(ll - em.gate_penalty(theta))
+        objective = objectives[-1] / em.total
         change = objective - prev
         if moe.verbose:
             print(
@@ -472,6 +480,7 @@ def _run(moe, em, resp, theta, C, var, warm):
         prev = objective
     return {
         "curve": np.asarray(curve),
+        "objective_curve": np.asarray(objectives),
         "n_iter": n_iter,
         "converged": converged,
         "theta": theta,
@@ -541,6 +550,7 @@ def _set_fitted(moe, best, gate, x_mean, x_scale, y_shift):
     moe.gate_ = gate
     moe.noise_variance_ = var[:, 0] if moe._y_is_1d else var
     moe.log_likelihood_curve_ = best["curve"]
+    moe.objective_curve_ = best["objective_curve"]
     moe.log_likelihood_ = float(best["curve"][-1])
     moe.n_iter_ = best["n_iter"]
     moe.converged_ = best["converged"]

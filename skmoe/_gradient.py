@@ -36,6 +36,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.utils import check_random_state
 
+from ._gate_builder import check_linear_gate
 from ._kernels import (
     gaussian_moe_gradient,
     logistic_moe_gradient,
@@ -341,13 +342,18 @@ def _to_classification_experts(moe, problem, flat, x_mean, x_scale, n_iter):
 
 
 def _lbfgs(problem, flat0, max_iter, tol, log_lik):
-    """Full-batch L-BFGS-B; returns (flat, curve, n_iter, converged)."""
-    curve = []
+    """Full-batch L-BFGS-B; returns (flat, curve, objectives, n_iter, converged).
+
+    ``curve`` holds the log-likelihood after each iteration, ``objectives``
+    the penalised log-likelihood that is maximised.
+    """
+    curve, objectives = [], []
 
     def callback(intermediate_result):
         x = intermediate_result.x
         pen = problem.penalty(x)[0]
         curve.append(log_lik(pen - intermediate_result.fun * problem.total))
+        objectives.append(log_lik(-intermediate_result.fun * problem.total))
 
     low = problem.lower_bounds()
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in low]
@@ -362,11 +368,12 @@ def _lbfgs(problem, flat0, max_iter, tol, log_lik):
         # tol; gtol tiny so that ftol decides
         options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-12},
     )
-    return result.x, curve, int(result.nit), bool(result.status == 0)
+    return result.x, curve, objectives, int(result.nit), bool(result.status == 0)
 
 
 def _adam(problem, flat0, moe, random_state, log_lik):
-    """Mini-batch Adam on shuffled rows; returns (flat, curve, n_iter, converged).
+    """Mini-batch Adam on shuffled rows; returns (flat, curve, objectives,
+    n_iter, converged), the curves as for :func:`_lbfgs`.
 
     Each step follows the mini-batch loss per unit weight plus the penalties
     per unit of the total weight, an unbiased estimate of the full
@@ -382,7 +389,7 @@ def _adam(problem, flat0, moe, random_state, log_lik):
     m2 = np.zeros_like(flat)
     lr = float(moe.learning_rate_init)
     step = 0
-    curve = []
+    curve, objectives = [], []
     best, best_flat = np.inf, flat
     no_change, divisions, converged = 0, 0, False
     for _ in range(moe.max_iter):
@@ -403,6 +410,7 @@ def _adam(problem, flat0, moe, random_state, log_lik):
         loss = problem.data_term(flat)[0]
         pen = problem.penalty(flat)[0]
         curve.append(log_lik(-loss))
+        objectives.append(log_lik(-loss - pen))
         objective = (loss + pen) / problem.total
         no_change = no_change + 1 if objective > best - moe.tol else 0
         if objective < best:
@@ -414,7 +422,7 @@ def _adam(problem, flat0, moe, random_state, log_lik):
             lr /= _ADAM_STEP_DIVISOR
             divisions += 1
             no_change = 0
-    return best_flat, curve, len(curve), converged
+    return best_flat, curve, objectives, len(curve), converged
 
 
 def fit_gradient(moe, X, Y, sample_weight, random_state, warm, restart=0):
@@ -424,9 +432,10 @@ def fit_gradient(moe, X, Y, sample_weight, random_state, warm, restart=0):
     ``warm``, from the current fit; then minimises the joint objective. Sets
     ``moe.experts_``, ``moe.gate_`` (and ``moe.noise_variance_``) and returns
     what :meth:`BaseMixtureOfExperts._fit_single` returns: the
-    log-likelihood curve, n_iter, converged, the responsibilities and the
-    per-row log-likelihoods.
+    log-likelihood curve, the penalised objective's curve, n_iter,
+    converged, the responsibilities and the per-row log-likelihoods.
     """
+    check_linear_gate(moe, "training='gradient'")
     is_classifier = moe._is_classifier_moe
     penalties = expert_penalties(
         moe.expert_names_, moe._templates, is_classifier=is_classifier
@@ -475,11 +484,11 @@ def fit_gradient(moe, X, Y, sample_weight, random_state, warm, restart=0):
     # the kernels parallelise themselves; BLAS threads would fight them
     with single_threaded_blas():
         if moe.gradient_solver == "lbfgs":
-            flat, curve, n_iter, converged = _lbfgs(
+            flat, curve, objectives, n_iter, converged = _lbfgs(
                 problem, flat0, moe.max_iter, moe.tol, log_lik
             )
         else:
-            flat, curve, n_iter, converged = _adam(
+            flat, curve, objectives, n_iter, converged = _adam(
                 problem, flat0, moe, check_random_state(random_state), log_lik
             )
     if is_classifier:
@@ -499,4 +508,6 @@ def fit_gradient(moe, X, Y, sample_weight, random_state, warm, restart=0):
     # the exact log-likelihood of the fitted model ends the curve
     final = float(sample_weight @ row_ll)
     curve = np.asarray(curve[:-1] + [final] if curve else [final])
-    return curve, n_iter, converged, resp, row_ll
+    objective = final - problem.penalty(flat)[0]
+    objectives = np.asarray(objectives[:-1] + [objective])
+    return curve, objectives, n_iter, converged, resp, row_ll

@@ -41,6 +41,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ._experts import _fit_linear_closed_form, _weighted_grams
+from ._gate_builder import check_linear_gate
 from ._gating import SoftmaxGate
 from ._kernels import gate_objective
 
@@ -286,6 +287,7 @@ def partial_fit(moe, X, y, sample_weight, classes):
     # imported here: _base imports this module
     from ._base import _check_no_categorical, _seed_unset_random_states
 
+    check_linear_gate(moe, "partial_fit")
     is_classifier = moe._is_classifier_moe
     fitted = hasattr(moe, "experts_")
     _check_no_categorical(X)

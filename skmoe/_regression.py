@@ -46,23 +46,67 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     estimators : list of (str, estimator), default=None
         Heterogeneous experts, one per entry; overrides ``n_experts``. Their
         parameters are reachable as ``<name>__<param>``.
-    gate : {"linear"}, default="linear"
-        The gating network: a softmax over a linear function of the inputs.
+    gate : {"linear", "mlp", "hierarchical"}, default="linear"
+        The gating network. "linear": a softmax over a linear function of the
+        inputs. "mlp": a softmax over a small neural network of the inputs
+        (tanh hidden layers ``gate_hidden_layer_sizes``), for gate regions
+        that are not separated by hyperplanes (fitted on the responsibilities
+        by L-BFGS, warm-started across EM iterations; not convex, so it
+        depends on ``random_state``). "hierarchical": a hierarchical mixture
+        of experts (Jordan & Jacobs, 1994), a tree of linear softmax gates of
+        depth ``gate_depth`` and branching ``gate_branching`` whose leaves are
+        the experts; ``predict_gate`` gives the leaf probabilities.
     gate_alpha : float, default=1e-3
         L2 penalty on the gate coefficients (of standardised inputs), on the
         scale of the summed log-likelihood (like ``1 / C`` in
-        LogisticRegression).
-    training : {"em", "gradient"}, default="em"
-        Training algorithm. "em": expectation-maximisation, for any experts
-        that accept ``sample_weight``. "gradient": minimise the penalised
-        negative log-likelihood ``-sum_i w_i log p(y_i | x_i)`` over the gate
-        and the experts jointly (the 1991 paper's training), from the same
-        start as EM; only for experts whose parameters skmoe owns:
-        LinearRegression and Ridge experts, each with its log noise
-        variance (floored as in EM); a Ridge expert's ``alpha`` enters as the
-        prior ``N(0, noise_variance / alpha)`` on its coefficients, whose
+        LogisticRegression). For "mlp", on every weight; for "hierarchical",
+        on every node.
+    gate_hidden_layer_sizes : tuple of int, default=(16,)
+        Units of the gating network's hidden layers (one or two layers are
+        typical), used with ``gate="mlp"``.
+    gate_features : array-like of int, bool or str, default=None
+        The columns the gate sees (flexmix's concomitant variables): column
+        indices, a boolean mask over the columns, or column names when fitted
+        on a DataFrame. None means every column. The experts always see
+        every column.
+    gate_load_balance : float, default=0.0
+        Weight of a load-balancing penalty against collapse:
+        ``gate_load_balance * sum_i w_i * KL(uniform || mean gate)``, the
+        mean gate usage over the training rows pulled towards uniform. It
+        grows without bound as an expert's usage goes to zero, and is part
+        of the penalised log-likelihood that EM monitors. Available with
+        ``gate="linear"`` and ``gate="mlp"``.
+    gate_depth : int, default=2
+        Levels of the tree of gates, used with ``gate="hierarchical"``.
+    gate_branching : int, default=2
+        Children of each node of the tree, used with ``gate="hierarchical"``.
+        The tree has ``gate_branching ** gate_depth`` leaves, and the number
+        of experts must equal it (an error says so otherwise).
+    training : {"em", "cem", "sem", "gradient"}, default="em"
+        Training algorithm, as flexmix offers. "em": soft
+        expectation-maximisation; the M-step weights each row by its
+        responsibilities, and the penalised log-likelihood never decreases;
+        converged when it changes by less than ``tol``. "cem":
+        classification EM; each row goes wholly to its most probable expert
+        before the M-step. Faster to settle and suited to experts that fit
+        poorly on fractional weights (trees), but it maximises the
+        classification likelihood ``sum_i w_i max_k log(g_k p_k)``, which is
+        monotone (see ``objective_curve_``), so overlapping experts come out
+        biased apart. "sem": stochastic EM; each row goes to one expert drawn
+        from its responsibilities (with ``random_state``). The draws shake
+        EM out of poor local optima and empty starts, but the log-likelihood
+        is not monotone: it runs until the best penalised log-likelihood has
+        not risen by ``tol`` for 20 iterations (or ``max_iter``) and keeps
+        the parameters of that best iteration.
+        "gradient": minimise the penalised negative log-likelihood ``-sum_i w_i
+        log p(y_i | x_i)`` over the gate and the experts jointly (the 1991
+        paper's training), from the same start as EM; only for experts whose
+        parameters skmoe owns: LinearRegression and Ridge experts, each with its
+        log noise variance (floored as in EM); a Ridge expert's ``alpha`` enters
+        as the prior ``N(0, noise_variance / alpha)`` on its coefficients, whose
         update given the responsibilities is EM's weighted Ridge fit. Other
-        experts raise a ValueError naming them.
+        experts raise a ValueError naming them. It needs ``gate="linear"``
+        without ``gate_features`` or ``gate_load_balance``.
     gradient_solver : {"lbfgs", "adam"}, default="lbfgs"
         Optimiser of ``training="gradient"``: full-batch L-BFGS-B, or
         mini-batch Adam (the step is divided by 5 after 2 epochs that do not
@@ -132,17 +176,30 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Their names (``expert0``, ... or the names in ``estimators``).
     n_experts_ : int
         Number of experts.
-    gate_ : SoftmaxGate
-        The fitted gate; ``gate_.coef_`` and ``gate_.intercept_`` hold its
-        parameters (expert 0 is the reference, with zero coefficients).
+    gate_ : gate object
+        The fitted gate. For a linear gate, ``gate_.coef_`` and
+        ``gate_.intercept_`` hold its parameters (expert 0 is the reference,
+        with zero coefficients; with ``gate_features``, one row of
+        ``coef_`` per chosen column, listed in ``gate_.features_``). A
+        gating network has ``coefs_`` and ``intercepts_`` per layer; a
+        hierarchical gate has its node gates in ``nodes_``.
     noise_variance_ : ndarray of shape (n_experts,) or (n_experts, n_outputs)
         Each expert's noise variance (per output for multi-output targets).
     log_likelihood_ : float
-        Training log-likelihood, ``sum_i w_i log p(y_i | x_i)`` (after
+        Training log-likelihood, ``sum_i w_i log p(y_i | x_i)``, at the kept
+        parameters (for "sem", those of its best iteration; after
         :meth:`partial_fit`, that of the last batch).
     log_likelihood_curve_ : ndarray of shape (`n_iter_`,)
-        The training log-likelihood after each EM iteration (L-BFGS
-        iteration, Adam epoch, or :meth:`partial_fit` batch).
+        The training log-likelihood ``sum_i w_i log p(y_i | x_i)`` after each
+        EM iteration (L-BFGS iteration, Adam epoch, or :meth:`partial_fit`
+        batch), whatever the ``training``; monotone for soft EM
+        (penalty aside), not for "cem" or "sem".
+    objective_curve_ : ndarray of shape (`n_iter_`,)
+        The quantity the training variant monitors after each iteration,
+        gate penalty subtracted: the log-likelihood ("em", "sem") or the
+        classification log-likelihood ``sum_i w_i max_k log(g_k p_k)``
+        ("cem"). Non-decreasing for "em" and "cem" up to the round-off of the
+        M-steps and after dead-expert re-seeds.
     n_iter_ : int
         EM iterations of the kept initialisation (L-BFGS iterations or Adam
         epochs; after :meth:`partial_fit`, the batches seen).
@@ -184,6 +241,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         estimators=None,
         gate="linear",
         gate_alpha=1e-3,
+        gate_hidden_layer_sizes=(16,),
+        gate_features=None,
+        gate_load_balance=0.0,
+        gate_depth=2,
+        gate_branching=2,
         training="em",
         gradient_solver="lbfgs",
         batch_size="auto",
@@ -207,6 +269,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             estimators=estimators,
             gate=gate,
             gate_alpha=gate_alpha,
+            gate_hidden_layer_sizes=gate_hidden_layer_sizes,
+            gate_features=gate_features,
+            gate_load_balance=gate_load_balance,
+            gate_depth=gate_depth,
+            gate_branching=gate_branching,
             training=training,
             gradient_solver=gradient_solver,
             batch_size=batch_size,

@@ -4,6 +4,8 @@ Matplotlib is an optional dependency (``pip install skmoe[plot]``); it is
 imported only when a display is drawn.
 """
 
+import warnings
+
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
@@ -38,6 +40,26 @@ def _axis_grid(x, resolution, margin=0.05):
     lo, hi = np.min(x), np.max(x)
     pad = margin * (hi - lo if hi > lo else 1.0)
     return np.linspace(lo - pad, hi + pad, resolution)
+
+
+def _gate_axes(estimator, features):
+    """The two columns a gate-region plot shows (see ``from_estimator``)."""
+    seen = getattr(estimator.gate_, "features_", None)
+    if features is None:
+        if seen is None:
+            return 0, 1
+        others = [j for j in range(estimator.n_features_in_) if j not in seen]
+        return tuple(int(j) for j in [*seen, *others][:2])
+    if seen is not None:
+        unseen = [int(f) for f in features if f not in seen]
+        if unseen:
+            warnings.warn(
+                f"The gate does not see feature(s) {unseen} (gate_features); "
+                "its regions are constant along that axis.",
+                UserWarning,
+                stacklevel=3,
+            )
+    return features
 
 
 class GateRegionsDisplay:
@@ -76,7 +98,7 @@ class GateRegionsDisplay:
 
     @classmethod
     def from_estimator(
-        cls, estimator, X, features=(0, 1), *, grid_resolution=100, ax=None
+        cls, estimator, X, features=None, *, grid_resolution=100, ax=None
     ):
         """Compute the gate regions of a fitted estimator and draw them.
 
@@ -84,8 +106,12 @@ class GateRegionsDisplay:
         ----------
         estimator : fitted MixtureOfExpertsRegressor or MixtureOfExpertsClassifier
         X : array-like of shape (n_samples, n_features)
-        features : pair of int, default=(0, 1)
-            Column indices of the two features on the axes.
+        features : pair of int, default=None
+            Column indices of the two features on the axes. None means the
+            first two columns the gate sees (see ``gate_features``; the
+            first two columns when the gate sees them all). A column the gate
+            does not see gives regions constant along its axis, with a
+            warning.
         grid_resolution : int, default=100
         ax : matplotlib Axes, default=None
 
@@ -96,7 +122,7 @@ class GateRegionsDisplay:
         check_matplotlib_support("GateRegionsDisplay.from_estimator")
         check_is_fitted(estimator)
         X = np.asarray(X, dtype=float)
-        f0, f1 = features
+        f0, f1 = _gate_axes(estimator, features)
         g0 = _axis_grid(X[:, f0], grid_resolution)
         g1 = _axis_grid(X[:, f1], grid_resolution)
         xx, yy = np.meshgrid(g0, g1)

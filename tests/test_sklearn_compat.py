@@ -16,6 +16,16 @@ ESTIMATORS = [
     ),
     MixtureOfExpertsRegressor(training="gradient", random_state=0),
     MixtureOfExpertsClassifier(training="gradient", random_state=0),
+    MixtureOfExpertsRegressor(
+        gate="mlp", gate_hidden_layer_sizes=(4,), n_experts=2, random_state=0
+    ),
+    MixtureOfExpertsClassifier(
+        gate="mlp", gate_hidden_layer_sizes=(4, 3), n_experts=2, random_state=0
+    ),
+    MixtureOfExpertsRegressor(gate="hierarchical", n_experts=4, random_state=0),
+    MixtureOfExpertsClassifier(gate="hierarchical", n_experts=4, random_state=0),
+    MixtureOfExpertsRegressor(training="cem", gate_load_balance=0.1, random_state=0),
+    MixtureOfExpertsClassifier(training="sem", max_iter=30, random_state=0),
 ]
 
 _SCORE_SAMPLES_NEEDS_Y = (
@@ -48,6 +58,14 @@ def _expected_failed_checks(estimator):
             "rows to ~1e-7 relative in the predictions, the check's tolerance; "
             "tests/test_gradient.py::test_integer_weights_equal_repeated_rows "
             "checks the equivalence to 1e-4"
+        )
+    if estimator.gate == "mlp" and isinstance(estimator, MixtureOfExpertsRegressor):
+        expected["check_sample_weight_equivalence_on_dense_data"] = (
+            "the MLP gate's fit is not convex and L-BFGS stops at a tolerance: "
+            "weights instead of repeated rows change the rounding, and so where "
+            "it stops; the regressor's predictions agree to about 1e-6, not the "
+            "check's 1e-7 (the classifier's probabilities pass). "
+            "tests/test_gates.py checks the gate's gradient and fits"
         )
     return expected
 
