@@ -35,12 +35,14 @@ _PLAIN_COLD_FIT_ENTRIES = 1 << 20
 # than those passes, and L-BFGS (preconditioned) fits the gate.
 _NEWTON_MAX_PARAMETERS = 500
 
-# Newton's Hessian is summed over max(2 n, this) / P rows (all rows when
-# there are fewer, else an evenly strided subsample): its 2 m P^2 flops are
-# then about one gradient pass (4 n P), and exact for small fits. The line
-# search keeps every step a descent step, so a subsampled Hessian costs at
-# most an extra step, never a worse fit.
-_NEWTON_HESSIAN_WORK = 2_000_000
+# Newton's Hessian is summed over max(2 n / P, _NEWTON_HESSIAN_FLOPS / P^2,
+# _NEWTON_HESSIAN_MIN_ROWS) rows (all rows when there are fewer, else an
+# evenly strided subsample): its 2 m P^2 flops are then about one gradient
+# pass (4 n P), or cheap anyway (exact for small fits), with enough rows for
+# a sound estimate. The line search keeps every step a descent step, so a
+# subsampled Hessian costs at most an extra step, never a worse fit.
+_NEWTON_HESSIAN_FLOPS = 20_000_000
+_NEWTON_HESSIAN_MIN_ROWS = 2_000
 
 # Armijo's sufficient-decrease constant and the most step halvings.
 _ARMIJO = 1e-4
@@ -178,7 +180,10 @@ class SoftmaxGate(BaseEstimator):
         d1, K1 = self._theta.shape
         n = X.shape[0]
         P = d1 * K1
-        n_rows = min(n, max(2 * n, _NEWTON_HESSIAN_WORK) // P)
+        n_rows = min(
+            n,
+            max(2 * n // P, _NEWTON_HESSIAN_FLOPS // P**2, _NEWTON_HESSIAN_MIN_ROWS),
+        )
         stride = max(1, n // n_rows)
         w_rows_sum = sw[::stride].sum()
         penalised = np.zeros(P)
