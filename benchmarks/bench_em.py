@@ -1183,7 +1183,8 @@ def main(argv=None):
             "E: log_softmax(logits) + gaussian_log_prob + responsibilities on the "
             "fitted model. E+logits: with the shared gate product X @ coef "
             "(BLAS, one thread) added to both. gate_loss: one call on (n, K). "
-            "gate_obj: one L-BFGS evaluation of the gate (loss + gradient)."
+            "gate_obj: one evaluation of the gate's objective (loss + gradient), "
+            "as Newton's line search and L-BFGS make it."
         )
     print("\n=== flexmix ===")
     if not fx_pairs:
