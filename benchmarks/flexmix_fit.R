@@ -9,12 +9,14 @@
 # timed). Control is flexmix's default: iter.max = 200, minprior = 0.05,
 # tolerance = 1e-6 on the relative change of the log-likelihood.
 #
-# The gate (concomitant model) is written out as ~ x1 + ... + xd: with
-# FLXPmultinom(~ .) the dot also takes in y, which gives a different (and
-# for a regression, meaningless) model.
+# The model is flexmix(y ~ ., k = K, concomitant = FLXPmultinom(~ .)) on the
+# inputs: the gate's formula is written out as ~ x1 + ... + xd because in
+# FLXPmultinom(~ .) the dot expands over every column of the data, y
+# included (checked: its model matrix is (Intercept), x1, ..., xd, y), which
+# is another model (a gate that sees the target), not skmoe's.
 #
 # Prints one line per repetition and one line for the best:
-#   REP r seconds=... loglik=... iter=... k=... converged=...
+#   REP r seconds=... cpu=... loglik=... iter=... k=... converged=...
 #   BEST r loglik=...
 
 suppressPackageStartupMessages(library(flexmix))
@@ -59,9 +61,9 @@ for (r in seq_len(nrep)) {
     next
   }
   ll <- as.numeric(logLik(fit))
-  cat(sprintf("REP %d seconds=%.4f loglik=%.6f iter=%d k=%d converged=%s\n",
-              r, t[["elapsed"]], ll, fit@iter, fit@k,
-              as.character(fit@converged)))
+  cat(sprintf("REP %d seconds=%.4f cpu=%.4f loglik=%.6f iter=%d k=%d converged=%s\n",
+              r, t[["elapsed"]], t[["user.self"]] + t[["sys.self"]], ll,
+              fit@iter, fit@k, as.character(fit@converged)))
   if (ll > best) {
     best <- ll
     best_rep <- r

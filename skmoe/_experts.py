@@ -216,6 +216,34 @@ def _expert_centred_gram(X, x_shift, Y, w, G):
     return x_shift, G
 
 
+def linear_expert_means(experts, X, n_outputs):
+    """Predictions of the plain linear experts, all in one matrix product.
+
+    ``LinearRegression`` and ``Ridge`` predict ``X @ coef_.T + intercept_``;
+    stacking their coefficients makes the K predictions one BLAS product
+    instead of K ``predict`` calls, each of which validates (and scans) all
+    of ``X`` again. Returns ``(index, means)``: the experts done here and
+    their predictions, shape (n_samples, len(index), n_outputs).
+    """
+    index = [
+        k
+        for k, est in enumerate(experts)
+        if type(est) in (LinearRegression, Ridge) and hasattr(est, "coef_")
+    ]
+    if not index:
+        return index, None
+    d = X.shape[1]
+    coef = np.concatenate([np.reshape(experts[k].coef_, (n_outputs, d)) for k in index])
+    intercept = np.concatenate(
+        [np.broadcast_to(experts[k].intercept_, (n_outputs,)) for k in index]
+    )
+    # one thread: threaded BLAS idles spinning while numba's threads work
+    with single_threaded_blas():
+        means = X @ coef.T
+    means += intercept
+    return index, means.reshape(X.shape[0], len(index), n_outputs)
+
+
 def _fit_one(template, X, y, w, is_classifier):
     """Fit a clone of ``template`` on the rows with positive weight."""
     keep = w > 0

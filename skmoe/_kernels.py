@@ -183,6 +183,46 @@ def gate_objective_numpy(X, mean, scale, theta, targets, sample_weight):
     return float(loss), grad
 
 
+def gate_hessian_numpy(X, mean, scale, theta, sample_weight, stride=1):
+    """Hessian of the gate's cross-entropy in ``theta`` (of :func:`gate_objective`).
+
+    ``H = sum_i w_i (diag(g_i) - g_i g_i^T) (x) z_i z_i^T`` with ``z_i =
+    (xs_i, 1)`` and ``g_i`` the free experts' gate probabilities, indexed
+    like ``theta.ravel()`` (feature-major). It does not depend on the
+    targets. Nearly all of the work is two matrix products per block of rows,
+    ``B^T B`` with ``B_i = sqrt(w_i) z_i (x) g_i`` and ``Z^T [w g_k Z]_k``.
+
+    Parameters
+    ----------
+    X, mean, scale, theta, sample_weight
+        As in :func:`gate_objective_numpy`.
+    stride : int, default=1
+        Sum over every ``stride``-th row only (rows 0, stride, 2 stride, ...):
+        an estimate of the whole sum once scaled by the ratio of weights.
+
+    Returns
+    -------
+    hessian : ndarray of shape ((d + 1) * (K - 1), (d + 1) * (K - 1))
+    """
+    X, sample_weight = X[::stride], sample_weight[::stride]
+    n, d = X.shape
+    K1 = theta.shape[1]
+    p = d + 1
+    Z = np.empty((n, p))
+    Z[:, :d] = X if mean is None else (X - mean) / scale
+    Z[:, d] = 1.0
+    logits = np.zeros((n, K1 + 1))
+    logits[:, 1:] = Z @ theta
+    g = np.exp(log_softmax_numpy(logits))[:, 1:]
+    w = sample_weight
+    B = (Z[:, :, None] * (g * np.sqrt(w)[:, None])[:, None, :]).reshape(n, -1)
+    H = -(B.T @ B)
+    blocks = H.reshape(p, K1, p, K1)
+    for k in range(K1):
+        blocks[:, k, :, k] += (Z * (w * g[:, k])[:, None]).T @ Z
+    return H
+
+
 def weighted_design_numpy(X, x_shift, Y, weights, Z, ZW):
     """Fill ``Z = [X - x_shift, 1, Y]`` and ``ZW[i, k] = weights[i, k] * Z[i]``.
 
@@ -322,6 +362,53 @@ if NUMBA_AVAILABLE:
             grad[:d] += np.dot(xs.T, logit)
             grad[d + 1, 0] = loss
 
+    def _gate_hessian_blocks(X, mean, inv_scale, theta, weight, stride, parts):
+        # parts[b] collects block b's Hessian over rows start*stride, ...
+        # Per block: the rows' z (standardised, then 1) and gate
+        # probabilities g, then two BLAS products: B^T B with
+        # B[r, j K1 + k] = sqrt(w) z_j g_k, and Z^T [w g_k z]_k
+        n, d = X.shape
+        p = d + 1
+        K1 = theta.shape[1]
+        n_rows = (n + stride - 1) // stride
+        for b in numba.prange(parts.shape[0]):
+            start = b * _GATE_BLOCK_ROWS
+            m = min(n_rows, start + _GATE_BLOCK_ROWS) - start
+            Z = np.empty((m, p))
+            for r in range(m):
+                i = (start + r) * stride
+                for j in range(d):
+                    Z[r, j] = (X[i, j] - mean[j]) * inv_scale[j]
+                Z[r, d] = 1.0
+            logit = np.dot(Z, theta)
+            B = np.empty((m, p * K1))
+            WZ = np.empty((m, K1 * p))
+            g = np.empty(K1)
+            for r in range(m):
+                top = 0.0
+                for k in range(K1):
+                    if logit[r, k] > top:
+                        top = logit[r, k]
+                s = math.exp(-top)
+                for k in range(K1):
+                    g[k] = math.exp(logit[r, k] - top)
+                    s += g[k]
+                w = weight[(start + r) * stride]
+                root_w = math.sqrt(w)
+                for k in range(K1):
+                    g[k] /= s
+                for j in range(p):
+                    for k in range(K1):
+                        B[r, j * K1 + k] = root_w * g[k] * Z[r, j]
+                        WZ[r, k * p + j] = w * g[k] * Z[r, j]
+            H = parts[b]
+            H -= np.dot(B.T, B)
+            D = np.dot(Z.T, WZ)
+            for j in range(p):
+                for k in range(K1):
+                    for c in range(p):
+                        H[j * K1 + k, c * K1 + k] += D[j, k * p + c]
+
     def _weighted_design_rows(X, x_shift, Y, weights, Z, ZW):
         m, d = X.shape
         q = Y.shape[1]
@@ -348,6 +435,8 @@ if NUMBA_AVAILABLE:
     _gate_loss_parallel = _njit_parallel(_gate_loss_rows)
     _gate_objective_serial = _njit(_gate_objective_blocks)
     _gate_objective_parallel = _njit_parallel(_gate_objective_blocks)
+    _gate_hessian_serial = _njit(_gate_hessian_blocks)
+    _gate_hessian_parallel = _njit_parallel(_gate_hessian_blocks)
     # serial only: called per chunk from several Python threads (nogil)
     _weighted_design_serial = _njit(_weighted_design_rows)
 
@@ -415,6 +504,26 @@ if NUMBA_AVAILABLE:
         total = parts.sum(axis=0)
         return float(total[d + 1, 0]), total[: d + 1]
 
+    def gate_hessian_numba(X, mean, scale, theta, sample_weight, stride=1):
+        """Numba twin of :func:`gate_hessian_numpy`."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        d = X.shape[1]
+        if mean is None:
+            mean, scale = np.zeros(d), np.ones(d)
+        mean = np.ascontiguousarray(mean, dtype=np.float64)
+        inv_scale = 1.0 / np.asarray(scale, dtype=np.float64)
+        theta = np.ascontiguousarray(theta, dtype=np.float64)
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        n_rows = -(-X.shape[0] // stride)
+        n_blocks = max(1, -(-n_rows // _GATE_BLOCK_ROWS))
+        P = (d + 1) * theta.shape[1]
+        parts = np.zeros((n_blocks, P, P))
+        _pick(_gate_hessian_serial, _gate_hessian_parallel, n_rows)(
+            X, mean, inv_scale, theta, sample_weight, int(stride), parts
+        )
+        H = parts.sum(axis=0)
+        return 0.5 * (H + H.T)
+
     def weighted_design_numba(X, x_shift, Y, weights, Z, ZW):
         """Numba twin of :func:`weighted_design_numpy` (serial, releases the GIL)."""
         _weighted_design_serial(X, x_shift, Y, weights, Z, ZW)
@@ -424,6 +533,7 @@ if NUMBA_AVAILABLE:
     responsibilities = responsibilities_numba
     gate_loss = gate_loss_numba
     gate_objective = gate_objective_numba
+    gate_hessian = gate_hessian_numba
     weighted_design = weighted_design_numba
 else:  # pragma: no cover
     log_softmax = log_softmax_numpy
@@ -431,6 +541,7 @@ else:  # pragma: no cover
     responsibilities = responsibilities_numpy
     gate_loss = gate_loss_numpy
     gate_objective = gate_objective_numpy
+    gate_hessian = gate_hessian_numpy
     weighted_design = weighted_design_numpy
 
 

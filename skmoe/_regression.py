@@ -7,7 +7,7 @@ from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.metaestimators import available_if
 
 from ._base import BaseMixtureOfExperts
-from ._experts import fit_experts
+from ._experts import fit_experts, linear_expert_means
 from ._kernels import gaussian_log_prob
 from ._online import partial_fit as _online_partial_fit
 from ._online import supports_partial_fit
@@ -385,8 +385,17 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         """Expert means, shape (n_samples, n_experts, n_outputs)."""
         experts = self.experts_ if experts is None else experts
         n_outputs = self._noise_floor.shape[0]
+        done = []
+        if rows is None:
+            done, linear_means = linear_expert_means(experts, X, n_outputs)
+        if len(done) == len(experts):
+            return linear_means
         means = np.zeros((X.shape[0], len(experts), n_outputs))
+        if done:
+            means[:, done, :] = linear_means
         for k, est in enumerate(experts):
+            if k in done:
+                continue
             idx = slice(None) if rows is None else rows[k]
             Xk = X[idx]
             if Xk.shape[0]:

@@ -49,3 +49,58 @@ def test_penalty_shrinks_and_warm_start_continues():
     weak.set_params(max_iter=1).fit(X, targets, warm_start=True)
     assert weak.n_iter_ <= 1
     assert np.abs(weak.coef_ - before).max() < np.abs(before).max()
+
+
+def test_newton_and_lbfgs_reach_the_same_gate():
+    # warm fits use Newton's method; the L-BFGS path (Newton disabled by a
+    # zero parameter bound) must find the same minimum
+    import skmoe._gating as gating
+
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((500, 3)) * [1.0, 5.0, 0.2]
+    soft = rng.dirichlet([1, 2, 3], size=500)
+    start = SoftmaxGate(alpha=0.1, max_iter=2).fit(X, soft)
+    newton = SoftmaxGate(alpha=0.1, tol=1e-14, max_iter=50, warm_max_iter=None)
+    newton._init_scaler(X, np.ones(500))
+    newton._theta = start._theta.copy()
+    lbfgs = SoftmaxGate(alpha=0.1, tol=1e-14, max_iter=500)
+    lbfgs._init_scaler(X, np.ones(500))
+    lbfgs._theta = start._theta.copy()
+    newton.fit(X, soft, warm_start=True)
+    bound = gating._NEWTON_MAX_PARAMETERS
+    gating._NEWTON_MAX_PARAMETERS = 0
+    try:
+        lbfgs.fit(X, soft, warm_start=True)
+    finally:
+        gating._NEWTON_MAX_PARAMETERS = bound
+    assert 1 < newton.n_iter_ < lbfgs.n_iter_
+    np.testing.assert_allclose(newton.coef_, lbfgs.coef_, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(newton.intercept_, lbfgs.intercept_, atol=1e-7)
+
+
+def test_newton_gate_never_increases_the_objective():
+    rng = np.random.RandomState(4)
+    X = rng.standard_normal((300, 2))
+    targets = np.eye(2)[(X[:, 0] + 0.1 * rng.standard_normal(300) > 0).astype(int)]
+    gate = SoftmaxGate(alpha=1e-3, max_iter=3).fit(X, targets)
+
+    def objective(g):
+        log_g = g.predict_log_proba(X)
+        return -np.sum(targets * log_g) + g.penalty()
+
+    values = [objective(gate)]
+    for _ in range(5):
+        gate.set_params(max_iter=1).fit(X, targets, warm_start=True)
+        values.append(objective(gate))
+    assert np.all(np.diff(values) <= 1e-9 * abs(values[0]))
+    assert values[-1] < values[0]
+
+
+def test_warm_max_iter_bounds_newton_steps_of_warm_fits_only():
+    rng = np.random.RandomState(5)
+    X = rng.standard_normal((300, 2))
+    soft = rng.dirichlet([1, 1, 1], size=300)
+    gate = SoftmaxGate(alpha=0.1, tol=1e-14, warm_max_iter=1).fit(X, soft)
+    cold_iter = gate.n_iter_
+    gate.fit(X, rng.dirichlet([1, 1, 1], size=300), warm_start=True)
+    assert cold_iter > 1 and gate.n_iter_ == 1

@@ -91,3 +91,58 @@ def test_gate_loss_gradient_is_the_derivative():
         up = kern.gate_loss_numba(logits + step, targets, w)[0]
         down = kern.gate_loss_numba(logits - step, targets, w)[0]
         assert abs((up - down) / (2 * eps) - grad[i, k]) < 1e-6
+
+
+def _gate_problem(n_rows, d=4, K=4, seed=6):
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((n_rows, d)) * rng.uniform(0.1, 10, d) + 3.0
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    theta = rng.standard_normal((d + 1, K - 1))
+    targets = rng.dirichlet(np.ones(K), size=n_rows)
+    w = rng.uniform(0, 2, size=n_rows)
+    return X, mean, scale, theta, targets, w
+
+
+def test_gate_objective_matches_numpy(n_rows):
+    X, mean, scale, theta, targets, w = _gate_problem(n_rows)
+    loss, grad = kern.gate_objective_numba(X, mean, scale, theta, targets, w)
+    loss_ref, grad_ref = kern.gate_objective_numpy(X, mean, scale, theta, targets, w)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-10)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("stride", [1, 7])
+def test_gate_hessian_matches_numpy(n_rows, stride):
+    X, mean, scale, theta, _, w = _gate_problem(n_rows)
+    H = kern.gate_hessian_numba(X, mean, scale, theta, w, stride)
+    H_ref = kern.gate_hessian_numpy(X, mean, scale, theta, w, stride)
+    np.testing.assert_allclose(H, H_ref, rtol=1e-9, atol=1e-9 * np.abs(H_ref).max())
+    np.testing.assert_array_equal(H, H.T)
+
+
+def test_gate_hessian_is_the_derivative_of_the_gradient():
+    X, mean, scale, theta, targets, w = _gate_problem(40, d=2, K=3)
+    H = kern.gate_hessian_numpy(X, mean, scale, theta, w)
+    eps = 1e-6
+    for j in range(theta.size):
+        step = np.zeros(theta.size)
+        step[j] = eps
+        up = kern.gate_objective_numpy(
+            X, mean, scale, (theta.ravel() + step).reshape(theta.shape), targets, w
+        )[1]
+        down = kern.gate_objective_numpy(
+            X, mean, scale, (theta.ravel() - step).reshape(theta.shape), targets, w
+        )[1]
+        np.testing.assert_allclose((up - down).ravel() / (2 * eps), H[:, j], atol=1e-6)
+
+
+def test_weighted_design_matches_numpy():
+    rng = np.random.RandomState(7)
+    X, Y = rng.standard_normal((30, 3)), rng.standard_normal((30, 2))
+    weights, shift = rng.uniform(size=(30, 4)), rng.standard_normal(3)
+    Z, ZW = np.empty((30, 6)), np.empty((30, 4, 6))
+    Z_ref, ZW_ref = np.empty((30, 6)), np.empty((30, 4, 6))
+    kern.weighted_design_numba(X, shift, Y, weights, Z, ZW)
+    kern.weighted_design_numpy(X, shift, Y, weights, Z_ref, ZW_ref)
+    np.testing.assert_array_equal(Z, Z_ref)
+    np.testing.assert_allclose(ZW, ZW_ref, rtol=1e-15)
