@@ -1,11 +1,13 @@
 """BaseMixtureOfExperts: validation, initialisation, the EM loop, n_init."""
 
+import copy
 import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import _fit_context, clone
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
@@ -86,6 +88,20 @@ def _kmeans_labels(Z, sample_weight, n_clusters, random_state):
     else:
         kmeans = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
     return kmeans.fit(Z, sample_weight=sample_weight).labels_
+
+
+def _fit_restart(moe, X, Y, sample_weight, seed, warm, restart):
+    """One EM run on a shallow copy of ``moe``; returns (parameters, run).
+
+    A run replaces the fitted attributes it sets rather than changing them in
+    place, so restarts on copies can run side by side (in threads, processes
+    or on a Dask cluster) and each depends only on its own ``seed``.
+    """
+    moe = copy.copy(moe)
+    run = moe._fit_single(
+        X, Y, sample_weight, np.random.RandomState(seed), warm, restart
+    )
+    return moe._get_parameters(), run
 
 
 def _check_no_categorical(X):
@@ -456,13 +472,19 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         ]
 
         n_init = 1 if warm else self.n_init
-        best_ll, best = -np.inf, None
-        for init in range(n_init):
-            run = self._fit_single(X, Y, sample_weight, random_state, warm, init)
-            if best is None or run[0][-1] > best_ll:
-                best_ll = run[0][-1]
-                best = (self._get_parameters(), *run)
-        params, curve, n_iter, converged, resp, row_ll = best
+        # seeds drawn up front: each restart is the same wherever it runs
+        seeds = random_state.randint(np.iinfo(np.int32).max, size=n_init)
+        if n_init == 1:
+            # in this process, so that the experts' own fits can spread out
+            runs = [_fit_restart(self, X, Y, sample_weight, seeds[0], warm, 0)]
+        else:
+            runs = Parallel(n_jobs=self.n_jobs)(
+                delayed(_fit_restart)(self, X, Y, sample_weight, seed, warm, init)
+                for init, seed in enumerate(seeds)
+            )
+        # the first of the best, as in a serial loop
+        best = max(range(n_init), key=lambda i: (runs[i][1][0][-1], -i))
+        params, (curve, n_iter, converged, resp, row_ll) = runs[best]
         self._set_parameters(params)
         self.log_likelihood_curve_ = curve
         self.log_likelihood_ = float(curve[-1])
