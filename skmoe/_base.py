@@ -416,12 +416,16 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
     def fit(self, X, y, sample_weight=None):
         """Fit the mixture of experts by EM.
 
+        Given Dask arrays, a regressor with linear experts is fitted out of
+        core, by EM streamed over the chunks (see the user guide, "Scaling
+        out with Dask").
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training inputs.
+            Training inputs (or a Dask array).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets.
+            Targets (or a Dask array).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row weights; zero weight equals leaving the row out.
 
@@ -430,6 +434,12 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         self : object
             Fitted estimator.
         """
+        # _dask imports this module, and dask only when given Dask arrays
+        from ._dask import fit_streamed, is_dask_collection
+
+        if is_dask_collection(X) or is_dask_collection(y):
+            # out of core: EM streamed over the chunks (linear experts only)
+            return fit_streamed(self, X, y, sample_weight)
         warm = self.warm_start and hasattr(self, "experts_")
         _check_no_categorical(X)
         X, y = validate_data(
