@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
 
 from ._base import _DEAD_EXPERT_FRACTION, _kmeans_labels, _seed_unset_random_states
 from ._experts import _fast_linear_alpha, _fit_linear_closed_form, _weighted_grams
@@ -30,6 +31,9 @@ from ._regression import noise_floor
 # Rows of the in-memory subsample (evenly strided over the data) on which
 # the k-means start and the re-seeding of collapsed experts are computed.
 _SUBSAMPLE_ROWS = 10_000
+
+# Rows per block of the random start's draws (see _Start._random).
+_RANDOM_START_ROWS = 4096
 
 
 def is_dask_collection(x):
@@ -194,20 +198,38 @@ def _combine_moments(a, b):
 class _Start:
     """Starting responsibilities of a chunk: nearest k-means centre or random."""
 
-    def __init__(self, n_experts, *, centres=None, scaling=None, seed=None):
+    def __init__(
+        self, n_experts, *, centres=None, scaling=None, seed=None, offsets=None
+    ):
         self.n_experts = n_experts
         self.centres = centres
         self.scaling = scaling
         self.seed = seed
+        self.offsets = offsets  # first row of each chunk
+
+    def _random(self, start, stop):
+        # drawn in fixed blocks of rows, each from its own seed, so that a
+        # row's start does not depend on how the rows are chunked
+        size = _RANDOM_START_ROWS
+        blocks = range(start // size, (stop - 1) // size + 1)
+        draws = np.concatenate(
+            [
+                np.random.RandomState([self.seed, b]).dirichlet(
+                    np.ones(self.n_experts), size=size
+                )
+                for b in blocks
+            ]
+        )
+        first = blocks[0] * size
+        return draws[start - first : stop - first]
 
     def __call__(self, X, Y, index):
         m, K = X.shape[0], self.n_experts
         if K == 1:
             return np.ones((m, 1)), None
         if self.centres is None:
-            # one stream per chunk: the start depends on the chunking
-            rng = np.random.RandomState([self.seed, index])
-            return rng.dirichlet(np.ones(K), size=m), None
+            start = self.offsets[index]
+            return self._random(start, start + m), None
         Z = _kmeans_space(X, Y, self.scaling)
         dist = (
             (Z**2).sum(axis=1)[:, None]
@@ -395,7 +417,11 @@ def _with_parameters(moe, experts, gate, var, y_is_1d):
 def _start(moe, setup, subsample, random_state, restart):
     K = moe.n_experts_
     if K == 1 or moe.init == "random" or restart > 0:
-        return _Start(K, seed=random_state.randint(np.iinfo(np.int32).max))
+        return _Start(
+            K,
+            seed=random_state.randint(np.iinfo(np.int32).max),
+            offsets=setup["offsets"],
+        )
     Xs, Ys, ws = subsample
     keep = ws > 0
     Zs = _kmeans_space(Xs[keep], Ys[keep], setup["kmeans_scaling"])
@@ -486,6 +512,29 @@ def _streamed_em(moe, stream, setup, subsample, random_state, restart, warm):
     return params, np.asarray(curve), n_iter, converged, summary
 
 
+def predict_blocks(moe, X, return_std=False):
+    """``moe.predict`` mapped over the row blocks of a Dask array X."""
+    import dask.array as da
+
+    check_is_fitted(moe)
+    X = _as_dask_array(da, X, "X", "auto")
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D Dask array for X, got {X.ndim}-D.")
+    X = X.rechunk({1: -1})
+    n_outputs = moe._noise_variance_2d().shape[1]
+
+    def part(i):
+        def block(Xb):
+            out = moe.predict(Xb, return_std=return_std)
+            return out[i] if return_std else out
+
+        if moe._y_is_1d:
+            return X.map_blocks(block, dtype=np.float64, drop_axis=1)
+        return X.map_blocks(block, dtype=np.float64, chunks=(X.chunks[0], (n_outputs,)))
+
+    return (part(0), part(1)) if return_std else part(0)
+
+
 def fit_streamed(moe, X, y, sample_weight=None):
     """Fit ``moe`` by EM streamed over the chunks of Dask arrays X and y.
 
@@ -563,6 +612,7 @@ def fit_streamed(moe, X, y, sample_weight=None):
     y_std = np.sqrt(y_var)
     setup = {
         "total": total,
+        "offsets": np.r_[0, np.cumsum(X.chunks[0])[:-1]],
         "alphas": alphas,
         "x_mean": x_mean,
         "x_std": x_std,

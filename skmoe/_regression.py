@@ -264,7 +264,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         y_std : ndarray of the same shape
             Only with ``return_std=True``.
+
+        Given a Dask array, both are Dask arrays computed block by block.
         """
+        from ._dask import is_dask_collection, predict_blocks
+
+        if is_dask_collection(X):
+            return predict_blocks(self, X, return_std=return_std)
         X = self._check_X(X)
         gate = self._routed_gate(X)
         means = self._routed_outputs(X, gate)
