@@ -349,7 +349,10 @@ def _fit_gate(stream, gate, source, loss0, grad0, H0, total, warm):
 
     Each evaluation is one pass (the chunk's responsibilities recomputed from
     ``source``); the one at the start and the preconditioner (on a warm
-    start, the exact Hessian there) come from the EM pass already made.
+    start, the exact Hessian there) come from the EM pass already made. In
+    memory the preconditioner is estimated on a strided subsample of the
+    rows: the same (up to round-off) below a few thousand rows, a slightly
+    different L-BFGS path to the same minimum above.
     """
     gate = copy.deepcopy(gate)
     d1, K1 = gate._theta.shape
