@@ -7,6 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import _fit_context, clone
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
@@ -94,6 +95,20 @@ def _kmeans_labels(Z, sample_weight, n_clusters, random_state):
     else:
         kmeans = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
     return kmeans.fit(Z, sample_weight=sample_weight).labels_
+
+
+def _fit_restart(moe, X, Y, sample_weight, seed, warm, restart):
+    """One EM (or gradient) run on a shallow copy of ``moe``; returns
+    (parameters, run).
+
+    A run replaces the fitted attributes it sets rather than changing them in
+    place, so restarts on copies can run side by side (in threads, processes
+    or on a Dask cluster) and each depends only on its own ``seed``.
+    """
+    moe = copy.copy(moe)
+    fit_run = fit_gradient if moe.training == "gradient" else type(moe)._fit_single
+    run = fit_run(moe, X, Y, sample_weight, np.random.RandomState(seed), warm, restart)
+    return moe._get_parameters(), run
 
 
 def _check_no_categorical(X):
@@ -537,12 +552,16 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
     def fit(self, X, y, sample_weight=None):
         """Fit the mixture of experts by EM.
 
+        Given Dask arrays, a regressor with linear experts is fitted out of
+        core, by EM streamed over the chunks (see the user guide, "Scaling
+        out with Dask").
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training inputs.
+            Training inputs (or a Dask array).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Targets.
+            Targets (or a Dask array).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row weights; zero weight equals leaving the row out.
 
@@ -551,6 +570,12 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         self : object
             Fitted estimator.
         """
+        # _dask imports this module, and dask only when given Dask arrays
+        from ._dask import fit_streamed, is_dask_collection
+
+        if is_dask_collection(X) or is_dask_collection(y):
+            # out of core: EM streamed over the chunks (linear experts only)
+            return fit_streamed(self, X, y, sample_weight)
         if use_array_api(self.device, X):
             # the GPU / Array API path (skmoe/_em_array_api.py)
             from ._em_array_api import fit_array_api
@@ -598,18 +623,22 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         ]
 
         n_init = 1 if warm else self.n_init
-        best_ll, best = -np.inf, None
-        for init in range(n_init):
-            fit_run = (
-                fit_gradient if self.training == "gradient" else type(self)._fit_single
+        # seeds drawn up front: each restart is the same wherever it runs
+        seeds = random_state.randint(np.iinfo(np.int32).max, size=n_init)
+        if n_init == 1:
+            # in this process, so that the experts' own fits can spread out
+            runs = [_fit_restart(self, X, Y, sample_weight, seeds[0], warm, 0)]
+        else:
+            runs = Parallel(n_jobs=self.n_jobs)(
+                delayed(_fit_restart)(self, X, Y, sample_weight, seed, warm, init)
+                for init, seed in enumerate(seeds)
             )
-            run = fit_run(self, X, Y, sample_weight, random_state, warm, init)
-            # at the kept parameters (stochastic EM keeps its best iteration)
-            run_ll = float(sample_weight @ run[-1])
-            if best is None or run_ll > best_ll:
-                best_ll = run_ll
-                best = (self._get_parameters(), *run)
-        params, curve, objective_curve, n_iter, converged, resp, row_ll = best
+        # log-likelihood at the kept parameters (stochastic EM keeps its best
+        # iteration); the first of the best, as in a serial loop
+        lls = [float(sample_weight @ run[-1]) for _, run in runs]
+        best = max(range(n_init), key=lambda i: (lls[i], -i))
+        best_ll = lls[best]
+        params, (curve, objective_curve, n_iter, converged, resp, row_ll) = runs[best]
         self._set_parameters(params)
         self.log_likelihood_curve_ = curve
         self.objective_curve_ = objective_curve

@@ -145,8 +145,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         rows routed to it. None uses every expert. Densities
         (``score_samples``, ``responsibilities``) always use every expert.
     n_jobs : int, default=None
-        Jobs for fitting experts in parallel through joblib. None means 1
-        unless in a :obj:`joblib.parallel_backend` context.
+        Jobs for fitting experts, and running the ``n_init`` restarts, in
+        parallel through joblib. None means 1 unless in a
+        :obj:`joblib.parallel_backend` context; ``with
+        joblib.parallel_backend("dask"):`` spreads them over a Dask cluster.
+        The fit is the same for any ``n_jobs`` and backend.
     device : {"cpu", "cuda"}, default="cpu"
         Where EM runs. Only "cpu" (NumPy and numba) fits a classifier yet;
         "cuda" (the CuPy path of the regressor) raises a ValueError.

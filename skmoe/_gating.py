@@ -49,6 +49,43 @@ _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 
 
+def gate_hessian_sum(X, sample_weight, mean, scale, theta):
+    """Summed cross-entropy Hessian of the gate in its free parameters.
+
+    ``sum_i w_i (diag(g_i) - g_i g_i^T) (x) z_i z_i^T`` with ``z_i = (xs_i,
+    1)``, ``xs_i = (x_i - mean) / scale`` and ``g_i`` the gate probabilities
+    of experts 1.. at ``theta``; it does not depend on the targets. A sum over
+    rows, so blocks of rows (chunks of a Dask array) can be added up.
+    Returns an array of shape (p * K1, p * K1), ``p = n_features + 1``,
+    ``K1 = n_experts - 1``, indexed ``(feature, expert)`` (the kernel
+    :func:`~skmoe._kernels.gate_hessian` on every row).
+    """
+    return gate_hessian(X, mean, scale, theta, sample_weight)
+
+
+def mean_hessian_factor(H, w_sum, alpha, total, n_features):
+    """Lower Cholesky factor of the mean objective's Hessian, or None.
+
+    ``H`` is a :func:`gate_hessian_sum` over rows of total weight ``w_sum``;
+    the objective is the mean loss over all rows (total weight ``total``)
+    plus the L2 penalty ``alpha`` on the coefficients. None when the Hessian
+    is not finite or not positive definite.
+    """
+    K1 = H.shape[0] // (n_features + 1)
+    H = H / w_sum
+    diag = np.arange(n_features * K1)
+    H[diag, diag] += alpha / total
+    H = 0.5 * (H + H.T)
+    if not np.all(np.isfinite(H)):
+        return None
+    ridge = 1e-10 * max(np.trace(H) / H.shape[0], np.finfo(float).tiny)
+    H[np.diag_indices_from(H)] += ridge
+    try:
+        return linalg.cholesky(H, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        return None
+
+
 class SoftmaxGate(BaseEstimator):
     """Linear softmax (multinomial logit) gate over the experts.
 
@@ -105,7 +142,11 @@ class SoftmaxGate(BaseEstimator):
     def _init_scaler(self, X, sample_weight):
         w = sample_weight / sample_weight.sum()
         mean = w @ X
-        std = np.sqrt(w @ (X - mean) ** 2)
+        self._set_scaler(mean, np.sqrt(w @ (X - mean) ** 2))
+
+    def _set_scaler(self, mean, std):
+        """Standardise by (mean, std); a column without spread is left unscaled."""
+        std = std.copy()
         # constant columns (to round-off, relative to their magnitude) are
         # left unscaled; an absolute floor would also catch inputs whose
         # whole scale is tiny (1e-12) and leave the gate unable to move
@@ -118,15 +159,13 @@ class SoftmaxGate(BaseEstimator):
         L-BFGS then runs on ``phi = L^T theta``, where the objective's Hessian
         is close to the identity: the same objective and minimum, reached in a
         few iterations instead of dozens (a sharp gate makes the Hessian in
-        ``theta`` badly conditioned). The cross-entropy Hessian does not depend
-        on the targets: ``sum_i w_i (diag(g_i) - g_i g_i^T) (x) z_i z_i^T``
-        with ``z_i = (xs_i, 1)``, estimated here on an evenly strided
-        subsample of the rows (see ``_PRECONDITIONER_ROWS``; a preconditioner
-        need not be exact). Returns None when it is not positive definite.
+        ``theta`` badly conditioned). The Hessian (see :func:`gate_hessian_sum`)
+        is estimated here on an evenly strided subsample of the rows (see
+        ``_PRECONDITIONER_ROWS``; a preconditioner need not be exact).
+        Returns None when it is not positive definite.
         """
         n, d = X.shape
-        theta = self._theta
-        K1 = theta.shape[1]
+        K1 = self._theta.shape[1]
         p = d + 1
         low, high = _PRECONDITIONER_ROWS
         n_rows = max(low, min(high, 2 * n // (p * K1)))
@@ -135,35 +174,8 @@ class SoftmaxGate(BaseEstimator):
         w_sum = w.sum()
         if not w_sum > 0:
             return None
-        m = w.shape[0]
-        Z = np.empty((m, p))
-        Z[:, :d] = (X[rows] - self._mean) / self._scale
-        Z[:, d] = 1.0
-        logits = np.zeros((m, K1 + 1))
-        logits[:, 1:] = Z @ theta
-        g = np.exp(log_softmax(logits))[:, 1:]
-        # H = sum_i w_i diag(g_i) (x) z_i z_i^T - (g_i (x) z_i)(g_i (x) z_i)^T,
-        # each term as B^T B (a symmetric product) with sqrt weights
-        root_w = np.sqrt(w)
-        B = (Z[:, :, None] * (g * root_w[:, None])[:, None, :]).reshape(m, p * K1)
-        H = -(B.T @ B)
-        blocks = H.reshape(p, K1, p, K1)
-        for k in range(K1):
-            Zk = Z * (root_w * np.sqrt(g[:, k]))[:, None]
-            blocks[:, k, :, k] += Zk.T @ Zk
-        # the objective is the mean loss: scale the subsample's sum likewise
-        H /= w_sum
-        diag = np.arange(d * K1)
-        H[diag, diag] += alpha / total
-        H = 0.5 * (H + H.T)
-        if not np.all(np.isfinite(H)):
-            return None
-        ridge = 1e-10 * max(np.trace(H) / H.shape[0], np.finfo(float).tiny)
-        H[np.diag_indices_from(H)] += ridge
-        try:
-            return linalg.cholesky(H, lower=True, check_finite=False)
-        except linalg.LinAlgError:
-            return None
+        H = gate_hessian_sum(X[rows], w, self._mean, self._scale, self._theta)
+        return mean_hessian_factor(H, w_sum, alpha, total, d)
 
     def _newton(self, objective, X, sw, alpha, total, max_iter):
         """Minimise ``objective`` from ``_theta`` by Newton's method.
@@ -249,12 +261,12 @@ class SoftmaxGate(BaseEstimator):
         self.intercept_ = np.zeros(K1 + 1)
         self.intercept_[1:] = b - (self._mean / self._scale) @ W
 
-    def _lbfgs(self, objective, X, sw, alpha, total, precondition):
+    def _lbfgs(self, objective, L):
         """Minimise ``objective`` from ``_theta``; return (flat theta, n_iter).
 
-        With ``precondition`` (warm starts, where EM refits the gate at every
-        iteration), L-BFGS-B runs on ``psi = L^T theta / c``: ``L`` from
-        :meth:`_preconditioner` makes the Hessian about the identity, and
+        With a preconditioner ``L`` (warm starts, where EM refits the gate at
+        every iteration), L-BFGS-B runs on ``psi = L^T theta / c``: ``L``,
+        from :meth:`_preconditioner`, makes the Hessian about the identity, and
         ``c``, the length of the starting gradient in ``L^T theta``, makes
         L-BFGS-B's first trial step (a step of length one) the Newton step,
         which is then taken at the first evaluation instead of after a line
@@ -263,7 +275,6 @@ class SoftmaxGate(BaseEstimator):
         """
         options = {"maxiter": self.max_iter, "ftol": self.tol, "gtol": 1e-10}
         theta0 = self._theta.ravel()
-        L = self._preconditioner(X, sw, alpha, total) if precondition else None
         if L is None:
             result = minimize(
                 objective, theta0, jac=True, method="L-BFGS-B", options=options
@@ -373,9 +384,8 @@ class SoftmaxGate(BaseEstimator):
                         max_iter = min(max_iter, self.warm_max_iter)
                     fitted = self._newton(objective, X, sw, alpha, total, max_iter)
                 if fitted is None:
-                    fitted = self._lbfgs(
-                        objective, X, sw, alpha, total, precondition=warm
-                    )
+                    L = self._preconditioner(X, sw, alpha, total) if warm else None
+                    fitted = self._lbfgs(objective, L)
             flat, self.n_iter_ = fitted
             self._theta = flat.reshape(d + 1, K - 1)
         else:

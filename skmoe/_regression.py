@@ -18,6 +18,20 @@ from ._predictive import mixture_modes, mixture_quantiles, sample_mixture
 _NOISE_FLOOR = 1e-6
 
 
+def noise_floor(mean, var, mean_square, n_rows):
+    """Floor of the experts' noise variances, per output.
+
+    ``mean``, ``var`` and ``mean_square`` are the targets' weighted mean,
+    variance and mean square over ``n_rows`` rows.
+    """
+    # constant y has no spread to take a fraction of: use its scale.
+    # A spread within the round-off of the mean (n eps |y|) is none:
+    # a floor below it would let residual round-off pick the experts
+    roundoff = (n_rows * np.finfo(np.float64).eps) ** 2 * mean_square
+    scale = np.where(mean != 0, mean**2, 1.0)
+    return _NOISE_FLOOR * np.where(var > roundoff, var, scale)
+
+
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     """Mixture of experts regressor (Jacobs, Jordan, Nowlan & Hinton, 1991).
 
@@ -150,9 +164,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         rows routed to it. None uses every expert. Densities
         (``score_samples``, ``responsibilities``) always use every expert.
     n_jobs : int, default=None
-        Jobs for fitting experts in parallel through joblib (experts fitted in
-        closed form do not need it). None means 1 unless in a
-        :obj:`joblib.parallel_backend` context.
+        Jobs for fitting experts, and running the ``n_init`` restarts, in
+        parallel through joblib (experts fitted in closed form do not need
+        it). None means 1 unless in a :obj:`joblib.parallel_backend` context;
+        ``with joblib.parallel_backend("dask"):`` spreads them over a Dask
+        cluster. The fit is the same for any ``n_jobs`` and backend.
     device : {"cpu", "cuda"}, default="cpu"
         Where EM runs. "cpu": NumPy and numba on the CPU. "cuda": the GPU,
         through CuPy (``pip install skmoe[gpu]``), for linear experts
@@ -343,13 +359,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             self._y_is_1d = np.ndim(y) == 1
             w = sample_weight / sample_weight.sum()
             mean = w @ Y
-            var = w @ (Y - mean) ** 2
-            # constant y has no spread to take a fraction of: use its scale.
-            # A spread within the round-off of the mean (n eps |y|) is none:
-            # a floor below it would let residual round-off pick the experts
-            roundoff = (len(Y) * np.finfo(np.float64).eps) ** 2 * (w @ Y**2)
-            scale = np.where(mean != 0, mean**2, 1.0)
-            self._noise_floor = _NOISE_FLOOR * np.where(var > roundoff, var, scale)
+            self._noise_floor = noise_floor(mean, w @ (Y - mean) ** 2, w @ Y**2, len(Y))
         elif Y.shape[1] != self._noise_floor.shape[0]:
             raise ValueError(
                 f"y has {Y.shape[1]} output(s) but the model was fitted on "
@@ -421,7 +431,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_mean : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         y_std : ndarray of the same shape
             Only with ``return_std=True``.
+
+        Given a Dask array, both are Dask arrays computed block by block.
         """
+        from ._dask import is_dask_collection, predict_blocks
+
+        if is_dask_collection(X):
+            return predict_blocks(self, X, return_std=return_std)
         X = self._check_X(X)
         gate = self._routed_gate(X)
         means = self._routed_outputs(X, gate)

@@ -1,0 +1,317 @@
+"""Scaling out with Dask: restarts and expert fits through joblib on a
+Dask cluster, and EM streamed over the chunks of Dask arrays."""
+
+import copy
+import subprocess
+import sys
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.tree import DecisionTreeRegressor
+
+from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, SoftmaxGate
+from skmoe.datasets import make_moe_classification, make_moe_regression
+
+try:  # the streamed fits need dask[array], the cluster distributed: else skip
+    import dask
+    import dask.array as da
+except ImportError:
+    dask = da = None
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A real cluster of two worker processes on this machine."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            processes=True,
+            n_workers=2,
+            threads_per_worker=1,
+            dashboard_address=None,
+        ) as cluster,
+        # not the default scheduler: the streamed fits below run on threads
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    return make_moe_regression(n_samples=400, n_experts=2, random_state=0)
+
+
+def _fit_quietly(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+def _assert_same_fit(a, b, X):
+    # the same computation; the last bit may differ where BLAS takes another
+    # path for differently aligned (unpickled) arrays
+    np.testing.assert_allclose(
+        a.log_likelihood_curve_, b.log_likelihood_curve_, rtol=1e-12
+    )
+    np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.gate_.coef_, b.gate_.coef_, rtol=1e-10, atol=1e-12)
+
+
+def test_restart_zero_is_the_single_fit(regression_data):
+    """Seeds are drawn up front: restart 0 of n_init=3 is the n_init=1 fit,
+    and the kept restart is the best of the three."""
+    X, y = regression_data
+    params = dict(n_experts=3, init="random", max_iter=15, random_state=0)
+    one = _fit_quietly(MixtureOfExpertsRegressor(**params), X, y)
+    three = _fit_quietly(MixtureOfExpertsRegressor(n_init=3, **params), X, y)
+    assert three.log_likelihood_ >= one.log_likelihood_
+
+
+# threads here; processes in the Dask tests below (loky would only add
+# seconds of worker start-up)
+@pytest.mark.parametrize("backend", ["threading"])
+def test_restarts_same_for_any_n_jobs(regression_data, backend):
+    X, y = regression_data
+    params = dict(n_experts=3, n_init=3, init="random", max_iter=15, random_state=1)
+    serial = _fit_quietly(MixtureOfExpertsRegressor(**params), X, y)
+    with joblib.parallel_backend(backend, n_jobs=2):
+        parallel = _fit_quietly(MixtureOfExpertsRegressor(**params), X, y)
+    _assert_same_fit(serial, parallel, X)
+
+
+def test_dask_backend_restarts_match_serial(dask_client, regression_data):
+    X, y = regression_data
+    params = dict(n_experts=2, n_init=3, max_iter=30, random_state=0)
+    serial = _fit_quietly(MixtureOfExpertsRegressor(**params), X, y)
+    with joblib.parallel_backend("dask", client=dask_client):
+        on_cluster = _fit_quietly(MixtureOfExpertsRegressor(**params), X, y)
+    _assert_same_fit(serial, on_cluster, X)
+
+
+def test_dask_backend_expert_fits_match_serial(dask_client, regression_data):
+    X, y = regression_data
+    params = dict(n_experts=3, max_iter=5, random_state=0)
+    tree = DecisionTreeRegressor(max_depth=2)
+    serial = _fit_quietly(MixtureOfExpertsRegressor(tree, **params), X, y)
+    with joblib.parallel_backend("dask", client=dask_client):
+        on_cluster = _fit_quietly(MixtureOfExpertsRegressor(tree, **params), X, y)
+    _assert_same_fit(serial, on_cluster, X)
+
+
+def test_dask_backend_classifier_matches_serial(dask_client):
+    X, y = make_moe_classification(n_samples=300, n_experts=2, random_state=0)
+    params = dict(n_experts=2, n_init=2, max_iter=10, random_state=0)
+    serial = _fit_quietly(MixtureOfExpertsClassifier(**params), X, y)
+    with joblib.parallel_backend("dask", client=dask_client):
+        on_cluster = _fit_quietly(MixtureOfExpertsClassifier(**params), X, y)
+    assert serial.log_likelihood_ == pytest.approx(on_cluster.log_likelihood_, 1e-12)
+    np.testing.assert_allclose(
+        serial.predict_proba(X), on_cluster.predict_proba(X), rtol=1e-12
+    )
+
+
+# -- EM streamed over the chunks of Dask arrays
+
+
+def _chunked(a, rows=250):
+    return da.from_array(a, chunks=(rows,) + a.shape[1:])
+
+
+@pytest.fixture(scope="module")
+def mixture_params():
+    pytest.importorskip("dask.array")
+    return make_moe_regression(
+        n_samples=1500, n_features=2, n_experts=3, return_params=True, random_state=0
+    )
+
+
+@pytest.fixture(scope="module")
+def mixture_data(mixture_params):
+    return mixture_params[:2]
+
+
+def _assert_same_em(a, b):
+    np.testing.assert_allclose(
+        a.log_likelihood_curve_, b.log_likelihood_curve_, rtol=1e-10
+    )
+    assert a.n_iter_ == b.n_iter_
+    for e, f in zip(a.experts_, b.experts_, strict=True):
+        assert type(e) is type(f)
+        np.testing.assert_allclose(e.coef_, f.coef_, atol=1e-8)
+        np.testing.assert_allclose(e.intercept_, f.intercept_, atol=1e-8)
+    np.testing.assert_allclose(a.gate_.coef_, b.gate_.coef_, atol=1e-8)
+    np.testing.assert_allclose(a.gate_.intercept_, b.gate_.intercept_, atol=1e-8)
+    np.testing.assert_allclose(a.noise_variance_, b.noise_variance_, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "case", ["plain", "sample_weight", "multi_output", "ridge_no_intercept", "mixed"]
+)
+def test_streamed_em_equals_in_memory_em(mixture_data, case):
+    """From the same parameters, every EM iteration over the chunks equals
+    the in-memory one up to round-off."""
+    X, y = mixture_data
+    rng = np.random.RandomState(0)
+    sample_weight = None
+    est = MixtureOfExpertsRegressor(n_experts=3, random_state=0)
+    if case == "sample_weight":
+        sample_weight = rng.randint(0, 3, size=len(y)).astype(float)
+    elif case == "multi_output":
+        y = np.c_[y, 2 * y + rng.normal(size=len(y))]
+    elif case == "ridge_no_intercept":
+        est = MixtureOfExpertsRegressor(
+            Ridge(alpha=3.0, fit_intercept=False), n_experts=3, random_state=0
+        )
+    elif case == "mixed":
+        est = MixtureOfExpertsRegressor(
+            estimators=[("ols", LinearRegression()), ("ridge", Ridge(1.0))],
+            random_state=0,
+        )
+    start = _fit_quietly(est.set_params(max_iter=2), X, y)
+    start.set_params(warm_start=True, max_iter=30)
+    in_memory = copy.deepcopy(start)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        in_memory.fit(X, y, sample_weight=sample_weight)
+        streamed = copy.deepcopy(start).fit(
+            _chunked(X),
+            _chunked(y),
+            sample_weight=None if sample_weight is None else _chunked(sample_weight),
+        )
+    assert streamed.n_iter_ > 2
+    _assert_same_em(in_memory, streamed)
+
+
+def test_streamed_fit_is_a_complete_model(mixture_params):
+    """Fitted attributes as in memory: it predicts NumPy inputs, its
+    log-likelihood is that of the data under the fitted model, and it
+    recovers the mixture the data were drawn from."""
+    X, y, true = mixture_params
+    est = MixtureOfExpertsRegressor(n_experts=3, random_state=0)
+    est.fit(_chunked(X), _chunked(y))
+    assert est.converged_
+    assert all(type(e) is LinearRegression for e in est.experts_)
+    assert type(est.gate_) is SoftmaxGate
+    assert est.n_features_in_ == 2 and est.noise_variance_.shape == (3,)
+    assert est.log_likelihood_ == est.log_likelihood_curve_[-1]
+    assert est.score_samples(X, y).sum() == pytest.approx(est.log_likelihood_, 1e-10)
+    # EM ascends the penalised log-likelihood; the penalty is tiny here
+    assert np.all(np.diff(est.log_likelihood_curve_) > -1e-6)
+    summary = est.summary()
+    assert summary["effective_samples"].sum() == pytest.approx(len(y))
+    assert summary["log_likelihood"].sum() == pytest.approx(est.log_likelihood_)
+    coef = np.array([e.coef_ for e in est.experts_])
+    order = [int(np.argmin(np.linalg.norm(coef - c, axis=1))) for c in true.coef]
+    assert sorted(order) == [0, 1, 2]
+    np.testing.assert_allclose(coef[order], true.coef, atol=0.05)
+    np.testing.assert_allclose(
+        np.sqrt(est.noise_variance_[order]), true.noise, rtol=0.15
+    )
+
+
+def test_streamed_default_start_reaches_the_in_memory_optimum(mixture_data):
+    """The start differs (k-means on a subsample, rows to the nearest centre),
+    the optimum reached does not."""
+    X, y = mixture_data
+    in_memory = MixtureOfExpertsRegressor(n_experts=3, random_state=0).fit(X, y)
+    streamed = MixtureOfExpertsRegressor(n_experts=3, random_state=0)
+    streamed.fit(_chunked(X), _chunked(y))
+    # tol=1e-6 per unit weight stops both within about n * tol of the optimum
+    assert streamed.log_likelihood_ == pytest.approx(
+        in_memory.log_likelihood_, abs=len(y) * 1e-5
+    )
+    np.testing.assert_allclose(streamed.predict(X), in_memory.predict(X), atol=1e-3)
+
+
+def test_streamed_fit_does_not_depend_on_the_chunking(mixture_data):
+    X, y = mixture_data
+    fits = [
+        MixtureOfExpertsRegressor(n_experts=3, n_init=2, random_state=0).fit(
+            _chunked(X, rows), _chunked(y, rows)
+        )
+        for rows in (250, 700)
+    ]
+    assert fits[0].n_iter_ == fits[1].n_iter_
+    np.testing.assert_allclose(
+        fits[0].log_likelihood_curve_, fits[1].log_likelihood_curve_, rtol=1e-10
+    )
+
+
+def test_streamed_fit_reseeds_a_collapsed_expert(mixture_data):
+    """An expert the gate has switched off is re-seeded on the worst-explained
+    rows, as in memory, and the fit recovers the same optimum."""
+    X, y = mixture_data
+    start = _fit_quietly(
+        MixtureOfExpertsRegressor(n_experts=3, max_iter=2, random_state=0), X, y
+    )
+    start.set_params(warm_start=True, max_iter=30)
+    start.gate_._theta[-1, 1] = -40.0  # expert 2's gate weight ~ 1e-17
+    start.gate_._set_public()
+    fits = []
+    for X_fit, y_fit in ((X, y), (_chunked(X), _chunked(y))):
+        with pytest.warns(UserWarning, match=r"Expert\(s\) \[2\] collapsed"):
+            fits.append(copy.deepcopy(start).fit(X_fit, y_fit))
+    in_memory, streamed = fits
+    assert streamed.summary()["effective_samples"].iloc[2] > 0.05 * len(y)
+    assert streamed.log_likelihood_ == pytest.approx(
+        in_memory.log_likelihood_, abs=len(y) * 1e-5
+    )
+
+
+def test_predict_on_a_dask_array_is_lazy(mixture_data):
+    X, y = mixture_data
+    est = MixtureOfExpertsRegressor(n_experts=3, random_state=0).fit(X, y)
+    mean = est.predict(_chunked(X))
+    mean_std = est.predict(_chunked(X), return_std=True)
+    assert isinstance(mean, da.Array) and mean.shape == (len(X),)
+    np.testing.assert_array_equal(mean.compute(), est.predict(X))
+    np.testing.assert_array_equal(mean_std[1].compute(), est.predict(X, True)[1])
+
+
+def test_streamed_fit_refuses_what_it_cannot_fit(mixture_data):
+    X, y = mixture_data
+    dX, dy = _chunked(X), _chunked(y)
+    tree = MixtureOfExpertsRegressor(DecisionTreeRegressor(), n_experts=2)
+    with pytest.raises(ValueError, match="'expert0' .*cannot be fitted out of core"):
+        tree.fit(dX, dy)
+    classifier = MixtureOfExpertsClassifier(n_experts=2)
+    with pytest.raises(TypeError, match="cannot fit Dask arrays out of core"):
+        classifier.fit(dX, _chunked((y > 0).astype(int)))
+    moe = MixtureOfExpertsRegressor(n_experts=2)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        moe.fit(dX, dy[:-1])
+    X_nan = X.copy()
+    X_nan[7, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity: 1 value"):
+        moe.fit(_chunked(X_nan), dy)
+    with pytest.raises(ValueError, match="1 negative value"):
+        moe.fit(dX, dy, sample_weight=_chunked(np.r_[-1.0, np.ones(len(y) - 1)]))
+
+
+def test_importing_skmoe_does_not_import_dask():
+    code = "import sys, skmoe; assert 'dask' not in sys.modules, 'dask imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_streamed_fit_on_a_cluster_equals_the_threaded_one(dask_client, mixture_data):
+    """With a distributed Client active, the passes run on its workers; the
+    sums are added in the same order, so the fit is the same."""
+    X, y = mixture_data
+    params = dict(n_experts=3, max_iter=2, random_state=0)
+    threaded = _fit_quietly(
+        MixtureOfExpertsRegressor(**params), _chunked(X), _chunked(y)
+    )
+    distributed = pytest.importorskip("distributed")
+    with (
+        dask.config.set(scheduler=dask_client),
+        distributed.get_task_stream(dask_client) as tasks,
+    ):
+        on_cluster = _fit_quietly(
+            MixtureOfExpertsRegressor(**params), _chunked(X), _chunked(y)
+        )
+    assert len(tasks.data) > 0  # the chunks' tasks ran on the workers
+    _assert_same_em(threaded, on_cluster)
