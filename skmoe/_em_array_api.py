@@ -180,6 +180,7 @@ class _DeviceEM:
         noise_floor,
         gate_alpha,
         gate_max_iter,
+        gate_warm_max_iter=None,
     ):
         self.xp = xp
         dtype = X.dtype
@@ -217,6 +218,7 @@ class _DeviceEM:
         self.u = put(np.asarray(x_mean) / np.asarray(x_scale))
         self.gate_alpha = float(gate_alpha)
         self.gate_max_iter = gate_max_iter
+        self.gate_warm_max_iter = gate_warm_max_iter
         eps = float(xp.finfo(dtype).eps)
         # Newton stops when half the squared Newton decrement (the predicted
         # decrease of the mean objective) is below this; the float32 value
@@ -302,18 +304,20 @@ class _DeviceEM:
         H = 0.5 * (H + H.T)
         return xp.reshape(grad, (P,)) / self.total, H / self.total
 
-    def fit_gate(self, theta, targets):
+    def fit_gate(self, theta, targets, max_iter=None):
         """Newton's method from ``theta``; returns (theta, log gate, n_iter).
 
         Each accepted step lowers the objective (Armijo), so the gate's
-        M-step never lowers the penalised log-likelihood.
+        M-step never lowers the penalised log-likelihood. At most
+        ``max_iter`` steps (default ``gate_max_iter``): warm M-steps take as
+        few as :class:`SoftmaxGate`'s ``warm_max_iter``, as on the CPU.
         """
         xp = self.xp
         log_g, loss = self._gate_objective(theta, targets)
         if self.K == 1:
             return theta, log_g, 0
         n_iter = 0
-        for _ in range(self.gate_max_iter):
+        for _ in range(self.gate_max_iter if max_iter is None else max_iter):
             grad, H = self._gate_derivatives(theta, log_g, targets)
             step = -psd_solve(H, grad[:, None], xp)[:, 0]
             decrement = -float(xp.sum(grad * step, dtype=xp.float64))
@@ -462,7 +466,10 @@ def _run(moe, em, resp, theta, C, var, warm):
         C = em.fit_experts(weights)
         means = em.expert_means(C)
         var = em.noise_variance(means, weights)
-        theta, log_g, gate_iter = em.fit_gate(theta, resp)
+        gate_steps = None
+        if (warm or n_iter > 1) and em.gate_warm_max_iter is not None:
+            gate_steps = min(em.gate_max_iter, em.gate_warm_max_iter)
+        theta, log_g, gate_iter = em.fit_gate(theta, resp, gate_steps)
         resp, row_ll = em.e_step(log_g, means, var)
         ll = em.log_likelihood(row_ll)
         curve.append(ll)
@@ -662,17 +669,24 @@ def fit_array_api(moe, X, y, sample_weight=None, *, xp=None):
         noise_floor=moe._noise_floor,
         gate_alpha=gate.alpha,
         gate_max_iter=gate.max_iter,
+        gate_warm_max_iter=gate.warm_max_iter,
     )
     del X_dev
 
     best = None
-    for restart in range(1 if warm else moe.n_init):
+    n_init = 1 if warm else moe.n_init
+    # one seed per restart, drawn up front, as the CPU path draws them
+    seeds = random_state.randint(np.iinfo(np.int32).max, size=n_init)
+    for restart, seed in enumerate(seeds):
         if warm:
             theta, C, var = _warm_parameters(moe, em, x_mean, x_scale, y_shift)
             resp = None
         else:
+            restart_state = np.random.RandomState(seed)
+            # the CPU path's gate draws its seed first (see _make_gate)
+            restart_state.randint(np.iinfo(np.int32).max)
             resp = xp.asarray(
-                moe._initial_resp(X64, Y, sw, random_state, restart),
+                moe._initial_resp(X64, Y, sw, restart_state, restart),
                 dtype=dtype,
                 device=device,
             )

@@ -84,10 +84,13 @@ def _linear_gaussian_targets(rng, X, log_gate, z, noise, coef_scale):
     noise = np.broadcast_to(np.asarray(noise, dtype=float), (n_experts,)).copy()
     means = X @ coef.T + intercept
     y = means[np.arange(n_samples), z] + noise[z] * rng.standard_normal(n_samples)
-    log_norm = -0.5 * ((y[:, None] - means) / noise) ** 2 - np.log(
-        noise * np.sqrt(2 * np.pi)
-    )
-    log_likelihood = float(logsumexp(log_gate + log_norm, axis=1).sum())
+    if np.all(noise > 0):
+        log_norm = -0.5 * ((y[:, None] - means) / noise) ** 2 - np.log(
+            noise * np.sqrt(2 * np.pi)
+        )
+        log_likelihood = float(logsumexp(log_gate + log_norm, axis=1).sum())
+    else:  # noise-free experts: the density of the data is unbounded
+        log_likelihood = np.inf
     return y, dict(
         coef=coef,
         intercept=intercept,

