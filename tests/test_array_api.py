@@ -204,7 +204,7 @@ def test_sample_weight_multi_output_and_ridge_agree_with_numba_path():
     cpu = MixtureOfExpertsRegressor(**kwargs).fit(X, Y, sample_weight=sw)
     est = _fit_xp(MixtureOfExpertsRegressor(**kwargs), X, Y, sw)
     assert est.converged_ and est.n_iter_ == cpu.n_iter_
-    _assert_same_fit(est, cpu, rtol_ll=1e-8, atol_coef=1e-4)
+    _assert_same_fit(est, cpu, atol_coef=1e-4)
     assert est.noise_variance_.shape == (3, 2)
     # pandas inputs are validated as on the CPU: feature names are kept
     named = _fit_xp(
