@@ -441,7 +441,7 @@ def fit_gradient(moe, X, Y, sample_weight, random_state, warm, restart=0):
         moe.expert_names_, moe._templates, is_classifier=is_classifier
     )
     if not warm:
-        moe.gate_ = moe._make_gate(random_state)
+        moe.gate_ = moe._make_gate()
         resp = moe._initial_resp(X, Y, sample_weight, random_state, restart)
         resp = moe._reseed_dead_experts(resp, np.zeros(X.shape[0]), sample_weight)
         moe._m_step(X, Y, sample_weight, resp, warm_gate=False)

@@ -100,10 +100,12 @@ def supports_partial_fit(moe):
     """``available_if`` check of the estimators' ``partial_fit``.
 
     Returns True, or raises the ValueError naming the first expert that
-    partial_fit cannot update: ``hasattr(moe, "partial_fit")`` is then
+    partial_fit cannot update (or the gate it cannot step):
+    ``hasattr(moe, "partial_fit")`` is then
     False, as for sklearn meta-estimators over estimators without it, and
     calling it raises an AttributeError caused by that ValueError.
     """
+    check_linear_gate(moe, "partial_fit")
     names, templates = moe._expert_templates()
     check_online_experts(names, templates, is_classifier=moe._is_classifier_moe)
     return True

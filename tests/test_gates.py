@@ -421,7 +421,9 @@ def test_hme_with_three_way_branching_and_gate_features():
         gate_depth=1,
         gate_branching=3,
         gate_features=[0, 1, 2],
-        n_init=2,
+        # the k-means start and the first random restart both end 0.73 nats
+        # per row short of the truth here (as the flat gate does from k-means)
+        n_init=3,
         random_state=0,
     ).fit(X, y)
     # a one-level tree is the flat softmax gate
