@@ -1,5 +1,6 @@
 """Fitting experts on responsibility-weighted data (the experts' M-step)."""
 
+import copy
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -162,7 +163,9 @@ def _fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d):
     if coef is None:
         # singular or ill-conditioned: minimum-norm solution, as lstsq gives
         coef = linalg.lstsq(A, B, cond=None, check_finite=False)[0]
-    est = clone(template)
+    # a shallow copy of the unfitted template: clone() re-inspects the
+    # constructor's signature each time, ~10% of a small fit's M-step
+    est = copy.copy(template)
     if fit_intercept:
         intercept = dy - (dx + x_shift) @ coef
     else:

@@ -43,7 +43,7 @@ _PARALLEL_MIN_ROWS = 20_000
 # depend on the number of threads.
 _GATE_BLOCK_ROWS = 4096
 
-_THREADPOOL_CONTROLLER = None
+_THREADPOOL_CONTROLLER = None  # the BLAS libraries' controllers
 # Concurrent callers share one limit: the first to enter sets it, the last to
 # leave restores the original. Each taking and restoring its own would let a
 # thread restore another's limit of 1 and leave BLAS on one thread for good.
@@ -69,9 +69,19 @@ def single_threaded_blas():
         if _THREADPOOL_CONTROLLER is None:
             from threadpoolctl import ThreadpoolController
 
-            _THREADPOOL_CONTROLLER = ThreadpoolController()
+            # the BLAS libraries once: ThreadpoolController.limit() inspects
+            # every loaded library per call (~0.1 ms, 4 calls per EM step)
+            _THREADPOOL_CONTROLLER = (
+                ThreadpoolController().select(user_api="blas").lib_controllers
+            )
         if _BLAS_LIMIT_USERS == 0:
-            _BLAS_LIMITER = _THREADPOOL_CONTROLLER.limit(limits=1, user_api="blas")
+            _BLAS_LIMITER = [
+                (lib, lib.num_threads)
+                for lib in _THREADPOOL_CONTROLLER
+                if lib.num_threads != 1
+            ]
+            for lib, _ in _BLAS_LIMITER:
+                lib.set_num_threads(1)
         _BLAS_LIMIT_USERS += 1
     try:
         yield
@@ -79,7 +89,8 @@ def single_threaded_blas():
         with _BLAS_LIMIT_LOCK:
             _BLAS_LIMIT_USERS -= 1
             if _BLAS_LIMIT_USERS == 0:
-                _BLAS_LIMITER.restore_original_limits()
+                for lib, threads in _BLAS_LIMITER:
+                    lib.set_num_threads(threads)
                 _BLAS_LIMITER = None
 
 
