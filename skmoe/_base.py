@@ -320,6 +320,26 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         check_experts(names, templates, need_proba=self._is_classifier_moe)
         return names, templates
 
+    def _check_n_experts(self, K, warm):
+        """Raise if ``K`` experts do not fit ``warm_start`` or ``top_k``."""
+        if warm and len(self.experts_) != K:
+            raise ValueError(
+                f"warm_start=True needs the same number of experts as the "
+                f"previous fit ({len(self.experts_)}), got {K}."
+            )
+        if self.top_k is not None and self.top_k > K:
+            raise ValueError(f"top_k={self.top_k} is larger than n_experts={K}.")
+
+    @staticmethod
+    def _check_n_samples(n_samples, K):
+        """Raise unless there are enough rows of positive weight for K experts."""
+        if n_samples < max(K, 2):
+            bound = f"n_experts={K}" if K >= 2 else "2"
+            raise ValueError(
+                f"n_samples={n_samples} should be >= {bound}: each expert needs "
+                "a sample (of positive weight) to start from."
+            )
+
     def _make_gate(self, random_state=None):
         random_state = check_random_state(random_state)
         return build_gate(
@@ -600,21 +620,9 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         Y = self._validate_targets(y, fitting=True, sample_weight=sample_weight)
         names, templates = self._expert_templates()
         K = len(templates)
-        if warm and len(self.experts_) != K:
-            raise ValueError(
-                f"warm_start=True needs the same number of experts as the "
-                f"previous fit ({len(self.experts_)}), got {K}."
-            )
-        if self.top_k is not None and self.top_k > K:
-            raise ValueError(f"top_k={self.top_k} is larger than n_experts={K}.")
+        self._check_n_experts(K, warm)
         # rows of zero weight are left out, so they do not count
-        n_samples = int(np.count_nonzero(sample_weight))
-        if n_samples < max(K, 2):
-            bound = f"n_experts={K}" if K >= 2 else "2"
-            raise ValueError(
-                f"n_samples={n_samples} should be >= {bound}: each expert needs "
-                "a sample (of positive weight) to start from."
-            )
+        self._check_n_samples(int(np.count_nonzero(sample_weight)), K)
         self.n_experts_ = K
         self.expert_names_ = names
         random_state = check_random_state(self.random_state)

@@ -571,13 +571,7 @@ def fit_streamed(moe, X, y, sample_weight=None):
             )
     warm = moe.warm_start and hasattr(moe, "experts_")
     K = len(templates)
-    if warm and len(moe.experts_) != K:
-        raise ValueError(
-            f"warm_start=True needs the same number of experts as the "
-            f"previous fit ({len(moe.experts_)}), got {K}."
-        )
-    if moe.top_k is not None and moe.top_k > K:
-        raise ValueError(f"top_k={moe.top_k} is larger than n_experts={K}.")
+    moe._check_n_experts(K, warm)
     X, Y, sample_weight, y_is_1d = _check_arrays(moe, X, y, sample_weight)
     if warm and Y.shape[1] != moe._noise_variance_2d().shape[1]:
         raise ValueError(
@@ -596,12 +590,7 @@ def fit_streamed(moe, X, y, sample_weight=None):
         raise ValueError(f"sample_weight has {negative} negative value(s).")
     if total <= 0:
         raise ValueError("sample_weight sums to zero; nothing to fit.")
-    if n_pos < max(K, 2):
-        bound = f"n_experts={K}" if K >= 2 else "2"
-        raise ValueError(
-            f"n_samples={n_pos} should be >= {bound}: each expert needs "
-            "a sample (of positive weight) to start from."
-        )
+    moe._check_n_samples(int(n_pos), K)
 
     d = X.shape[1]
     var = m2 / total

@@ -622,20 +622,8 @@ def fit_array_api(moe, X, y, sample_weight=None, *, xp=None):
         raise ValueError("sample_weight sums to zero; nothing to fit.")
     Y = moe._validate_targets(y_host, fitting=True, sample_weight=sw)
     K = len(templates)
-    if warm and len(moe.experts_) != K:
-        raise ValueError(
-            f"warm_start=True needs the same number of experts as the "
-            f"previous fit ({len(moe.experts_)}), got {K}."
-        )
-    if moe.top_k is not None and moe.top_k > K:
-        raise ValueError(f"top_k={moe.top_k} is larger than n_experts={K}.")
-    n_samples = int(np.count_nonzero(sw))
-    if n_samples < max(K, 2):
-        bound = f"n_experts={K}" if K >= 2 else "2"
-        raise ValueError(
-            f"n_samples={n_samples} should be >= {bound}: each expert needs "
-            "a sample (of positive weight) to start from."
-        )
+    moe._check_n_experts(K, warm)
+    moe._check_n_samples(int(np.count_nonzero(sw)), K)
     moe.n_experts_ = K
     moe.expert_names_ = names
     random_state = check_random_state(moe.random_state)
