@@ -131,16 +131,36 @@ class HierarchicalGate(BaseEstimator):
         return log_proba
 
     def predict_proba(self, X):
-        """Leaf probabilities, shape (n_samples, n_leaves)."""
+        """Leaf probabilities: products of branch probabilities on the path.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_leaves)
+            Rows sum to one.
+        """
         return np.exp(self.predict_log_proba(X))
 
     def penalty(self):
-        """Sum of the nodes' L2 penalties."""
+        """Sum of the nodes' L2 penalties.
+
+        Returns
+        -------
+        penalty : float
+        """
         check_is_fitted(self)
         return float(sum(g.penalty() for gates in self.nodes_ for g in gates))
 
     def n_parameters(self):
-        """Free parameters: ``(n_features + 1) * (branching - 1)`` per node."""
+        """Free parameters: ``(n_features + 1) * (branching - 1)`` per node.
+
+        Returns
+        -------
+        n_parameters : int
+        """
         check_is_fitted(self)
         n_nodes = sum(len(gates) for gates in self.nodes_)
         return n_nodes * (self.n_features_in_ + 1) * (self.branching - 1)

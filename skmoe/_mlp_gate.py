@@ -280,17 +280,35 @@ class SoftmaxMLPGate(BaseEstimator):
 
         The load-balancing part depends on the training rows, so it is the
         value on the rows of the last :meth:`fit`, which is what EM monitors.
+
+        Returns
+        -------
+        penalty : float
         """
         check_is_fitted(self)
         return self._penalty_value
 
     def n_parameters(self):
-        """Free parameters: every weight and bias (expert 0's logit is fixed)."""
+        """Free parameters: every weight and bias (expert 0's logit is fixed).
+
+        Returns
+        -------
+        n_parameters : int
+        """
         check_is_fitted(self)
         return int(self._flat.size)
 
     def predict_log_proba(self, X):
-        """Log gate probabilities, shape (n_samples, n_experts)."""
+        """Log gate probabilities.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_experts)
+        """
         check_is_fitted(self)
         a = np.asarray(X, dtype=np.float64)
         for W, b in zip(self.coefs_[:-1], self.intercepts_[:-1], strict=True):
@@ -298,5 +316,15 @@ class SoftmaxMLPGate(BaseEstimator):
         return log_softmax(a @ self.coefs_[-1] + self.intercepts_[-1])
 
     def predict_proba(self, X):
-        """Gate probabilities, shape (n_samples, n_experts)."""
+        """Gate probabilities.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_experts)
+            Rows sum to one.
+        """
         return np.exp(self.predict_log_proba(X))
