@@ -5,9 +5,12 @@ For K in {2, 3, 4, 6}, 10 seeds and noise in {0.1, 0.5} (80 data sets of
 log-likelihood is within 5 nats of the true model's or above it.
 
     python benchmarks/bench_init.py            # default: n_init=1
-    python benchmarks/bench_init.py "dict(n_init=5)"
+    python benchmarks/bench_init.py '{"n_init": 5}'
+
+The one argument is a JSON object of estimator parameters.
 """
 
+import json
 import sys
 import warnings
 
@@ -15,7 +18,7 @@ from skmoe import MixtureOfExpertsRegressor
 from skmoe.datasets import make_moe_regression
 
 warnings.simplefilter("ignore")
-kw = eval(sys.argv[1]) if len(sys.argv) > 1 else {}  # noqa: S307 - a CLI knob
+kw = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 good = total = 0
 for K in [2, 3, 4, 6]:
     for seed in range(10):
