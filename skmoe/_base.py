@@ -97,6 +97,26 @@ def _kmeans_labels(Z, sample_weight, n_clusters, random_state):
     return kmeans.fit(Z, sample_weight=sample_weight).labels_
 
 
+def _record_iteration(moe, n_iter, ll, monitored, curve, objective_curve, total, prev):
+    """Append an EM iteration to the curves; return (objective, change).
+
+    ``monitored`` is the penalised quantity the training ascends (summed);
+    ``objective`` is it per unit weight, ``change`` its change since
+    ``prev``. Prints the iteration when ``moe.verbose``. Shared by the
+    in-memory, Array API and streamed EM loops.
+    """
+    curve.append(ll)
+    objective_curve.append(monitored)
+    objective = monitored / total
+    change = objective - prev
+    if moe.verbose:
+        print(
+            f"[skmoe] iteration {n_iter:4d}  log-likelihood {ll:.6f}  "
+            f"change {change:.3e}"
+        )
+    return objective, change
+
+
 def _fit_restart(moe, X, Y, sample_weight, seed, warm, restart):
     """One EM (or gradient) run on a shallow copy of ``moe``; returns
     (parameters, run).
@@ -526,21 +546,22 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             )
             resp, row_ll = self._e_step(X, Y, outputs)
             ll = float(sample_weight @ row_ll)
-            curve.append(ll)
             if self.training == "cem":
                 # log max_k g_k p_k = log p(y | x) + log max_k h_k
                 value = float(sample_weight @ (row_ll + np.log(resp.max(axis=1))))
             else:
                 value = ll
             # monitored per unit weight, penalty included: EM ascends this
-            objective_curve.append(value - self.gate_.penalty())
-            objective = objective_curve[-1] / total
-            change = objective - prev
-            if self.verbose:
-                print(
-                    f"[skmoe] iteration {n_iter:4d}  log-likelihood {ll:.6f}  "
-                    f"change {change:.3e}"
-                )
+            objective, change = _record_iteration(
+                self,
+                n_iter,
+                ll,
+                value - self.gate_.penalty(),
+                curve,
+                objective_curve,
+                total,
+                prev,
+            )
             if stochastic:
                 if objective > best:
                     experts, gate, noise = self._get_parameters()

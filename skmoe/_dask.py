@@ -22,11 +22,16 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import _DEAD_EXPERT_FRACTION, _kmeans_labels, _seed_unset_random_states
+from ._base import (
+    _DEAD_EXPERT_FRACTION,
+    _kmeans_labels,
+    _record_iteration,
+    _seed_unset_random_states,
+)
 from ._experts import _fast_linear_alpha, _fit_linear_closed_form, _weighted_grams
 from ._gate_builder import check_linear_gate
-from ._gating import SoftmaxGate, gate_hessian_sum, mean_hessian_factor
-from ._kernels import gate_objective, single_threaded_blas
+from ._gating import SoftmaxGate, mean_hessian_factor
+from ._kernels import gate_hessian, gate_objective, single_threaded_blas
 from ._regression import noise_floor
 
 # Rows of the in-memory subsample (evenly strided over the data) on which
@@ -293,7 +298,7 @@ def _em_chunk(X, Y, w, index, source, x_shift, y_shift, gate, hessian):
     if resp.shape[1] > 1:
         loss, grad = gate_objective(X, gate._mean, gate._scale, gate._theta, resp, w)
         if hessian:
-            H = gate_hessian_sum(X, w, gate._mean, gate._scale, gate._theta)
+            H = gate_hessian(X, gate._mean, gate._scale, gate._theta, w)
     return grams, n_eff, ll, ll_expert, gate_sum, loss, grad, H
 
 
@@ -463,15 +468,9 @@ def _streamed_em(moe, stream, setup, subsample, random_state, restart, warm):
         )
         grams, n_eff, ll, ll_expert, gate_sum, loss0, grad0, H0 = stats
         if n_iter > 0:
-            curve.append(ll)
-            objectives.append(ll - gate.penalty())
-            objective = objectives[-1] / total
-            change = objective - prev
-            if moe.verbose:
-                print(
-                    f"[skmoe] iteration {n_iter:4d}  log-likelihood {ll:.6f}  "
-                    f"change {change:.3e}"
-                )
+            objective, change = _record_iteration(
+                moe, n_iter, ll, ll - gate.penalty(), curve, objectives, total, prev
+            )
             if abs(change) < moe.tol:
                 converged = True
                 break

@@ -51,6 +51,7 @@ from ._array_api import (
 from ._base import (
     _DEAD_EXPERT_FRACTION,
     _check_no_categorical,
+    _record_iteration,
     _seed_unset_random_states,
 )
 from ._experts import _fast_linear_alpha
@@ -472,15 +473,16 @@ def _run(moe, em, resp, theta, C, var, warm):
         theta, log_g, gate_iter = em.fit_gate(theta, resp, gate_steps)
         resp, row_ll = em.e_step(log_g, means, var)
         ll = em.log_likelihood(row_ll)
-        curve.append(ll)
-        objectives.append(ll - em.gate_penalty(theta))
-        objective = objectives[-1] / em.total
-        change = objective - prev
-        if moe.verbose:
-            print(
-                f"[skmoe] iteration {n_iter:4d}  log-likelihood {ll:.6f}  "
-                f"change {change:.3e}"
-            )
+        objective, change = _record_iteration(
+            moe,
+            n_iter,
+            ll,
+            ll - em.gate_penalty(theta),
+            curve,
+            objectives,
+            em.total,
+            prev,
+        )
         if abs(change) < moe.tol:
             converged = True
             break

@@ -49,26 +49,12 @@ _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 
 
-def gate_hessian_sum(X, sample_weight, mean, scale, theta):
-    """Summed cross-entropy Hessian of the gate in its free parameters.
-
-    ``sum_i w_i (diag(g_i) - g_i g_i^T) (x) z_i z_i^T`` with ``z_i = (xs_i,
-    1)``, ``xs_i = (x_i - mean) / scale`` and ``g_i`` the gate probabilities
-    of experts 1.. at ``theta``; it does not depend on the targets. A sum over
-    rows, so blocks of rows (chunks of a Dask array) can be added up.
-    Returns an array of shape (p * K1, p * K1), ``p = n_features + 1``,
-    ``K1 = n_experts - 1``, indexed ``(feature, expert)`` (the kernel
-    :func:`~skmoe._kernels.gate_hessian` on every row).
-    """
-    return gate_hessian(X, mean, scale, theta, sample_weight)
-
-
 def mean_hessian_factor(H, w_sum, alpha, total, n_features):
     """Lower Cholesky factor of the mean objective's Hessian, or None.
 
-    ``H`` is a :func:`gate_hessian_sum` over rows of total weight ``w_sum``;
-    the objective is the mean loss over all rows (total weight ``total``)
-    plus the L2 penalty ``alpha`` on the coefficients. None when the Hessian
+    ``H`` is the kernel ``gate_hessian`` summed over rows of total weight
+    ``w_sum``; the objective is the mean loss over all rows (total weight
+    ``total``) plus the L2 penalty ``alpha`` on the coefficients. None when the Hessian
     is not finite or not positive definite.
     """
     K1 = H.shape[0] // (n_features + 1)
@@ -159,7 +145,7 @@ class SoftmaxGate(BaseEstimator):
         L-BFGS then runs on ``phi = L^T theta``, where the objective's Hessian
         is close to the identity: the same objective and minimum, reached in a
         few iterations instead of dozens (a sharp gate makes the Hessian in
-        ``theta`` badly conditioned). The Hessian (see :func:`gate_hessian_sum`)
+        ``theta`` badly conditioned). The Hessian (the kernel ``gate_hessian``)
         is estimated here on an evenly strided subsample of the rows (see
         ``_PRECONDITIONER_ROWS``; a preconditioner need not be exact).
         Returns None when it is not positive definite.
@@ -174,7 +160,7 @@ class SoftmaxGate(BaseEstimator):
         w_sum = w.sum()
         if not w_sum > 0:
             return None
-        H = gate_hessian_sum(X[rows], w, self._mean, self._scale, self._theta)
+        H = gate_hessian(X[rows], self._mean, self._scale, self._theta, w)
         return mean_hessian_factor(H, w_sum, alpha, total, d)
 
     def _newton(self, objective, X, sw, alpha, total, max_iter):
