@@ -85,22 +85,27 @@ ROW_FLOPS_PER_ELEMENT = 10
 # ---------------------------------------------------------------------------
 
 
-def flops_per_iteration(n, d, K, gate_evals, hessian_rows):
+def flops_per_iteration(
+    n, d, K, gate_evals, hessian_rows, given_evals=0.0, gate_predicts=1.0
+):
     """Estimated floating-point work of one EM iteration.
 
-    E-step: gate logits ``2 n d K``, expert means ``2 n d K`` (one product),
-    gate log-softmax, Gaussian log-density and responsibilities ``3 c n K``
-    with ``c = ROW_FLOPS_PER_ELEMENT``. M-step: the experts' weighted Gram
-    matrices of ``[X, 1, y]``, ``2 n (d + 2)^2 K``; per evaluation of the
-    gate's objective ``4 n (d + 1) (K - 1)`` (logits and gradient products)
-    plus ``c n K``; per row of a Newton Hessian ``2 P^2 + 2 P (d + 1)``,
-    ``P = (d + 1) (K - 1)``. ``gate_evals`` and ``hessian_rows`` are the
-    measured means per M-step.
+    E-step: gate logits ``2 n d K`` (``gate_predicts`` times: EM reuses the
+    gate's log-probabilities from the M-step's last evaluation), expert
+    means ``2 n d K`` (one product), gate log-softmax, Gaussian log-density
+    and responsibilities ``3 c n K`` with ``c = ROW_FLOPS_PER_ELEMENT``.
+    M-step: the experts' weighted Gram matrices of ``[X, 1, y]``,
+    ``2 n (d + 2)^2 K``; per evaluation of the gate's objective
+    ``4 n (d + 1) (K - 1)`` (logits and gradient products) plus ``c n K``,
+    half the products for an evaluation from given log-probabilities
+    (``given_evals``); per row of a Newton Hessian ``2 P^2 + 2 P (d + 1)``,
+    ``P = (d + 1) (K - 1)``. The counts are the measured means per M-step.
     """
     c = ROW_FLOPS_PER_ELEMENT
     P = (d + 1) * (K - 1)
-    e_step = 2 * n * d * K + 2 * n * d * K + 3 * c * n * K
+    e_step = gate_predicts * 2 * n * d * K + 2 * n * d * K + 3 * c * n * K
     gate = gate_evals * (4 * n * P + c * n * K)
+    gate += given_evals * (2 * n * P + c * n * K)
     gate += hessian_rows * (2 * P * P + 2 * P * (d + 1))
     m_step = 2 * n * (d + 2) ** 2 * K + gate
     return e_step + m_step
@@ -284,7 +289,7 @@ def _profile_summary(prof, n_iter, top):
         ("    fit_experts (closed form)", "_experts.py", "fit_experts"),
         ("      X^T W X, all experts", "_experts.py", "_weighted_grams"),
         ("    expert means (K predicts)", "_regression.py", "_expert_outputs"),
-        ("  gate: SoftmaxGate.fit (L-BFGS)", "_gating.py", "fit"),
+        ("  gate: SoftmaxGate._fit (Newton)", "_gating.py", "_fit"),
         ("    gate objective (kernel)", "_kernels.py", "gate_objective_numba"),
         ("EM E-step (all)", "_base.py", "_e_step"),
         ("  gate log-probabilities", "_gating.py", "predict_log_proba"),
@@ -340,8 +345,9 @@ def worker(spec):
     import skmoe._gating as gating
 
     gate_iters = []
-    counts = {"evals": 0, "hessians": 0, "hessian_rows": 0}
-    original_fit = SoftmaxGate.fit
+    counts = {"evals": 0, "given": 0, "hessians": 0, "hessian_rows": 0, "predicts": 0}
+    original_fit = SoftmaxGate._fit
+    original_predict = SoftmaxGate.predict_log_proba
     originals = {
         name: getattr(gating, name)
         for name in ("gate_objective", "gate_loss", "gate_hessian")
@@ -352,9 +358,15 @@ def worker(spec):
         gate_iters.append(self.n_iter_)
         return out
 
+    def counting_predict(self, *args, **kwargs):
+        counts["predicts"] += 1
+        return original_predict(self, *args, **kwargs)
+
     def counting_eval(name):
         def run(*args, **kwargs):
-            counts["evals"] += 1
+            # an evaluation from given log-probabilities (its 8th argument)
+            given = len(args) > 7 and bool(args[7])
+            counts["given" if given else "evals"] += 1
             return originals[name](*args, **kwargs)
 
         return run
@@ -365,7 +377,8 @@ def worker(spec):
         counts["hessian_rows"] += -(-X.shape[0] // stride)
         return originals["gate_hessian"](X, *args)
 
-    SoftmaxGate.fit = counting_fit
+    SoftmaxGate._fit = counting_fit
+    SoftmaxGate.predict_log_proba = counting_predict
     gating.gate_objective = counting_eval("gate_objective")
     gating.gate_loss = counting_eval("gate_loss")
     gating.gate_hessian = counting_hessian
@@ -387,7 +400,8 @@ def worker(spec):
             prof.disable()
         res["fit_s"] = time.perf_counter() - t0
         res["cpu_s"] = time.process_time() - c0
-    SoftmaxGate.fit = original_fit
+    SoftmaxGate._fit = original_fit
+    SoftmaxGate.predict_log_proba = original_predict
     for name, fn in originals.items():
         setattr(gating, name, fn)
     res["peak_rss_mb"] = _rss_mb()  # getrusage: whole process lifetime
@@ -401,10 +415,18 @@ def worker(spec):
     res["gate_iters_per_mstep"] = float(np.mean(gate_iters)) if gate_iters else 0.0
     n_msteps = max(len(gate_iters), 1)
     res["gate_evals_per_mstep"] = counts["evals"] / n_msteps
+    res["given_evals_per_mstep"] = counts["given"] / n_msteps
     res["hessians_per_mstep"] = counts["hessians"] / n_msteps
     res["hessian_rows_per_mstep"] = counts["hessian_rows"] / n_msteps
+    res["gate_predicts_per_iter"] = counts["predicts"] / max(model.n_iter_, 1)
     res["flops_per_iter"] = flops_per_iteration(
-        n, d, K, res["gate_evals_per_mstep"], res["hessian_rows_per_mstep"]
+        n,
+        d,
+        K,
+        res["gate_evals_per_mstep"],
+        res["hessian_rows_per_mstep"],
+        res["given_evals_per_mstep"],
+        res["gate_predicts_per_iter"],
     )
     res["gflops"] = res["flops_per_iter"] / res["s_per_iter"] / 1e9
     res["numba"] = bool(kern.NUMBA_AVAILABLE)
@@ -628,7 +650,7 @@ def print_fit_table(results, slow_s, peak_gflops):
         "cpu/wall",
         "n_iter",
         "s/iter",
-        "gate it/ev/H",
+        "gate it/ev/gv/H",
         "log_likelihood",
         "conv",
         "GFLOP/it",
@@ -657,6 +679,7 @@ def print_fit_table(results, slow_s, peak_gflops):
                 r["n_iter"],
                 f"{r['s_per_iter']:.4f}",
                 f"{r['gate_iters_per_mstep']:.1f}/{r['gate_evals_per_mstep']:.1f}/"
+                f"{r.get('given_evals_per_mstep', 0.0):.1f}/"
                 f"{r['hessians_per_mstep']:.1f}",
                 f"{r['log_likelihood']:.4f}",
                 "yes" if r["converged"] else "no",
@@ -1157,9 +1180,11 @@ def main(argv=None):
         "load: the machine's 1-minute load average when the size started (the "
         f"machine has {os.cpu_count()} CPUs). cpu/wall: process CPU seconds per "
         "wall second (up to the number of cores when the fit has them; well "
-        "below 1 means other processes took the machine). gate it/ev/H: per "
+        "below 1 means other processes took the machine). gate it/ev/gv/H: per "
         "M-step, the gate's Newton steps (or L-BFGS iterations), objective "
-        "evaluations (passes over the rows) and Hessians. GFLOP/it: the flop "
+        "evaluations (passes over the rows), evaluations from the E-step's "
+        "gate log-probabilities (gradient product only) and Hessians. "
+        "GFLOP/it: the flop "
         "model of one EM iteration (flops_per_iteration, row-wise element cost "
         f"c = {ROW_FLOPS_PER_ELEMENT}); GFLOP/s: that over the measured s/iter "
         "(the roofline line); %peak: of the dgemm ceiling above (all BLAS "

@@ -37,6 +37,12 @@ _DEAD_EXPERT_FRACTION = 1e-8
 _SEM_WINDOW = 20
 
 
+# k-means for the starting responsibilities runs on at most this many rows
+# (an evenly strided subsample): Lloyd's iterations on all of 1e6 rows took
+# 2-3 s, several EM iterations' worth, for a start EM then moves anyway.
+_KMEANS_MAX_ROWS = 100_000
+
+
 def _seed_unset_random_states(estimator, random_state):
     """Give every ``random_state=None`` inside ``estimator`` a drawn integer.
 
@@ -59,8 +65,21 @@ def _kmeans_labels(Z, sample_weight, n_clusters, random_state):
     The start is deterministic and depends on the rows only through their
     weights, so integer weights give the same clusters as repeated rows;
     Lloyd's iterations keep that. Where a heavy row leaves a quantile bin
-    empty, k-means++ seeding is used instead.
+    empty, k-means++ seeding is used instead. Above ``_KMEANS_MAX_ROWS`` rows
+    the centres are found on an evenly strided subsample and every row then
+    goes to its nearest centre.
     """
+    n = Z.shape[0]
+    if n > _KMEANS_MAX_ROWS:
+        rows = slice(None, None, -(-n // _KMEANS_MAX_ROWS))
+        if sample_weight[rows].sum() > 0:
+            kmeans = _kmeans_fit(Z[rows], sample_weight[rows], n_clusters, random_state)
+            return kmeans.predict(Z)
+    return _kmeans_fit(Z, sample_weight, n_clusters, random_state).labels_
+
+
+def _kmeans_fit(Z, sample_weight, n_clusters, random_state):
+    """The fitted KMeans of :func:`_kmeans_labels` (all of Z's rows)."""
     W = sample_weight.sum()
     Zc = Z - sample_weight @ Z / W
     cov = (Zc * sample_weight[:, None]).T @ Zc / W
@@ -94,7 +113,7 @@ def _kmeans_labels(Z, sample_weight, n_clusters, random_state):
         )
     else:
         kmeans = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
-    return kmeans.fit(Z, sample_weight=sample_weight).labels_
+    return kmeans.fit(Z, sample_weight=sample_weight)
 
 
 def _record_iteration(moe, n_iter, ll, monitored, curve, objective_curve, total, prev):
@@ -445,16 +464,38 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         leaf[order] = np.arange(K)
         return leaf[labels]
 
-    def _e_step(self, X, Y, outputs):
-        log_gate = self.gate_.predict_log_proba(X)
+    def _e_step(self, X, Y, outputs, log_gate=None):
+        """Responsibilities and per-row log-likelihoods.
+
+        ``log_gate``: the gate's log-probabilities on ``X`` where the M-step
+        returned them (else they are computed here).
+        """
+        if log_gate is None:
+            log_gate = self.gate_.predict_log_proba(X)
         log_prob = self._log_prob_from_outputs(outputs, Y)
         return _responsibilities(log_gate, log_prob)
 
-    def _m_step(self, X, Y, sample_weight, resp, warm_gate):
-        weights = resp * sample_weight[:, None]
+    def _m_step(self, X, Y, sample_weight, resp, warm_gate, log_gate=None):
+        """Refit the experts and the gate; return (expert outputs, log gate).
+
+        A gate with ``fit_log_proba`` (the linear softmax) returns its
+        log-probabilities on ``X`` from its last objective evaluation, and
+        starts from ``log_gate`` (the E-step's, at its current parameters):
+        two passes over ``X`` fewer per EM iteration. Else the log gate is
+        None and the E-step computes it.
+        """
+        # unit weights (the usual case): the responsibilities themselves
+        unit = sample_weight[0] == 1 and np.all(sample_weight == 1)
+        weights = resp if unit else resp * sample_weight[:, None]
         outputs = self._m_step_experts(X, Y, weights)
-        self.gate_.fit(X, resp, sample_weight, warm_start=warm_gate)
-        return outputs
+        fit_log_proba = getattr(self.gate_, "fit_log_proba", None)
+        if fit_log_proba is None:
+            self.gate_.fit(X, resp, sample_weight, warm_start=warm_gate)
+            return outputs, None
+        log_gate = fit_log_proba(
+            X, resp, sample_weight, warm_start=warm_gate, log_proba=log_gate
+        )
+        return outputs, log_gate
 
     def _reseed_dead_experts(self, resp, row_ll, sample_weight):
         """Give collapsed experts the rows the mixture explains worst.
@@ -523,9 +564,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         iterations, and keeps the parameters of that best iteration.
         """
         total = sample_weight.sum()
+        log_gate = None  # the gate's log-probabilities at its current parameters
         if warm:
             outputs = self._expert_outputs(X)
-            resp, row_ll = self._e_step(X, Y, outputs)
+            log_gate = self.gate_.predict_log_proba(X)
+            resp, row_ll = self._e_step(X, Y, outputs, log_gate)
         else:
             self.gate_ = self._make_gate(random_state)
             resp = self._initial_resp(X, Y, sample_weight, random_state, restart)
@@ -541,10 +584,10 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         for n_iter in range(1, self.max_iter + 1):
             resp = self._classify(resp, random_state)
             resp = self._reseed_dead_experts(resp, row_ll, sample_weight)
-            outputs = self._m_step(
-                X, Y, sample_weight, resp, warm_gate=warm or n_iter > 1
+            outputs, log_gate = self._m_step(
+                X, Y, sample_weight, resp, warm or n_iter > 1, log_gate
             )
-            resp, row_ll = self._e_step(X, Y, outputs)
+            resp, row_ll = self._e_step(X, Y, outputs, log_gate)
             ll = float(sample_weight @ row_ll)
             if self.training == "cem":
                 # log max_k g_k p_k = log p(y | x) + log max_k h_k

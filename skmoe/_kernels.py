@@ -131,6 +131,26 @@ def gaussian_log_prob_numpy(Y, means, variances):
     return -0.5 * (quad + log_det[None, :] + n_outputs * _LOG_2PI)
 
 
+def weighted_sq_residuals_numpy(Y, means, weights):
+    """Each expert's weighted squared residuals and total weight.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n, n_outputs)
+    means : ndarray of shape (n, K, n_outputs)
+    weights : ndarray of shape (n, K)
+
+    Returns
+    -------
+    sq_resid : ndarray of shape (K, n_outputs)
+        ``sum_i weights[i, k] (Y[i] - means[i, k]) ** 2``.
+    weight_sum : ndarray of shape (K,)
+        ``sum_i weights[i, k]``.
+    """
+    sq = np.einsum("nk,nko->ko", weights, (Y[:, None, :] - means) ** 2)
+    return sq, weights.sum(axis=0)
+
+
 def responsibilities_numpy(log_gate, log_prob):
     """Posterior expert probabilities and per-row log-likelihood.
 
@@ -160,7 +180,9 @@ def gate_loss_numpy(logits, targets, sample_weight):
     return loss, dlogits
 
 
-def gate_objective_numpy(X, mean, scale, theta, targets, sample_weight):
+def gate_objective_numpy(
+    X, mean, scale, theta, targets, sample_weight, log_proba=None, given=False
+):
     """Cross-entropy of the reference-category softmax gate and its gradient.
 
     The gate's logits are ``0`` for expert 0 and ``Xs @ theta[:-1] +
@@ -176,6 +198,13 @@ def gate_objective_numpy(X, mean, scale, theta, targets, sample_weight):
         Free block: coefficients of the standardised inputs, then intercepts.
     targets : ndarray of shape (n, K)
     sample_weight : ndarray of shape (n,)
+    log_proba : ndarray of shape (n, K), default=None
+        The gate's log-probabilities at ``theta``: filled in when given
+        (``given=False``; EM's next E-step reads them instead of recomputing
+        the gate), or read instead of computed (``given=True``; the E-step's,
+        at the parameters the M-step starts from: no logits product then).
+    given : bool, default=False
+        Whether ``log_proba`` holds the log-probabilities to use.
 
     Returns
     -------
@@ -185,9 +214,16 @@ def gate_objective_numpy(X, mean, scale, theta, targets, sample_weight):
         Its gradient in ``theta``.
     """
     Xs = X if mean is None else (X - mean) / scale
-    logits = np.zeros((X.shape[0], theta.shape[1] + 1))
-    logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
-    loss, dlogits = gate_loss_numpy(logits, targets, sample_weight)
+    if given:
+        log_g = log_proba
+    else:
+        logits = np.zeros((X.shape[0], theta.shape[1] + 1))
+        logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
+        log_g = log_softmax_numpy(logits)
+        if log_proba is not None:
+            log_proba[...] = log_g
+    loss = -np.sum(sample_weight * np.sum(targets * log_g, axis=1))
+    dlogits = sample_weight[:, None] * (np.exp(log_g) - targets)
     grad = np.empty_like(theta)
     grad[:-1] = Xs.T @ dlogits[:, 1:]
     grad[-1] = dlogits[:, 1:].sum(axis=0)
@@ -331,12 +367,17 @@ if NUMBA_AVAILABLE:
                 dlogits[i, k] = w * (math.exp(lg) - targets[i, k])
             row_loss[i] = -w * acc
 
-    def _gate_objective_blocks(X, mean, inv_scale, theta, targets, weight, parts):
+    def _gate_objective_blocks(
+        X, mean, inv_scale, theta, targets, weight, parts, log_proba, given
+    ):
         # parts[b, :d + 1, :] collects block b's gradient, parts[b, d + 1, 0]
         # its loss. Each block standardises its rows, (x - mean) * (1 / scale),
-        # and leaves the two products (logits and gradient) to BLAS
+        # and leaves the two products (logits and gradient) to BLAS. With
+        # ``given`` the log-probabilities are read from ``log_proba`` (no
+        # logits product); else they are written there, if it has rows
         n, d = X.shape
         K1 = theta.shape[1]
+        keep = log_proba.shape[0] > 0
         coef = np.ascontiguousarray(theta[:d])
         for b in numba.prange(parts.shape[0]):
             start = b * _GATE_BLOCK_ROWS
@@ -345,12 +386,25 @@ if NUMBA_AVAILABLE:
             for r in range(m):
                 for j in range(d):
                     xs[r, j] = (X[start + r, j] - mean[j]) * inv_scale[j]
-            logit = np.dot(xs, coef)
+            if given:
+                logit = np.empty((m, K1))
+            else:
+                logit = np.dot(xs, coef)
             e = np.empty(K1)
             grad = parts[b]
             loss = 0.0
             for r in range(m):
                 i = start + r
+                w = weight[i]
+                if given:
+                    acc = targets[i, 0] * log_proba[i, 0]
+                    for k in range(K1):
+                        lg = log_proba[i, k + 1]
+                        acc += targets[i, k + 1] * lg
+                        logit[r, k] = w * (math.exp(lg) - targets[i, k + 1])
+                        grad[d, k] += logit[r, k]
+                    loss -= w * acc
+                    continue
                 top = 0.0  # the reference expert's logit
                 for k in range(K1):
                     logit[r, k] += theta[d, k]
@@ -362,10 +416,14 @@ if NUMBA_AVAILABLE:
                     s += e[k]
                 lse = top + math.log(s)
                 inv_s = 1.0 / s
-                w = weight[i]
                 acc = -targets[i, 0] * lse
+                if keep:
+                    log_proba[i, 0] = -lse
                 for k in range(K1):
-                    acc += targets[i, k + 1] * (logit[r, k] - lse)
+                    lg = logit[r, k] - lse
+                    acc += targets[i, k + 1] * lg
+                    if keep:
+                        log_proba[i, k + 1] = lg
                     # the logit slot now holds d loss / d logit_k = w (g_k - t_k)
                     logit[r, k] = w * (e[k] * inv_s - targets[i, k + 1])
                     grad[d, k] += logit[r, k]
@@ -420,6 +478,23 @@ if NUMBA_AVAILABLE:
                     for c in range(p):
                         H[j * K1 + k, c * K1 + k] += D[j, k * p + c]
 
+    def _weighted_sq_residuals_blocks(Y, means, weights, parts):
+        # parts[b, k, :q] collects block b's weighted squared residuals of
+        # expert k, parts[b, k, q] its weight: fixed blocks, so the sums do
+        # not depend on the number of threads
+        n, K, q = means.shape
+        for b in numba.prange(parts.shape[0]):
+            start = b * _GATE_BLOCK_ROWS
+            stop = min(n, start + _GATE_BLOCK_ROWS)
+            acc = parts[b]
+            for i in range(start, stop):
+                for k in range(K):
+                    w = weights[i, k]
+                    for o in range(q):
+                        r = Y[i, o] - means[i, k, o]
+                        acc[k, o] += w * r * r
+                    acc[k, q] += w
+
     def _weighted_design_rows(X, x_shift, Y, weights, Z, ZW):
         m, d = X.shape
         q = Y.shape[1]
@@ -448,6 +523,8 @@ if NUMBA_AVAILABLE:
     _gate_objective_parallel = _njit_parallel(_gate_objective_blocks)
     _gate_hessian_serial = _njit(_gate_hessian_blocks)
     _gate_hessian_parallel = _njit_parallel(_gate_hessian_blocks)
+    _sq_resid_serial = _njit(_weighted_sq_residuals_blocks)
+    _sq_resid_parallel = _njit_parallel(_weighted_sq_residuals_blocks)
     # serial only: called per chunk from several Python threads (nogil)
     _weighted_design_serial = _njit(_weighted_design_rows)
 
@@ -495,7 +572,9 @@ if NUMBA_AVAILABLE:
         )
         return float(row_loss.sum()), dlogits
 
-    def gate_objective_numba(X, mean, scale, theta, targets, sample_weight):
+    def gate_objective_numba(
+        X, mean, scale, theta, targets, sample_weight, log_proba=None, given=False
+    ):
         """Numba twin of :func:`gate_objective_numpy`: one pass, no temporaries."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         d = X.shape[1]
@@ -509,8 +588,22 @@ if NUMBA_AVAILABLE:
         n_blocks = max(1, -(-X.shape[0] // _GATE_BLOCK_ROWS))
         # one spare row per block for its loss
         parts = np.zeros((n_blocks, d + 2, theta.shape[1]))
+        if log_proba is None:
+            log_proba = np.empty((0, theta.shape[1] + 1))
+        elif not (
+            log_proba.flags.c_contiguous and log_proba.dtype == np.float64
+        ):  # pragma: no cover - callers pass their own C buffers
+            raise ValueError("log_proba must be a C-contiguous float64 array.")
         _pick(_gate_objective_serial, _gate_objective_parallel, len(X))(
-            X, mean, inv_scale, theta, targets, sample_weight, parts
+            X,
+            mean,
+            inv_scale,
+            theta,
+            targets,
+            sample_weight,
+            parts,
+            log_proba,
+            bool(given),
         )
         total = parts.sum(axis=0)
         return float(total[d + 1, 0]), total[: d + 1]
@@ -535,6 +628,17 @@ if NUMBA_AVAILABLE:
         H = parts.sum(axis=0)
         return 0.5 * (H + H.T)
 
+    def weighted_sq_residuals_numba(Y, means, weights):
+        """Numba twin of :func:`weighted_sq_residuals_numpy`: one pass."""
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        means = np.ascontiguousarray(means, dtype=np.float64)
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+        n, K, q = means.shape
+        parts = np.zeros((max(1, -(-n // _GATE_BLOCK_ROWS)), K, q + 1))
+        _pick(_sq_resid_serial, _sq_resid_parallel, n)(Y, means, weights, parts)
+        total = parts.sum(axis=0)
+        return total[:, :q], total[:, q].copy()
+
     def weighted_design_numba(X, x_shift, Y, weights, Z, ZW):
         """Numba twin of :func:`weighted_design_numpy` (serial, releases the GIL)."""
         _weighted_design_serial(X, x_shift, Y, weights, Z, ZW)
@@ -546,6 +650,7 @@ if NUMBA_AVAILABLE:
     gate_objective = gate_objective_numba
     gate_hessian = gate_hessian_numba
     weighted_design = weighted_design_numba
+    weighted_sq_residuals = weighted_sq_residuals_numba
 else:  # pragma: no cover
     log_softmax = log_softmax_numpy
     gaussian_log_prob = gaussian_log_prob_numpy
@@ -554,6 +659,7 @@ else:  # pragma: no cover
     gate_objective = gate_objective_numpy
     gate_hessian = gate_hessian_numpy
     weighted_design = weighted_design_numpy
+    weighted_sq_residuals = weighted_sq_residuals_numpy
 
 
 # --- gradient training ---

@@ -8,7 +8,7 @@ from sklearn.utils.metaestimators import available_if
 
 from ._base import BaseMixtureOfExperts
 from ._experts import fit_experts, linear_expert_means
-from ._kernels import gaussian_log_prob
+from ._kernels import gaussian_log_prob, weighted_sq_residuals
 from ._online import partial_fit as _online_partial_fit
 from ._online import supports_partial_fit
 from ._predictive import mixture_modes, mixture_quantiles, sample_mixture
@@ -384,10 +384,8 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             n_jobs=self.n_jobs,
         )
         means = self._expert_outputs(X)
-        n_eff = weights.sum(axis=0)
-        sq_resid = (Y[:, None, :] - means) ** 2
-        var = np.einsum("nk,nko->ko", weights, sq_resid) / n_eff[:, None]
-        var = np.maximum(var, self._noise_floor)
+        sq_resid, n_eff = weighted_sq_residuals(Y, means, weights)
+        var = np.maximum(sq_resid / n_eff[:, None], self._noise_floor)
         self.noise_variance_ = var[:, 0] if self._y_is_1d else var
         return means
 

@@ -104,3 +104,30 @@ def test_warm_max_iter_bounds_newton_steps_of_warm_fits_only():
     cold_iter = gate.n_iter_
     gate.fit(X, rng.dirichlet([1, 1, 1], size=300), warm_start=True)
     assert cold_iter > 1 and gate.n_iter_ == 1
+
+
+def test_fit_log_proba_is_fit_then_predict_log_proba():
+    # EM's M-step takes the gate's log-probabilities from Newton's last
+    # evaluation, and starts a warm fit from the E-step's: the same fit
+    # and the same values as fit followed by predict_log_proba
+    rng = np.random.RandomState(6)
+    X = rng.standard_normal((400, 3)) * [1.0, 4.0, 0.3] + [0.0, 2.0, -1.0]
+    first, second = (rng.dirichlet([1, 1, 1, 1], size=400) for _ in range(2))
+    ref = SoftmaxGate(alpha=0.1, warm_max_iter=None).fit(X, first)
+    gate = SoftmaxGate(alpha=0.1, warm_max_iter=None)
+    log_proba = gate.fit_log_proba(X, first)
+    np.testing.assert_array_equal(gate.coef_, ref.coef_)
+    np.testing.assert_allclose(log_proba, ref.predict_log_proba(X), atol=1e-12)
+    ref.fit(X, second, warm_start=True)
+    log_proba = gate.fit_log_proba(X, second, warm_start=True, log_proba=log_proba)
+    assert gate.n_iter_ == ref.n_iter_ > 1
+    np.testing.assert_allclose(gate.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(log_proba, gate.predict_log_proba(X), atol=1e-12)
+    # the given log-probabilities are what a warm fit starts from: wrong
+    # ones (here uniform) send it elsewhere, as a wrong gradient would
+    wrong = np.full((400, 4), np.log(0.25))
+    moved = SoftmaxGate(alpha=0.1, warm_max_iter=1).fit(X, first)
+    kept = SoftmaxGate(alpha=0.1, warm_max_iter=1).fit(X, first)
+    moved.fit_log_proba(X, second, warm_start=True, log_proba=wrong)
+    kept.fit(X, second, warm_start=True)
+    assert not np.allclose(moved.coef_, kept.coef_, rtol=1e-3)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
 from skmoe import _kernels as kern
 
@@ -109,6 +110,52 @@ def test_gate_objective_matches_numpy(n_rows):
     loss_ref, grad_ref = kern.gate_objective_numpy(X, mean, scale, theta, targets, w)
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-10)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-9, atol=1e-9)
+
+
+def test_gate_objective_log_proba_out_and_given(n_rows):
+    # the kernel can leave the gate's log-probabilities behind (EM's next
+    # E-step reads them) and can start from given ones (no logits product):
+    # both equal the NumPy twin, and the given ones give the same objective
+    X, mean, scale, theta, targets, w = _gate_problem(n_rows)
+    K = theta.shape[1] + 1
+    out, out_ref = np.full((n_rows, K), np.nan), np.full((n_rows, K), np.nan)
+    loss, grad = kern.gate_objective_numba(X, mean, scale, theta, targets, w, out)
+    loss_ref, grad_ref = kern.gate_objective_numpy(
+        X, mean, scale, theta, targets, w, out_ref
+    )
+    Xs = (X - mean) / scale
+    logits = np.zeros((n_rows, K))
+    logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
+    expected = logits - logsumexp(logits, axis=1, keepdims=True)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out_ref, expected, rtol=1e-12, atol=1e-12)
+    for objective in (kern.gate_objective_numba, kern.gate_objective_numpy):
+        given_loss, given_grad = objective(
+            X, mean, scale, theta, targets, w, expected.copy(), True
+        )
+        np.testing.assert_allclose(given_loss, loss_ref, rtol=1e-10)
+        np.testing.assert_allclose(given_grad, grad_ref, rtol=1e-9, atol=1e-9)
+    # given means read: the values given are used, not recomputed
+    shifted = expected + np.log(0.5)
+    halved = kern.gate_objective_numba(
+        X, mean, scale, theta, targets, w, shifted, True
+    )[0]
+    np.testing.assert_allclose(halved, loss_ref + np.log(2) * w.sum(), rtol=1e-10)
+
+
+def test_weighted_sq_residuals_matches_numpy(n_rows):
+    rng = np.random.RandomState(3)
+    Y = rng.standard_normal((n_rows, 2))
+    means = rng.standard_normal((n_rows, 3, 2))
+    weights = rng.uniform(size=(n_rows, 3))
+    sq, w_sum = kern.weighted_sq_residuals_numba(Y, means, weights)
+    sq_ref, w_sum_ref = kern.weighted_sq_residuals_numpy(Y, means, weights)
+    np.testing.assert_allclose(sq, sq_ref, rtol=1e-12)
+    np.testing.assert_allclose(w_sum, w_sum_ref, rtol=1e-12)
+    # against the definition, for one expert and output
+    np.testing.assert_allclose(
+        sq[1, 0], np.sum(weights[:, 1] * (Y[:, 0] - means[:, 1, 0]) ** 2), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("stride", [1, 7])

@@ -92,6 +92,27 @@ def test_em_log_likelihood_never_decreases(seed, init):
     assert curve[-1] > curve[0] + 1.0
 
 
+def test_gate_log_proba_reused_by_the_e_step_changes_nothing(monkeypatch):
+    # the M-step hands the E-step (and the next M-step) the gate's
+    # log-probabilities from Newton's last evaluation; without that
+    # shortcut (a gate without fit_log_proba) EM recomputes them: the same
+    # path to round-off, iteration by iteration
+    import skmoe._gating as gating
+
+    X, y = make_moe_regression(
+        n_samples=3000, n_features=4, n_experts=4, noise=0.3, random_state=5
+    )
+    kw = dict(n_experts=4, max_iter=40, tol=1e-10, random_state=0)
+    fast = MixtureOfExpertsRegressor(**kw).fit(X, y)
+    monkeypatch.delattr(gating.SoftmaxGate, "fit_log_proba")
+    plain = MixtureOfExpertsRegressor(**kw).fit(X, y)
+    assert fast.n_iter_ == plain.n_iter_ > 10
+    np.testing.assert_allclose(
+        fast.log_likelihood_curve_, plain.log_likelihood_curve_, rtol=1e-10
+    )
+    np.testing.assert_allclose(fast.gate_.coef_, plain.gate_.coef_, rtol=1e-7)
+
+
 def test_same_random_state_same_fit():
     X, y = make_moe_regression(n_samples=500, random_state=1)
     kw = dict(estimator=DecisionTreeRegressor(max_depth=3), n_init=2, init="random")
