@@ -8,7 +8,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._kernels import (
     gate_hessian,
-    gate_loss,
     gate_objective,
     log_softmax,
     single_threaded_blas,
@@ -20,14 +19,6 @@ from ._kernels import (
 # bounds. Fewer rows give a rougher preconditioner and a few more iterations.
 _PRECONDITIONER_ROWS = (2_000, 20_000)
 
-# A cold fit (from zero) with at most this many input entries evaluates the
-# objective on the whole standardised array, as versions before the fused
-# kernel did, so its result is the same to the last bit: a gate that
-# saturates (no penalty, separable targets) has no minimum, and where
-# L-BFGS stops along that unbounded path depends on every rounding. Above
-# it (and for every warm fit) the fused kernel, faster at every size.
-_PLAIN_COLD_FIT_ENTRIES = 1 << 20
-
 # Newton's method (Hessian, line search) fits gates with at most this many
 # free parameters, (n_features + 1) * (n_experts - 1): warm-started from the
 # previous EM iteration it needs one or two steps, where L-BFGS needs five to
@@ -35,13 +26,14 @@ _PLAIN_COLD_FIT_ENTRIES = 1 << 20
 # than those passes, and L-BFGS (preconditioned) fits the gate.
 _NEWTON_MAX_PARAMETERS = 500
 
-# Newton's Hessian is summed over max(2 n / P, _NEWTON_HESSIAN_FLOPS / P^2,
-# _NEWTON_HESSIAN_MIN_ROWS) rows (all rows when there are fewer, else an
-# evenly strided subsample): its 2 m P^2 flops are then about one gradient
-# pass (4 n P), or cheap anyway (exact for small fits), with enough rows for
-# a sound estimate. The line search keeps every step a descent step, so a
-# subsampled Hessian costs at most an extra step, never a worse fit.
-_NEWTON_HESSIAN_FLOPS = 20_000_000
+# Newton's Hessian is summed over max(2 n / P, _NEWTON_HESSIAN_MIN_ROWS) rows
+# (all rows when there are fewer, else an evenly strided subsample): its
+# 2 m P^2 flops are then about one gradient pass (4 n P), with enough rows
+# for a sound estimate. The line search keeps every step a descent step, so a
+# subsampled Hessian costs at most an extra step, never a worse fit. (Below
+# a few hundred parameters BLAS runs the Hessian's small products slowly: on
+# 1e4 rows, 5 features, 3 experts the whole-data Hessian was a third of the
+# fit, and the 2000-row one gave the same iterations and log-likelihood.)
 _NEWTON_HESSIAN_MIN_ROWS = 2_000
 
 # Armijo's sufficient-decrease constant and the most step halvings.
@@ -82,7 +74,7 @@ class SoftmaxGate(BaseEstimator):
     by Newton's method with a line search on the weighted cross-entropy plus
     an L2 penalty (by L-BFGS, preconditioned by the Hessian at the starting
     point, for more than ``(n_features + 1) * (n_experts - 1) = 500`` free
-    parameters, and for the first fit of a small problem).
+    parameters, or where the Hessian is not positive definite).
 
     Parameters
     ----------
@@ -194,7 +186,7 @@ class SoftmaxGate(BaseEstimator):
         P = d1 * K1
         n_rows = min(
             n,
-            max(2 * n // P, _NEWTON_HESSIAN_FLOPS // P**2, _NEWTON_HESSIAN_MIN_ROWS),
+            max(2 * n // P, _NEWTON_HESSIAN_MIN_ROWS),
         )
         stride = max(1, n // n_rows)
         w_rows_sum = sw[::stride].sum()
@@ -386,37 +378,19 @@ class SoftmaxGate(BaseEstimator):
             self._theta = np.zeros((d + 1, K - 1))
         total = sw.sum()
         alpha = float(self.alpha)
-        # the fused objective (its NumPy twin without numba, so that both
-        # run the same solver, see benchmarks/bench_em.py)
-        fused = warm or n * d > _PLAIN_COLD_FIT_ENTRIES
-        if fused:
 
-            def objective(flat, log_proba=None, given=False):
-                # the kernel standardises each row on the fly: no copy of X
-                theta = flat.reshape(d + 1, K - 1)
-                loss, grad = gate_objective(
-                    X, self._mean, self._scale, theta, resp, sw, log_proba, given
-                )
-                W = theta[:-1]
-                grad[:-1] += alpha * W
-                loss += 0.5 * alpha * np.sum(W * W)
-                # mean scale keeps L-BFGS tolerances independent of n
-                return loss / total, grad.ravel() / total
-
-        else:
-            Xs = (X - self._mean) / self._scale
-
-            def objective(flat):
-                theta = flat.reshape(d + 1, K - 1)
-                logits = np.zeros((n, K))
-                logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
-                loss, dlogits = gate_loss(logits, resp, sw)
-                W = theta[:-1]
-                grad = np.empty_like(theta)
-                grad[:-1] = Xs.T @ dlogits[:, 1:] + alpha * W
-                grad[-1] = dlogits[:, 1:].sum(axis=0)
-                loss += 0.5 * alpha * np.sum(W * W)
-                return loss / total, grad.ravel() / total
+        def objective(flat, log_proba=None, given=False):
+            # one fused pass (its NumPy twin without numba): the kernel
+            # standardises each row on the fly, no copy of X
+            theta = flat.reshape(d + 1, K - 1)
+            loss, grad = gate_objective(
+                X, self._mean, self._scale, theta, resp, sw, log_proba, given
+            )
+            W = theta[:-1]
+            grad[:-1] += alpha * W
+            loss += 0.5 * alpha * np.sum(W * W)
+            # mean scale keeps the solvers' tolerances independent of n
+            return loss / total, grad.ravel() / total
 
         log_proba = None
         if K > 1:
@@ -424,9 +398,7 @@ class SoftmaxGate(BaseEstimator):
             # the objective parallelises itself; the solvers' own small BLAS
             # calls only lose time to threads
             with single_threaded_blas():
-                # Newton where the fused kernel runs (the plain cold path is
-                # kept as it was, see _PLAIN_COLD_FIT_ENTRIES)
-                if fused and (d + 1) * (K - 1) <= _NEWTON_MAX_PARAMETERS:
+                if (d + 1) * (K - 1) <= _NEWTON_MAX_PARAMETERS:
                     max_iter = self.max_iter
                     if warm and self.warm_max_iter is not None:
                         max_iter = min(max_iter, self.warm_max_iter)

@@ -344,8 +344,9 @@ if NUMBA_AVAILABLE:
                 e = math.exp(resp[i, k] - m)
                 resp[i, k] = e
                 s += e
+            inv_s = 1.0 / s  # one division per row, not per expert
             for k in range(K):
-                resp[i, k] /= s
+                resp[i, k] *= inv_s
             row_ll[i] = m + math.log(s)
 
     def _gate_loss_rows(logits, targets, sample_weight, dlogits, row_loss):
