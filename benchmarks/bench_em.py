@@ -349,8 +349,7 @@ def worker(spec):
     original_fit = SoftmaxGate._fit
     original_predict = SoftmaxGate.predict_log_proba
     originals = {
-        name: getattr(gating, name)
-        for name in ("gate_objective", "gate_loss", "gate_hessian")
+        name: getattr(gating, name) for name in ("gate_objective", "gate_hessian")
     }
 
     def counting_fit(self, *args, **kwargs):
@@ -380,7 +379,6 @@ def worker(spec):
     SoftmaxGate._fit = counting_fit
     SoftmaxGate.predict_log_proba = counting_predict
     gating.gate_objective = counting_eval("gate_objective")
-    gating.gate_loss = counting_eval("gate_loss")
     gating.gate_hessian = counting_hessian
     model = MixtureOfExpertsRegressor(
         n_experts=K, random_state=0, tol=1e-6, max_iter=spec["max_iter"]

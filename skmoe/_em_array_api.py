@@ -245,10 +245,14 @@ class _DeviceEM:
         W = self.penalty_mask * theta
         return 0.5 * self.gate_alpha * float(self.xp.sum(W * W, dtype=self.xp.float64))
 
-    def _gate_objective(self, theta, targets):
-        """(log gate, mean penalised cross-entropy) at ``theta``."""
+    def _gate_objective(self, theta, targets, log_g=None):
+        """(log gate, mean penalised cross-entropy) at ``theta``.
+
+        ``log_g``: the log gate at ``theta`` where already known.
+        """
         xp = self.xp
-        log_g = self.gate_log_proba(theta)
+        if log_g is None:
+            log_g = self.gate_log_proba(theta)
         cross = xp.sum(targets * log_g, axis=1)
         loss = -float(xp.sum(self.sw * cross, dtype=xp.float64))
         return log_g, (loss + self.gate_penalty(theta)) / self.total
@@ -305,16 +309,17 @@ class _DeviceEM:
         H = 0.5 * (H + H.T)
         return xp.reshape(grad, (P,)) / self.total, H / self.total
 
-    def fit_gate(self, theta, targets, max_iter=None):
+    def fit_gate(self, theta, targets, max_iter=None, log_g=None):
         """Newton's method from ``theta``; returns (theta, log gate, n_iter).
 
         Each accepted step lowers the objective (Armijo), so the gate's
         M-step never lowers the penalised log-likelihood. At most
         ``max_iter`` steps (default ``gate_max_iter``): warm M-steps take as
         few as :class:`SoftmaxGate`'s ``warm_max_iter``, as on the CPU.
+        ``log_g``: the log gate at ``theta`` (the E-step's), where known.
         """
         xp = self.xp
-        log_g, loss = self._gate_objective(theta, targets)
+        log_g, loss = self._gate_objective(theta, targets, log_g)
         if self.K == 1:
             return theta, log_g, 0
         n_iter = 0
@@ -446,6 +451,7 @@ def _run(moe, em, resp, theta, C, var, warm):
         log_g = em.gate_log_proba(theta)
         resp, row_ll = em.e_step(log_g, em.expert_means(C), var)
     else:
+        log_g = None
         row_ll = xp.zeros((em.n,), dtype=em.dtype, device=em.device)
     curve, objectives = [], []
     prev = -np.inf
@@ -470,7 +476,8 @@ def _run(moe, em, resp, theta, C, var, warm):
         gate_steps = None
         if (warm or n_iter > 1) and em.gate_warm_max_iter is not None:
             gate_steps = min(em.gate_max_iter, em.gate_warm_max_iter)
-        theta, log_g, gate_iter = em.fit_gate(theta, resp, gate_steps)
+        # the E-step's log gate is the gate's at theta: no pass to recompute
+        theta, log_g, gate_iter = em.fit_gate(theta, resp, gate_steps, log_g)
         resp, row_ll = em.e_step(log_g, means, var)
         ll = em.log_likelihood(row_ll)
         objective, change = _record_iteration(
