@@ -174,7 +174,11 @@ def gate_loss_numpy(logits, targets, sample_weight):
     and ``dlogits[i, k] = w_i (g_ik - t_ik)`` is its gradient in the logits
     (the targets of each row sum to one).
     """
-    log_g = log_softmax_numpy(logits)
+    return _loss_from_log_proba(log_softmax_numpy(logits), targets, sample_weight)
+
+
+def _loss_from_log_proba(log_g, targets, sample_weight):
+    """``(loss, dlogits)`` of :func:`gate_loss_numpy` from log gate probabilities."""
     loss = -np.sum(sample_weight * np.sum(targets * log_g, axis=1))
     dlogits = sample_weight[:, None] * (np.exp(log_g) - targets)
     return loss, dlogits
@@ -222,8 +226,7 @@ def gate_objective_numpy(
         log_g = log_softmax_numpy(logits)
         if log_proba is not None:
             log_proba[...] = log_g
-    loss = -np.sum(sample_weight * np.sum(targets * log_g, axis=1))
-    dlogits = sample_weight[:, None] * (np.exp(log_g) - targets)
+    loss, dlogits = _loss_from_log_proba(log_g, targets, sample_weight)
     grad = np.empty_like(theta)
     grad[:-1] = Xs.T @ dlogits[:, 1:]
     grad[-1] = dlogits[:, 1:].sum(axis=0)
