@@ -330,6 +330,10 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
     def _log_prob_from_outputs(self, outputs, Y):
         """log p_k(y_i | x_i), shape (n_samples, n_experts)."""
 
+    def _posterior_from_outputs(self, outputs, Y, log_gate):
+        """Responsibilities and row log-likelihoods from the experts' outputs."""
+        return _responsibilities(log_gate, self._log_prob_from_outputs(outputs, Y))
+
     # -- helpers
 
     def _expert_templates(self):
@@ -472,17 +476,18 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         """
         if log_gate is None:
             log_gate = self.gate_.predict_log_proba(X)
-        log_prob = self._log_prob_from_outputs(outputs, Y)
-        return _responsibilities(log_gate, log_prob)
+        return self._posterior_from_outputs(outputs, Y, log_gate)
 
-    def _m_step(self, X, Y, sample_weight, resp, warm_gate, log_gate=None):
-        """Refit the experts and the gate; return (expert outputs, log gate).
+    def _m_step(self, X, Y, sample_weight, resp, warm_gate, gate_probs=None):
+        """Refit the experts and the gate; return (expert outputs, gate_probs).
 
         A gate with ``fit_log_proba`` (the linear softmax) returns its
-        log-probabilities on ``X`` from its last objective evaluation, and
-        starts from ``log_gate`` (the E-step's, at its current parameters):
-        two passes over ``X`` fewer per EM iteration. Else the log gate is
-        None and the E-step computes it.
+        log-probabilities and probabilities on ``X`` from its last objective
+        evaluation, ``gate_probs``, and starts from the pair it returned at
+        the previous M-step (the gate's at its current parameters): two
+        passes over ``X`` fewer per EM iteration, and no exponentials for
+        the first gradient. Else ``gate_probs`` is None and the E-step
+        computes the log gate.
         """
         # unit weights (the usual case): the responsibilities themselves
         unit = sample_weight[0] == 1 and np.all(sample_weight == 1)
@@ -492,10 +497,17 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         if fit_log_proba is None:
             self.gate_.fit(X, resp, sample_weight, warm_start=warm_gate)
             return outputs, None
-        log_gate = fit_log_proba(
-            X, resp, sample_weight, warm_start=warm_gate, log_proba=log_gate
+        log_proba, proba = (None, None) if gate_probs is None else gate_probs
+        gate_probs = fit_log_proba(
+            X,
+            resp,
+            sample_weight,
+            warm_start=warm_gate,
+            log_proba=log_proba,
+            proba=proba,
+            return_proba=True,
         )
-        return outputs, log_gate
+        return outputs, gate_probs
 
     def _reseed_dead_experts(self, resp, row_ll, sample_weight):
         """Give collapsed experts the rows the mixture explains worst.
@@ -564,11 +576,13 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         iterations, and keeps the parameters of that best iteration.
         """
         total = sample_weight.sum()
-        log_gate = None  # the gate's log-probabilities at its current parameters
+        # the gate's (log-probabilities, probabilities or None) on X at its
+        # current parameters, where the M-step left them
+        gate_probs = None
         if warm:
             outputs = self._expert_outputs(X)
-            log_gate = self.gate_.predict_log_proba(X)
-            resp, row_ll = self._e_step(X, Y, outputs, log_gate)
+            gate_probs = (self.gate_.predict_log_proba(X), None)
+            resp, row_ll = self._e_step(X, Y, outputs, gate_probs[0])
         else:
             self.gate_ = self._make_gate(random_state)
             resp = self._initial_resp(X, Y, sample_weight, random_state, restart)
@@ -584,9 +598,10 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         for n_iter in range(1, self.max_iter + 1):
             resp = self._classify(resp, random_state)
             resp = self._reseed_dead_experts(resp, row_ll, sample_weight)
-            outputs, log_gate = self._m_step(
-                X, Y, sample_weight, resp, warm or n_iter > 1, log_gate
+            outputs, gate_probs = self._m_step(
+                X, Y, sample_weight, resp, warm or n_iter > 1, gate_probs
             )
+            log_gate = None if gate_probs is None else gate_probs[0]
             resp, row_ll = self._e_step(X, Y, outputs, log_gate)
             ll = float(sample_weight @ row_ll)
             if self.training == "cem":

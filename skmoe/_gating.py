@@ -64,6 +64,16 @@ def mean_hessian_factor(H, w_sum, alpha, total, n_features):
         return None
 
 
+def _is_buffer(a, shape):
+    """Whether ``a`` is a C-contiguous float64 array of ``shape``."""
+    return (
+        a is not None
+        and a.shape == shape
+        and a.dtype == np.float64
+        and a.flags.c_contiguous
+    )
+
+
 class SoftmaxGate(BaseEstimator):
     """Linear softmax (multinomial logit) gate over the experts.
 
@@ -173,12 +183,12 @@ class SoftmaxGate(BaseEstimator):
         None when the Hessian is not positive definite (L-BFGS then goes on
         from ``_theta``, which holds the progress made).
 
-        ``objective(flat, log_proba, given)`` is evaluated with a buffer for
-        the gate's log-probabilities when ``keep``: the returned
-        ``log_proba`` holds them at the returned theta (None when no
-        evaluation left them there). ``start``, when not None, holds them at
-        ``_theta`` already: the first evaluation reads them instead of
-        computing the logits.
+        ``objective(flat, buffers, given)`` is evaluated with buffers for the
+        gate's log-probabilities and probabilities when ``keep``: the
+        returned pair ``(log_proba, proba)`` holds them at the returned theta
+        (None when no evaluation left them there). ``start``, when not None,
+        is such a pair at ``_theta`` already (its ``proba`` may be None): the
+        first evaluation reads them instead of computing the logits.
         """
         theta = self._theta.ravel().copy()
         d1, K1 = self._theta.shape
@@ -215,9 +225,16 @@ class SoftmaxGate(BaseEstimator):
             done = not slope < 0 or -0.5 * slope <= self.tol * max(1.0, abs(loss))
             return step, slope, done
 
-        # one buffer for every evaluation; ``current`` is the array holding
-        # the log-probabilities at ``theta`` (None: none does)
-        buffer = np.empty((n, K1 + 1)) if keep else None
+        # one pair of buffers for every evaluation; ``current`` is the pair
+        # holding the (log-)probabilities at ``theta`` (None: none does). A
+        # whole ``start`` pair serves as the buffers once read: fresh (n, K)
+        # arrays cost page faults, a fifth of an evaluation at 1e6 rows
+        if not keep:
+            buffer = None
+        elif start is not None and start[1] is not None:
+            buffer = start
+        else:
+            buffer = (np.empty((n, K1 + 1)), np.empty((n, K1 + 1)))
         if start is not None:
             loss, grad = objective(theta, start, True)
             current = start
@@ -329,7 +346,14 @@ class SoftmaxGate(BaseEstimator):
         return self
 
     def fit_log_proba(
-        self, X, resp, sample_weight=None, warm_start=False, log_proba=None
+        self,
+        X,
+        resp,
+        sample_weight=None,
+        warm_start=False,
+        log_proba=None,
+        proba=None,
+        return_proba=False,
     ):
         """Fit the gate, then return its log-probabilities on ``X``.
 
@@ -350,19 +374,34 @@ class SoftmaxGate(BaseEstimator):
             The log-probabilities on ``X`` at the current parameters, as the
             last call returned them; a warm fit starts from them instead of
             recomputing the logits. Ignored for a cold fit.
+        proba : ndarray of shape (n_samples, n_experts), default=None
+            The probabilities beside ``log_proba``, as the last call returned
+            them with ``return_proba=True``: the first gradient then needs no
+            exponentials. Given both, the fit overwrites them (they serve as
+            its buffers, and may be what it returns).
+        return_proba : bool, default=False
+            Whether to return the probabilities too.
 
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_experts)
             Log of each expert's gate weight at the fitted parameters.
+        proba : ndarray of shape (n_samples, n_experts) or None
+            Only with ``return_proba``: the gate weights themselves (None
+            where the fit left none behind).
         """
-        fitted = self._fit(
-            X, resp, sample_weight, warm_start, keep=True, start=log_proba
-        )
-        return self.predict_log_proba(X) if fitted is None else fitted
+        start = None if log_proba is None else (log_proba, proba)
+        fitted = self._fit(X, resp, sample_weight, warm_start, keep=True, start=start)
+        if fitted is None:
+            fitted = (self.predict_log_proba(X), None)
+        return fitted if return_proba else fitted[0]
 
     def _fit(self, X, resp, sample_weight, warm_start, keep, start):
-        """Fit; return the log-probabilities on X if Newton left them, else None."""
+        """Fit; return ``(log_proba, proba)`` on X if Newton left them, else None.
+
+        ``start``: None or the pair at the current parameters, as a previous
+        call returned it.
+        """
         X = np.asarray(X, dtype=np.float64)
         resp = np.asarray(resp, dtype=np.float64)
         n, d = X.shape
@@ -379,12 +418,13 @@ class SoftmaxGate(BaseEstimator):
         total = sw.sum()
         alpha = float(self.alpha)
 
-        def objective(flat, log_proba=None, given=False):
+        def objective(flat, buffers=None, given=False):
             # one fused pass (its NumPy twin without numba): the kernel
             # standardises each row on the fly, no copy of X
             theta = flat.reshape(d + 1, K - 1)
+            log_proba, proba = (None, None) if buffers is None else buffers
             loss, grad = gate_objective(
-                X, self._mean, self._scale, theta, resp, sw, log_proba, given
+                X, self._mean, self._scale, theta, resp, sw, log_proba, given, proba
             )
             W = theta[:-1]
             grad[:-1] += alpha * W
@@ -402,13 +442,11 @@ class SoftmaxGate(BaseEstimator):
                     max_iter = self.max_iter
                     if warm and self.warm_max_iter is not None:
                         max_iter = min(max_iter, self.warm_max_iter)
-                    usable = (
-                        warm
-                        and start is not None
-                        and start.shape == (n, K)
-                        and start.dtype == np.float64
-                        and start.flags.c_contiguous
-                    )
+                    if start is not None:
+                        start = tuple(
+                            a if _is_buffer(a, (n, K)) else None for a in start
+                        )
+                    usable = warm and start is not None and start[0] is not None
                     fitted = self._newton(
                         objective,
                         X,

@@ -167,6 +167,18 @@ def responsibilities_numpy(log_gate, log_prob):
     return resp, row_ll
 
 
+def gaussian_responsibilities_numpy(log_gate, Y, means, variances):
+    """Responsibilities and row log-likelihoods of Gaussian experts.
+
+    :func:`responsibilities_numpy` of ``log_gate`` and
+    :func:`gaussian_log_prob_numpy` of ``(Y, means, variances)``: the
+    regressor's E-step, which the numba twin makes in one pass.
+    """
+    return responsibilities_numpy(
+        log_gate, gaussian_log_prob_numpy(Y, means, variances)
+    )
+
+
 def gate_loss_numpy(logits, targets, sample_weight):
     """Weighted soft-target cross-entropy of a softmax gate.
 
@@ -177,15 +189,26 @@ def gate_loss_numpy(logits, targets, sample_weight):
     return _loss_from_log_proba(log_softmax_numpy(logits), targets, sample_weight)
 
 
-def _loss_from_log_proba(log_g, targets, sample_weight):
-    """``(loss, dlogits)`` of :func:`gate_loss_numpy` from log gate probabilities."""
+def _loss_from_log_proba(log_g, targets, sample_weight, g=None):
+    """``(loss, dlogits)`` of :func:`gate_loss_numpy` from log gate probabilities.
+
+    ``g``: the probabilities themselves, where known (else ``exp(log_g)``).
+    """
     loss = -np.sum(sample_weight * np.sum(targets * log_g, axis=1))
-    dlogits = sample_weight[:, None] * (np.exp(log_g) - targets)
+    dlogits = sample_weight[:, None] * ((np.exp(log_g) if g is None else g) - targets)
     return loss, dlogits
 
 
 def gate_objective_numpy(
-    X, mean, scale, theta, targets, sample_weight, log_proba=None, given=False
+    X,
+    mean,
+    scale,
+    theta,
+    targets,
+    sample_weight,
+    log_proba=None,
+    given=False,
+    proba=None,
 ):
     """Cross-entropy of the reference-category softmax gate and its gradient.
 
@@ -208,7 +231,12 @@ def gate_objective_numpy(
         the gate), or read instead of computed (``given=True``; the E-step's,
         at the parameters the M-step starts from: no logits product then).
     given : bool, default=False
-        Whether ``log_proba`` holds the log-probabilities to use.
+        Whether ``log_proba`` (and ``proba``, if not None) hold the values
+        to use.
+    proba : ndarray of shape (n, K), default=None
+        The gate's probabilities at ``theta``, filled in or read alongside
+        ``log_proba``: read, they spare the exponentials of a given
+        evaluation.
 
     Returns
     -------
@@ -220,13 +248,17 @@ def gate_objective_numpy(
     Xs = X if mean is None else (X - mean) / scale
     if given:
         log_g = log_proba
+        g = np.exp(log_g) if proba is None else proba
     else:
         logits = np.zeros((X.shape[0], theta.shape[1] + 1))
         logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
         log_g = log_softmax_numpy(logits)
+        g = np.exp(log_g)
         if log_proba is not None:
             log_proba[...] = log_g
-    loss, dlogits = _loss_from_log_proba(log_g, targets, sample_weight)
+        if proba is not None:
+            proba[...] = g
+    loss, dlogits = _loss_from_log_proba(log_g, targets, sample_weight, g)
     grad = np.empty_like(theta)
     grad[:-1] = Xs.T @ dlogits[:, 1:]
     grad[-1] = dlogits[:, 1:].sum(axis=0)
@@ -327,30 +359,56 @@ if NUMBA_AVAILABLE:
                 out[i, k] = -0.5 * (q + log_norm[k])
         return out
 
+    def _normalise_joint_row(resp, row_ll, i):
+        # resp[i] holds log g_ik + log p_ik: turn it into the posterior and
+        # write the row's log-likelihood
+        K = resp.shape[1]
+        m = -np.inf
+        for k in range(K):
+            if resp[i, k] > m:
+                m = resp[i, k]
+        if m == -np.inf:
+            # every expert gives the row zero density: no finite posterior
+            for k in range(K):
+                resp[i, k] = 1.0 / K
+            row_ll[i] = -np.inf
+            return
+        s = 0.0
+        for k in range(K):
+            e = math.exp(resp[i, k] - m)
+            resp[i, k] = e
+            s += e
+        inv_s = 1.0 / s  # one division per row, not per expert
+        for k in range(K):
+            resp[i, k] *= inv_s
+        row_ll[i] = m + math.log(s)
+
+    _normalise_joint_row = _njit(_normalise_joint_row)
+
     def _responsibilities_rows(log_gate, log_prob, resp, row_ll):
         n, K = log_gate.shape
         for i in numba.prange(n):
-            m = -np.inf
             for k in range(K):
-                v = log_gate[i, k] + log_prob[i, k]
-                resp[i, k] = v
-                if v > m:
-                    m = v
-            if m == -np.inf:
-                # every expert gives the row zero density: no finite posterior
-                for k in range(K):
-                    resp[i, k] = 1.0 / K
-                row_ll[i] = -np.inf
-                continue
-            s = 0.0
+                resp[i, k] = log_gate[i, k] + log_prob[i, k]
+            _normalise_joint_row(resp, row_ll, i)
+
+    def _gaussian_responsibilities_rows(log_gate, Y, means, variances, resp, row_ll):
+        # the two kernels above in one pass: no (n, K) array of log-densities
+        n, K, n_out = means.shape
+        log_norm = np.empty(K)
+        for k in range(K):
+            acc = n_out * _LOG_2PI
+            for o in range(n_out):
+                acc += math.log(variances[k, o])
+            log_norm[k] = acc
+        for i in numba.prange(n):
             for k in range(K):
-                e = math.exp(resp[i, k] - m)
-                resp[i, k] = e
-                s += e
-            inv_s = 1.0 / s  # one division per row, not per expert
-            for k in range(K):
-                resp[i, k] *= inv_s
-            row_ll[i] = m + math.log(s)
+                q = 0.0
+                for o in range(n_out):
+                    r = Y[i, o] - means[i, k, o]
+                    q += r * r / variances[k, o]
+                resp[i, k] = log_gate[i, k] - 0.5 * (q + log_norm[k])
+            _normalise_joint_row(resp, row_ll, i)
 
     def _gate_loss_rows(logits, targets, sample_weight, dlogits, row_loss):
         n, K = logits.shape
@@ -372,16 +430,19 @@ if NUMBA_AVAILABLE:
             row_loss[i] = -w * acc
 
     def _gate_objective_blocks(
-        X, mean, inv_scale, theta, targets, weight, parts, log_proba, given
+        X, mean, inv_scale, theta, targets, weight, parts, log_proba, proba, given
     ):
         # parts[b, :d + 1, :] collects block b's gradient, parts[b, d + 1, 0]
         # its loss. Each block standardises its rows, (x - mean) * (1 / scale),
         # and leaves the two products (logits and gradient) to BLAS. With
         # ``given`` the log-probabilities are read from ``log_proba`` (no
-        # logits product); else they are written there, if it has rows
+        # logits product), and the probabilities from ``proba`` if it has
+        # rows (no exponentials either); else both are written there, if
+        # they have rows
         n, d = X.shape
         K1 = theta.shape[1]
         keep = log_proba.shape[0] > 0
+        keep_proba = proba.shape[0] > 0
         coef = np.ascontiguousarray(theta[:d])
         for b in numba.prange(parts.shape[0]):
             start = b * _GATE_BLOCK_ROWS
@@ -405,7 +466,8 @@ if NUMBA_AVAILABLE:
                     for k in range(K1):
                         lg = log_proba[i, k + 1]
                         acc += targets[i, k + 1] * lg
-                        logit[r, k] = w * (math.exp(lg) - targets[i, k + 1])
+                        g = proba[i, k + 1] if keep_proba else math.exp(lg)
+                        logit[r, k] = w * (g - targets[i, k + 1])
                         grad[d, k] += logit[r, k]
                     loss -= w * acc
                     continue
@@ -414,7 +476,8 @@ if NUMBA_AVAILABLE:
                     logit[r, k] += theta[d, k]
                     if logit[r, k] > top:
                         top = logit[r, k]
-                s = math.exp(-top)
+                e0 = math.exp(-top)
+                s = e0
                 for k in range(K1):
                     e[k] = math.exp(logit[r, k] - top)
                     s += e[k]
@@ -423,13 +486,18 @@ if NUMBA_AVAILABLE:
                 acc = -targets[i, 0] * lse
                 if keep:
                     log_proba[i, 0] = -lse
+                if keep_proba:
+                    proba[i, 0] = e0 * inv_s
                 for k in range(K1):
                     lg = logit[r, k] - lse
                     acc += targets[i, k + 1] * lg
                     if keep:
                         log_proba[i, k + 1] = lg
+                    g = e[k] * inv_s
+                    if keep_proba:
+                        proba[i, k + 1] = g
                     # the logit slot now holds d loss / d logit_k = w (g_k - t_k)
-                    logit[r, k] = w * (e[k] * inv_s - targets[i, k + 1])
+                    logit[r, k] = w * (g - targets[i, k + 1])
                     grad[d, k] += logit[r, k]
                 loss -= w * acc
             grad[:d] += np.dot(xs.T, logit)
@@ -521,6 +589,8 @@ if NUMBA_AVAILABLE:
     _gaussian_parallel = _njit_parallel(_gaussian_log_prob_rows)
     _resp_serial = _njit(_responsibilities_rows)
     _resp_parallel = _njit_parallel(_responsibilities_rows)
+    _gaussian_resp_serial = _njit(_gaussian_responsibilities_rows)
+    _gaussian_resp_parallel = _njit_parallel(_gaussian_responsibilities_rows)
     _gate_loss_serial = _njit(_gate_loss_rows)
     _gate_loss_parallel = _njit_parallel(_gate_loss_rows)
     _gate_objective_serial = _njit(_gate_objective_blocks)
@@ -564,6 +634,19 @@ if NUMBA_AVAILABLE:
         )
         return resp, row_ll
 
+    def gaussian_responsibilities_numba(log_gate, Y, means, variances):
+        """Numba twin of :func:`gaussian_responsibilities_numpy`: one pass."""
+        log_gate = np.ascontiguousarray(log_gate, dtype=np.float64)
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        means = np.ascontiguousarray(means, dtype=np.float64)
+        variances = np.ascontiguousarray(variances, dtype=np.float64)
+        resp = np.empty_like(log_gate)
+        row_ll = np.empty(log_gate.shape[0])
+        _pick(_gaussian_resp_serial, _gaussian_resp_parallel, len(log_gate))(
+            log_gate, Y, means, variances, resp, row_ll
+        )
+        return resp, row_ll
+
     def gate_loss_numba(logits, targets, sample_weight):
         """Numba twin of :func:`gate_loss_numpy`."""
         logits = np.ascontiguousarray(logits, dtype=np.float64)
@@ -577,7 +660,15 @@ if NUMBA_AVAILABLE:
         return float(row_loss.sum()), dlogits
 
     def gate_objective_numba(
-        X, mean, scale, theta, targets, sample_weight, log_proba=None, given=False
+        X,
+        mean,
+        scale,
+        theta,
+        targets,
+        sample_weight,
+        log_proba=None,
+        given=False,
+        proba=None,
     ):
         """Numba twin of :func:`gate_objective_numpy`: one pass, no temporaries."""
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -592,12 +683,14 @@ if NUMBA_AVAILABLE:
         n_blocks = max(1, -(-X.shape[0] // _GATE_BLOCK_ROWS))
         # one spare row per block for its loss
         parts = np.zeros((n_blocks, d + 2, theta.shape[1]))
-        if log_proba is None:
-            log_proba = np.empty((0, theta.shape[1] + 1))
-        elif not (
-            log_proba.flags.c_contiguous and log_proba.dtype == np.float64
-        ):  # pragma: no cover - callers pass their own C buffers
-            raise ValueError("log_proba must be a C-contiguous float64 array.")
+        none = np.empty((0, theta.shape[1] + 1))
+        log_proba = none if log_proba is None else log_proba
+        proba = none if proba is None else proba
+        for buffer in (log_proba, proba):
+            if not (
+                buffer.flags.c_contiguous and buffer.dtype == np.float64
+            ):  # pragma: no cover - callers pass their own C buffers
+                raise ValueError("log_proba and proba must be C float64 arrays.")
         _pick(_gate_objective_serial, _gate_objective_parallel, len(X))(
             X,
             mean,
@@ -607,6 +700,7 @@ if NUMBA_AVAILABLE:
             sample_weight,
             parts,
             log_proba,
+            proba,
             bool(given),
         )
         total = parts.sum(axis=0)
@@ -650,6 +744,7 @@ if NUMBA_AVAILABLE:
     log_softmax = log_softmax_numba
     gaussian_log_prob = gaussian_log_prob_numba
     responsibilities = responsibilities_numba
+    gaussian_responsibilities = gaussian_responsibilities_numba
     gate_loss = gate_loss_numba
     gate_objective = gate_objective_numba
     gate_hessian = gate_hessian_numba
@@ -659,6 +754,7 @@ else:  # pragma: no cover
     log_softmax = log_softmax_numpy
     gaussian_log_prob = gaussian_log_prob_numpy
     responsibilities = responsibilities_numpy
+    gaussian_responsibilities = gaussian_responsibilities_numpy
     gate_loss = gate_loss_numpy
     gate_objective = gate_objective_numpy
     gate_hessian = gate_hessian_numpy

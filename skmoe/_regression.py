@@ -8,7 +8,11 @@ from sklearn.utils.metaestimators import available_if
 
 from ._base import BaseMixtureOfExperts
 from ._experts import fit_experts, linear_expert_means
-from ._kernels import gaussian_log_prob, weighted_sq_residuals
+from ._kernels import (
+    gaussian_log_prob,
+    gaussian_responsibilities,
+    weighted_sq_residuals,
+)
 from ._online import partial_fit as _online_partial_fit
 from ._online import supports_partial_fit
 from ._predictive import mixture_modes, mixture_quantiles, sample_mixture
@@ -414,6 +418,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     def _log_prob_from_outputs(self, outputs, Y):
         return gaussian_log_prob(Y, outputs, self._noise_variance_2d())
+
+    def _posterior_from_outputs(self, outputs, Y, log_gate):
+        # one pass, without the (n, K) log-densities
+        return gaussian_responsibilities(
+            log_gate, Y, outputs, self._noise_variance_2d()
+        )
 
     def predict(self, X, return_std=False):
         """Mixture mean, ``sum_k g_k(x) f_k(x)``.

@@ -131,3 +131,44 @@ def test_fit_log_proba_is_fit_then_predict_log_proba():
     moved.fit_log_proba(X, second, warm_start=True, log_proba=wrong)
     kept.fit(X, second, warm_start=True)
     assert not np.allclose(moved.coef_, kept.coef_, rtol=1e-3)
+
+
+def test_fit_log_proba_returns_the_probabilities_and_reads_them():
+    # with return_proba the gate hands back its probabilities beside the
+    # log-probabilities; given back, a warm fit reads them for its first
+    # gradient: the same fit as from the log-probabilities alone
+    rng = np.random.RandomState(7)
+    X = rng.standard_normal((500, 3))
+    first, second = (rng.dirichlet([1, 1, 1], size=500) for _ in range(2))
+    gate = SoftmaxGate(alpha=0.1, warm_max_iter=None)
+    log_proba, proba = gate.fit_log_proba(X, first, return_proba=True)
+    np.testing.assert_allclose(proba, np.exp(log_proba), rtol=1e-13)
+    np.testing.assert_allclose(proba, gate.predict_proba(X), rtol=1e-12)
+    ref = SoftmaxGate(alpha=0.1, warm_max_iter=None).fit(X, first)
+    ref_log_proba = ref.fit_log_proba(
+        X, second, warm_start=True, log_proba=log_proba.copy()
+    )
+    log_proba, proba = gate.fit_log_proba(
+        X,
+        second,
+        warm_start=True,
+        log_proba=log_proba,
+        proba=proba,
+        return_proba=True,
+    )
+    assert gate.n_iter_ == ref.n_iter_ > 1
+    np.testing.assert_allclose(gate.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(log_proba, ref_log_proba, atol=1e-12)
+    np.testing.assert_allclose(proba, gate.predict_proba(X), rtol=1e-12)
+    # read, not recomputed: wrong probabilities (uniform) move the fit
+    moved = SoftmaxGate(alpha=0.1, warm_max_iter=1).fit(X, first)
+    kept = SoftmaxGate(alpha=0.1, warm_max_iter=1).fit(X, first)
+    moved.fit_log_proba(
+        X,
+        second,
+        warm_start=True,
+        log_proba=kept.predict_log_proba(X),
+        proba=np.full((500, 3), 1 / 3),
+    )
+    kept.fit(X, second, warm_start=True)
+    assert not np.allclose(moved.coef_, kept.coef_, rtol=1e-3)

@@ -68,6 +68,41 @@ def test_responsibilities_of_unexplained_row_are_uniform_not_nan():
         assert row_ll[0] == -np.inf and np.isfinite(row_ll[1])
 
 
+def test_gaussian_responsibilities_match_numpy(n_rows):
+    rng = np.random.RandomState(13)
+    log_gate = kern.log_softmax_numpy(3 * rng.standard_normal((n_rows, 4)))
+    Y = rng.standard_normal((n_rows, 2))
+    means = 5 * rng.standard_normal((n_rows, 4, 2))
+    variances = rng.uniform(0.001, 3.0, size=(4, 2))
+    resp, row_ll = kern.gaussian_responsibilities_numba(log_gate, Y, means, variances)
+    resp_ref, row_ll_ref = kern.gaussian_responsibilities_numpy(
+        log_gate, Y, means, variances
+    )
+    np.testing.assert_allclose(resp, resp_ref, rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(row_ll, row_ll_ref, rtol=1e-12)
+    # the fused pass is the two kernels one after the other
+    two_pass = kern.responsibilities_numba(
+        log_gate, kern.gaussian_log_prob_numba(Y, means, variances)
+    )
+    np.testing.assert_array_equal(resp, two_pass[0])
+    np.testing.assert_array_equal(row_ll, two_pass[1])
+
+
+def test_gaussian_responsibilities_of_unexplained_row_are_uniform():
+    # a gate that gives every expert zero weight on the first row
+    log_gate = np.array([[-np.inf] * 3, np.log([0.2, 0.3, 0.5])])
+    Y = np.zeros((2, 1))
+    means = np.ones((2, 3, 1))
+    variances = np.ones((3, 1))
+    for impl in (
+        kern.gaussian_responsibilities_numba,
+        kern.gaussian_responsibilities_numpy,
+    ):
+        resp, row_ll = impl(log_gate, Y, means, variances)
+        np.testing.assert_allclose(resp[0], 1 / 3)
+        assert row_ll[0] == -np.inf and np.isfinite(row_ll[1])
+
+
 def test_gate_loss_matches_numpy(n_rows):
     rng = np.random.RandomState(4)
     logits = 5 * rng.standard_normal((n_rows, 4))
@@ -141,6 +176,33 @@ def test_gate_objective_log_proba_out_and_given(n_rows):
         X, mean, scale, theta, targets, w, shifted, True
     )[0]
     np.testing.assert_allclose(halved, loss_ref + np.log(2) * w.sum(), rtol=1e-10)
+
+
+def test_gate_objective_proba_out_and_given(n_rows):
+    # the probabilities left beside the log-probabilities are exp of them, and
+    # a given evaluation reads them (no exponentials) for the same objective
+    X, mean, scale, theta, targets, w = _gate_problem(n_rows)
+    K = theta.shape[1] + 1
+    for objective in (kern.gate_objective_numba, kern.gate_objective_numpy):
+        log_out, out = np.full((n_rows, K), np.nan), np.full((n_rows, K), np.nan)
+        loss, grad = objective(X, mean, scale, theta, targets, w, log_out, False, out)
+        np.testing.assert_allclose(out, np.exp(log_out), rtol=1e-13, atol=1e-300)
+        given_loss, given_grad = objective(
+            X, mean, scale, theta, targets, w, log_out, True, out
+        )
+        np.testing.assert_allclose(given_loss, loss, rtol=1e-12)
+        np.testing.assert_allclose(given_grad, grad, rtol=1e-10, atol=1e-10)
+        # the given probabilities are read: halving them halves the gradient's
+        # gate term, sum_i w_i g_ik z_i, and leaves the loss alone
+        half_loss, half_grad = objective(
+            X, mean, scale, theta, targets, w, log_out, True, 0.5 * out
+        )
+        assert half_loss == given_loss
+        Xs = (X - mean) / scale
+        gate_term = np.vstack([Xs.T @ (w[:, None] * out[:, 1:]), w @ out[:, 1:]])
+        np.testing.assert_allclose(
+            half_grad, given_grad - 0.5 * gate_term, rtol=1e-9, atol=1e-9
+        )
 
 
 def test_weighted_sq_residuals_matches_numpy(n_rows):
