@@ -113,6 +113,38 @@ def test_gate_log_proba_reused_by_the_e_step_changes_nothing(monkeypatch):
     np.testing.assert_allclose(fast.gate_.coef_, plain.gate_.coef_, rtol=1e-7)
 
 
+def test_cold_gate_on_a_subsample_reaches_the_same_optimum(monkeypatch):
+    # above _COLD_GATE_MAX_ROWS rows the first gate fit runs on a strided
+    # subsample (weights scaled to the whole), then one Newton step on every
+    # row: a different start for the gate, the same optimum, and EM's
+    # objective still never decreases
+    import skmoe._base as base
+    import skmoe._gating as gating
+
+    X, y = make_moe_regression(
+        n_samples=4000, n_features=3, n_experts=3, noise=0.3, random_state=8
+    )
+    kw = dict(n_experts=3, tol=1e-8, random_state=0)
+    whole = MixtureOfExpertsRegressor(**kw).fit(X, y)
+    rows_seen = []
+    fit = gating.SoftmaxGate.fit
+
+    def recording_fit(self, X, *args, **kwargs):
+        rows_seen.append(X.shape[0])
+        return fit(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(base, "_COLD_GATE_MAX_ROWS", 500)
+    monkeypatch.setattr(gating.SoftmaxGate, "fit", recording_fit)
+    sub = MixtureOfExpertsRegressor(**kw).fit(X, y)
+    assert rows_seen == [500]
+    curve = sub.objective_curve_
+    assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:]))
+    # the first iteration's gate differs; where EM ends does not
+    assert sub.log_likelihood_curve_[0] != whole.log_likelihood_curve_[0]
+    np.testing.assert_allclose(sub.log_likelihood_, whole.log_likelihood_, rtol=1e-6)
+    np.testing.assert_allclose(sub.gate_.coef_, whole.gate_.coef_, rtol=1e-3, atol=1e-3)
+
+
 def test_same_random_state_same_fit():
     X, y = make_moe_regression(n_samples=500, random_state=1)
     kw = dict(estimator=DecisionTreeRegressor(max_depth=3), n_init=2, init="random")
