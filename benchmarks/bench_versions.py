@@ -13,6 +13,15 @@ For each size it prints the full fit (to ``tol=1e-6``) and, with ``tol=0``,
 fits of ``--iters`` EM iterations: the difference of the longest and the
 shortest of those, per iteration, is the steady-state time of one EM
 iteration, without the start (k-means, the gate's first fit).
+
+``--paired R`` instead makes R full fits of each version in one process,
+alternating old and new (the old tree's package is copied under another
+name, so both import side by side), and prints the medians and the median of
+the R paired ratios: drift then hits both versions alike. Fits of 0.1 s need
+it to tell a 5% change from noise here::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_versions.py /tmp/skmoe-old . \
+        --sizes 1e4,5,3 --paired 41
 """
 
 import argparse
@@ -70,6 +79,76 @@ def fit(tree, n, d, K, max_iter):
     return result
 
 
+_PAIRED_CHILD = """
+import json, statistics, sys, time, warnings
+warnings.simplefilter("ignore")
+old_parent, new_tree = sys.argv[2], sys.argv[3]
+sys.path.insert(0, new_tree)
+sys.path.insert(0, old_parent)
+import skmoe, skmoe_old_version
+from skmoe.datasets import make_moe_regression
+n, d, K, repeats = json.loads(sys.argv[1])
+versions = {"old": skmoe_old_version, "new": skmoe}
+X, y = make_moe_regression(n_samples=n, n_features=d, n_experts=K, noise=0.3,
+                           random_state=0)
+for module in versions.values():  # numba's cache loaded, a first fit made
+    module.MixtureOfExpertsRegressor(n_experts=K, random_state=0, tol=1e-6).fit(
+        X[:2000], y[:2000])
+times = {v: [] for v in versions}
+fitted = {}
+for r in range(repeats):
+    order = ("old", "new") if r % 2 == 0 else ("new", "old")
+    for v in order:
+        model = versions[v].MixtureOfExpertsRegressor(n_experts=K, random_state=0,
+                                                      tol=1e-6)
+        t0 = time.perf_counter()
+        model.fit(X, y)
+        times[v].append(time.perf_counter() - t0)
+        fitted[v] = model
+ratios = [a / b for a, b in zip(times["old"], times["new"])]
+print(json.dumps({
+    "median": {v: statistics.median(t) for v, t in times.items()},
+    "ratio": statistics.median(ratios),
+    "n_iter": {v: int(m.n_iter_) for v, m in fitted.items()},
+    "ll": {v: float(m.log_likelihood_) for v, m in fitted.items()},
+    "file": {"old": skmoe_old_version.__file__, "new": skmoe.__file__},
+}))
+"""
+
+
+def paired(old_tree, new_tree, n, d, K, repeats):
+    """Full fits of both versions alternating in one process (medians)."""
+    import shutil
+    import tempfile
+
+    new_tree = os.path.abspath(new_tree)
+    with tempfile.TemporaryDirectory() as parent:
+        # the old package under another name; its imports are relative
+        shutil.copytree(
+            os.path.join(old_tree, "skmoe"),
+            os.path.join(parent, "skmoe_old_version"),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _PAIRED_CHILD,
+                json.dumps([n, d, K, repeats]),
+                parent,
+                new_tree,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    expected = os.path.join(new_tree, "skmoe", "__init__.py")
+    if os.path.realpath(result["file"]["new"]) != os.path.realpath(expected):
+        raise RuntimeError(f"{new_tree}: imported {result['file']['new']} instead")
+    return result
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("old", help="source tree of the first version")
@@ -87,6 +166,12 @@ def main(argv=None):
         default=[5, 15],
         help="EM iterations of the two tol=0 fits (default 5 15)",
     )
+    p.add_argument(
+        "--paired",
+        type=int,
+        metavar="R",
+        help="R alternating full fits of each version in one process (medians)",
+    )
     args = p.parse_args(argv)
     header = (
         f"{'n':>4} {'d':>3} {'K':>2}  {'what':<24} {'old':>10} {'new':>10} "
@@ -97,6 +182,17 @@ def main(argv=None):
         n, d, K = (float(v) for v in size.split(","))
         n, d, K = int(n), int(d), int(K)
         label = f"{n:>4.0e} {d:>3} {K:>2}".replace("e+0", "e")
+        if args.paired:
+            res = paired(args.old, args.new, n, d, K, args.paired)
+            med, it, ll = res["median"], res["n_iter"], res["ll"]
+            print(
+                f"{label}  {'full fit, median (s)':<24} {med['old']:>10.4f} "
+                f"{med['new']:>10.4f} {res['ratio']:>7.3f}x  median of "
+                f"{args.paired} paired ratios; iterations {it['old']}/{it['new']}, "
+                f"log-likelihood {ll['old']:.4f}/{ll['new']:.4f}",
+                flush=True,
+            )
+            continue
         short, long_ = args.iters
         runs = {}
         for max_iter in (0, short, long_):

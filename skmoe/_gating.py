@@ -2,6 +2,7 @@
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lapack
 from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
@@ -203,24 +204,27 @@ class SoftmaxGate(BaseEstimator):
         penalised = np.zeros(P)
         penalised[: (d1 - 1) * K1] = alpha / total
 
+        diagonal = np.arange(P) * (P + 1)  # flat indices of H's diagonal
+
         def hessian_factor(theta):
             H = gate_hessian(
                 X, self._mean, self._scale, theta.reshape(d1, K1), sw, stride
             )
             # the objective is the mean loss: scale the (sub)sample's sum
             H /= w_rows_sum
-            H[np.diag_indices_from(H)] += penalised
-            if not np.all(np.isfinite(H)):
+            H.flat[diagonal] += penalised
+            if not np.isfinite(H.sum()):
                 return None
             # a saturated gate leaves the intercepts' Hessian near singular
-            H[np.diag_indices_from(H)] += 1e-12 * max(np.trace(H) / P, 1e-300)
-            try:
-                return linalg.cho_factor(H, lower=True, check_finite=False)
-            except linalg.LinAlgError:
-                return None
+            H.flat[diagonal] += 1e-12 * max(np.trace(H) / P, 1e-300)
+            # LAPACK's Cholesky itself: scipy's cho_factor / cho_solve
+            # wrappers cost as much as the factorisation of a small H
+            factor, info = lapack.dpotrf(H, lower=True, clean=False)
+            return factor if info == 0 else None
 
         def newton_step(factor, grad, loss):
-            step = -linalg.cho_solve(factor, grad, check_finite=False)
+            step, _ = lapack.dpotrs(factor, grad, lower=True)
+            step = -step
             slope = float(grad @ step)  # minus the squared Newton decrement
             done = not slope < 0 or -0.5 * slope <= self.tol * max(1.0, abs(loss))
             return step, slope, done

@@ -116,3 +116,34 @@ def test_check_experts_names_the_offender():
     with pytest.raises(ValueError, match=r"SVC.*predict_proba.*probability=True"):
         check_experts(["svc"], [SVC()], need_proba=True)
     check_experts(["svc"], [SVC(probability=True)], need_proba=True)
+
+
+def test_plain_grams_flags_what_the_per_expert_check_would_change():
+    # fit_experts tests all experts' Gram matrices at once and sends only the
+    # flagged ones through _expert_centred_gram: the two must agree on which
+    # matrices that check returns unchanged
+    from skmoe._experts import _expert_centred_gram, _plain_grams, _weighted_grams
+
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((400, 3)) + [0.0, 50.0, 0.0]
+    X[:, 2] = np.where(np.arange(400) < 200, X[:, 2], 7.0)  # one value for some
+    Y = rng.standard_normal((400, 1))
+    weights = np.column_stack(
+        [
+            rng.uniform(size=400),  # plain
+            np.where(np.arange(400) < 200, 0.0, 1.0),  # sees one value of x2
+            np.where(np.arange(400) == 3, 1.0, 0.0),  # one row: cancels
+            np.zeros(400),  # no weight
+        ]
+    )
+    x_shift = X.mean(axis=0)
+    grams = _weighted_grams(X, x_shift, Y, weights)
+    plain = _plain_grams(grams, x_shift)
+    unchanged = []
+    for k, gram in enumerate(grams):
+        shift, out = _expert_centred_gram(X, x_shift, Y, weights[:, k], gram)
+        unchanged.append(out is gram and shift is x_shift)
+    assert plain.tolist() == [True, False, False, False]
+    assert unchanged[0] and not unchanged[1] and not unchanged[2]
+    # zero weight: returned as is by the check, flagged here (its own path)
+    assert unchanged[3]
