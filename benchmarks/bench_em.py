@@ -1249,7 +1249,8 @@ def main(argv=None):
             "defaults (iter.max=200, minprior=0.05, tolerance=1e-6 on the "
             f"relative log-likelihood change); {args.flexmix_reps} random starts "
             "(set.seed(seed + rep)), each timed with system.time inside R. "
-            "skmoe: one fit (k-means start, n_init=1)."
+            "skmoe: one fit (k-means start, n_init=1), its time the median of "
+            f"{SHORT_FIT_REPEATS} fits where one takes under {SHORT_FIT_S:g} s."
         )
         versions = fx_pairs[0][1].get("info", "").split()[:2]
         if versions:
