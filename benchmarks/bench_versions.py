@@ -59,24 +59,29 @@ print(json.dumps({"s": seconds, "n_iter": int(model.n_iter_),
 def fit(tree, n, d, K, max_iter):
     """One fit with the skmoe found in ``tree``, in its own process."""
     tree = os.path.abspath(tree)
+    result = _run_child(
+        _CHILD, json.dumps([n, d, K, max_iter, 1 if n >= 100_000 else 7]), tree
+    )
+    _check_imported(result["file"], tree)
+    return result
+
+
+def _run_child(code, *args):
+    """Run ``code`` in a fresh Python with ``args``; its last line, as JSON."""
     out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _CHILD,
-            json.dumps([n, d, K, max_iter, 1 if n >= 100_000 else 7]),
-            tree,
-        ],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         check=True,
     )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    # the tree's skmoe, not an installed one
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _check_imported(file, tree):
+    """Raise unless ``file`` is the tree's skmoe, not an installed one."""
     expected = os.path.join(tree, "skmoe", "__init__.py")
-    if os.path.realpath(result["file"]) != os.path.realpath(expected):
-        raise RuntimeError(f"{tree}: imported {result['file']} instead")
-    return result
+    if os.path.realpath(file) != os.path.realpath(expected):
+        raise RuntimeError(f"{tree}: imported {file} instead")
 
 
 _PAIRED_CHILD = """
@@ -129,23 +134,10 @@ def paired(old_tree, new_tree, n, d, K, repeats):
             os.path.join(parent, "skmoe_old_version"),
             ignore=shutil.ignore_patterns("__pycache__"),
         )
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _PAIRED_CHILD,
-                json.dumps([n, d, K, repeats]),
-                parent,
-                new_tree,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
+        result = _run_child(
+            _PAIRED_CHILD, json.dumps([n, d, K, repeats]), parent, new_tree
         )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    expected = os.path.join(new_tree, "skmoe", "__init__.py")
-    if os.path.realpath(result["file"]["new"]) != os.path.realpath(expected):
-        raise RuntimeError(f"{new_tree}: imported {result['file']['new']} instead")
+    _check_imported(result["file"]["new"], new_tree)
     return result
 
 
