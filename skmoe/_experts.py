@@ -204,6 +204,32 @@ def _fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d):
 _CANCELLATION = 1e-6
 
 
+def _column_spread(grams, x_shift):
+    """Each column's spread under each expert's weights, from its Gram matrix.
+
+    ``grams`` is a stack of Gram matrices of ``[X - x_shift, 1, Y]``, shape
+    (n_experts, D, D). Returns ``(raw, centred, round_off)``, each of shape
+    (n_experts, n_features): the weighted sum of squares about ``x_shift``,
+    the same about the expert's own weighted mean (by the rank-one downdate
+    that _fit_linear_closed_form applies), and whether that spread is
+    round-off beside the column's second moment about the origin (the
+    expert sees one value of it). One helper for the per-expert check and
+    the all-experts-at-once one, so the two cannot drift apart.
+    """
+    d = x_shift.shape[0]
+    w_sum = grams[:, d, d, None]
+    x_sum = grams[:, :d, d]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dx = x_sum / w_sum
+    raw = np.diagonal(grams, axis1=1, axis2=2)[:, :d]
+    centred = raw - w_sum * dx * dx
+    # sum_i w_i x_ij^2 about the origin: the scale of each entry's round-off
+    second_moment = raw + 2 * x_shift * x_sum + w_sum * x_shift**2
+    eps = np.finfo(np.float64).eps
+    round_off = ~(centred > (8 * eps) ** 2 * second_moment)
+    return raw, centred, round_off
+
+
 def _expert_centred_gram(X, x_shift, Y, w, G):
     """The expert's Gram matrix, recomputed about its own mean where needed.
 
@@ -221,18 +247,12 @@ def _expert_centred_gram(X, x_shift, Y, w, G):
     w_sum = G[d, d]
     if not w_sum > 0:
         return x_shift, G
-    dx = G[:d, d] / w_sum
-    raw = np.diag(G)[:d]
-    centred = raw - w_sum * dx * dx
+    raw, centred, round_off = _column_spread(G[None], x_shift)
     if np.any(centred <= _CANCELLATION * raw):
-        x_shift = x_shift + dx
+        x_shift = x_shift + G[:d, d] / w_sum
         G = _weighted_grams(X, x_shift, Y, np.ascontiguousarray(w[:, None]))[0]
-        dx = G[:d, d] / w_sum
-        centred = np.diag(G)[:d] - w_sum * dx * dx
-    # sum_i w_i x_ij^2 about the origin: the scale of each entry's round-off
-    second_moment = np.diag(G)[:d] + 2 * x_shift * G[:d, d] + w_sum * x_shift**2
-    eps = np.finfo(np.float64).eps
-    flat = np.flatnonzero(centred <= (8 * eps) ** 2 * second_moment)
+        round_off = _column_spread(G[None], x_shift)[2]
+    flat = np.flatnonzero(round_off[0])
     if flat.size:
         G = G.copy()
         G[flat, :] = 0.0
@@ -248,17 +268,11 @@ def _plain_grams(grams, x_shift):
     that cancels most of a diagonal entry, no column of round-off spread.
     """
     d = x_shift.shape[0]
-    w_sum = grams[:, d, d]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dx = grams[:, :d, d] / w_sum[:, None]
-    raw = np.diagonal(grams, axis1=1, axis2=2)[:, :d]
-    centred = raw - w_sum[:, None] * dx * dx
-    second_moment = raw + 2 * x_shift * grams[:, :d, d] + w_sum[:, None] * x_shift**2
-    eps = np.finfo(np.float64).eps
+    raw, centred, round_off = _column_spread(grams, x_shift)
     return (
-        (w_sum > 0)
+        (grams[:, d, d] > 0)
         & np.all(centred > _CANCELLATION * raw, axis=1)
-        & np.all(centred > (8 * eps) ** 2 * second_moment, axis=1)
+        & ~np.any(round_off, axis=1)
     )
 
 
