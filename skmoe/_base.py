@@ -326,7 +326,12 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
 
     @abstractmethod
     def _m_step_experts(self, X, Y, weights):
-        """Fit experts (and noise) on weights; return their training outputs."""
+        """Fit experts (and noise) on weights.
+
+        Returns their training outputs and the weights' sums over the rows,
+        ``(centre, totals, centred_sums)`` as :func:`fit_experts` gives them,
+        or None where the experts' fit did not compute them.
+        """
 
     @abstractmethod
     def _expert_outputs(self, X, experts=None, rows=None):
@@ -492,13 +497,15 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         evaluation, ``gate_probs``, and starts from the pair it returned at
         the previous M-step (the gate's at its current parameters): two
         passes over ``X`` fewer per EM iteration, and no exponentials for
-        the first gradient. Else ``gate_probs`` is None and the E-step
-        computes the log gate.
+        the first gradient. Where the experts' fit gives the weights' sums
+        (linear experts: their Gram matrices hold them), the first gradient
+        needs no pass over ``X`` at all (see ``SoftmaxGate.fit_log_proba``).
+        Else ``gate_probs`` is None and the E-step computes the log gate.
         """
         # unit weights (the usual case): the responsibilities themselves
         unit = sample_weight[0] == 1 and np.all(sample_weight == 1)
         weights = resp if unit else resp * sample_weight[:, None]
-        outputs = self._m_step_experts(X, Y, weights)
+        outputs, weight_sums = self._m_step_experts(X, Y, weights)
         fit_log_proba = getattr(self.gate_, "fit_log_proba", None)
         if fit_log_proba is None:
             self.gate_.fit(X, resp, sample_weight, warm_start=warm_gate)
@@ -517,15 +524,20 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
                     sw_rows * scale,
                 )
                 warm_gate = True
-        gate_probs = fit_log_proba(
+        # with the sums the next first gradient reads no probabilities: the
+        # fit then does not write them (a pass of stores over an (n, K) array)
+        want_proba = weight_sums is None
+        fitted = fit_log_proba(
             X,
             resp,
             sample_weight,
             warm_start=warm_gate,
             log_proba=log_proba,
             proba=proba,
-            return_proba=True,
+            return_proba=want_proba,
+            target_sums=weight_sums,
         )
+        gate_probs = fitted if want_proba else (fitted, None)
         return outputs, gate_probs
 
     def _reseed_dead_experts(self, resp, row_ll, sample_weight):

@@ -363,7 +363,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             y_is_1d=True,
             n_jobs=self.n_jobs,
         )
-        return self._expert_outputs(X)
+        return self._expert_outputs(X), None
 
     def _expert_outputs(self, X, experts=None, rows=None):
         """Expert class probabilities on the full ``classes_``,

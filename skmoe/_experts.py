@@ -321,7 +321,17 @@ def _fit_one(template, X, y, w, is_classifier):
     return est
 
 
-def fit_experts(templates, X, Y, weights, *, is_classifier, y_is_1d, n_jobs=None):
+def fit_experts(
+    templates,
+    X,
+    Y,
+    weights,
+    *,
+    is_classifier,
+    y_is_1d,
+    n_jobs=None,
+    return_weight_sums=False,
+):
     """Fit one expert per column of ``weights``.
 
     Parameters
@@ -338,13 +348,23 @@ def fit_experts(templates, X, Y, weights, *, is_classifier, y_is_1d, n_jobs=None
         Whether the user's regression target was one-dimensional.
     n_jobs : int, default=None
         Parallel jobs for experts without the closed-form path.
+    return_weight_sums : bool, default=False
+        Whether to return the weights' sums over the rows too.
 
     Returns
     -------
     experts : list of fitted estimators
+    weight_sums : tuple or None
+        Only with ``return_weight_sums``: ``(centre, totals, centred_sums)``
+        with ``totals[k] = sum_i weights[i, k]`` and ``centred_sums[k] =
+        sum_i weights[i, k] (X[i] - centre)``, where every expert took the
+        closed form (its Gram matrices hold them, so they cost nothing);
+        else None. The gate's M-step starts from them (see
+        :meth:`SoftmaxGate.fit_log_proba`).
     """
     K = weights.shape[1]
     experts = [None] * K
+    weight_sums = None
     alphas = [None if is_classifier else _fast_linear_alpha(t) for t in templates]
     fast = [k for k in range(K) if alphas[k] is not None]
     if fast:
@@ -357,6 +377,9 @@ def fit_experts(templates, X, Y, weights, *, is_classifier, y_is_1d, n_jobs=None
         w_fast = weights if len(fast) == K else weights[:, fast]
         grams = _weighted_grams(X, x_shift, Y, w_fast)
         plain = _plain_grams(grams, x_shift)
+        if len(fast) == K:
+            d = x_shift.shape[0]
+            weight_sums = (x_shift, grams[:, d, d].copy(), grams[:, :d, d].copy())
         for j, k in enumerate(fast):
             shift, gram = x_shift, grams[j]
             if not plain[j]:
@@ -373,4 +396,4 @@ def fit_experts(templates, X, Y, weights, *, is_classifier, y_is_1d, n_jobs=None
         )
         for k, est in zip(slow, fitted, strict=True):
             experts[k] = est
-    return experts
+    return (experts, weight_sums) if return_weight_sums else experts

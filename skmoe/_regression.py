@@ -378,7 +378,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return self.noise_variance_.reshape(self.n_experts_, -1)
 
     def _m_step_experts(self, X, Y, weights):
-        self.experts_ = fit_experts(
+        self.experts_, weight_sums = fit_experts(
             self._templates,
             X,
             Y,
@@ -386,12 +386,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             is_classifier=False,
             y_is_1d=self._y_is_1d,
             n_jobs=self.n_jobs,
+            return_weight_sums=True,
         )
         means = self._expert_outputs(X)
         sq_resid, n_eff = weighted_sq_residuals(Y, means, weights)
         var = np.maximum(sq_resid / n_eff[:, None], self._noise_floor)
         self.noise_variance_ = var[:, 0] if self._y_is_1d else var
-        return means
+        return means, weight_sums
 
     def _expert_outputs(self, X, experts=None, rows=None):
         """Expert means, shape (n_samples, n_experts, n_outputs)."""

@@ -9,6 +9,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from sklearn.tree import DecisionTreeRegressor
 
 from skmoe._experts import check_experts, fit_experts, sample_weight_key
 
@@ -42,6 +43,38 @@ def test_closed_form_equals_sklearn_fit(template, n_outputs):
         np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(est.intercept_, ref.intercept_, rtol=1e-8, atol=1e-9)
         np.testing.assert_allclose(est.predict(X), ref.predict(X), rtol=1e-8)
+
+
+def test_fit_experts_returns_the_weights_sums_from_the_gram_matrices():
+    # the gate's M-step starts from these sums: they must be the weights'
+    # own, about the centre given back, and None where an expert is fitted
+    # by its own fit (no Gram matrix for it)
+    rng = np.random.RandomState(3)
+    X = rng.standard_normal((300, 3)) + [0.0, 100.0, -5.0]
+    Y = rng.standard_normal((300, 1))
+    weights = rng.uniform(size=(300, 3))
+    experts, (centre, totals, centred) = fit_experts(
+        [LinearRegression(), Ridge(), LinearRegression()],
+        X,
+        Y,
+        weights,
+        is_classifier=False,
+        y_is_1d=True,
+        return_weight_sums=True,
+    )
+    assert len(experts) == 3
+    np.testing.assert_allclose(totals, weights.sum(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(centred, weights.T @ (X - centre), rtol=1e-10, atol=1e-9)
+    _, none = fit_experts(
+        [LinearRegression(), DecisionTreeRegressor(max_depth=2), Ridge()],
+        X,
+        Y,
+        weights,
+        is_classifier=False,
+        y_is_1d=True,
+        return_weight_sums=True,
+    )
+    assert none is None
 
 
 def test_closed_form_rank_deficient_gives_least_squares_fit():

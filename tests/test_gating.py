@@ -172,3 +172,68 @@ def test_fit_log_proba_returns_the_probabilities_and_reads_them():
     )
     kept.fit(X, second, warm_start=True)
     assert not np.allclose(moved.coef_, kept.coef_, rtol=1e-3)
+
+
+def test_fit_log_proba_starts_from_the_weighted_sums_without_a_pass(monkeypatch):
+    # given the targets' weighted sums (EM takes them from the experts' Gram
+    # matrices), a warm fit takes its first gradient from them and the
+    # gate's own sums kept from the last call: the same fit as from a pass
+    # over X, and no such pass (no evaluation with given log-probabilities)
+    import skmoe._gating as gating
+
+    rng = np.random.RandomState(8)
+    X = rng.standard_normal((600, 3)) * [1.0, 5.0, 0.2] + [3.0, -40.0, 1.0]
+    sw = rng.uniform(0.5, 2.0, size=600)
+    first, second = (rng.dirichlet([1, 1, 1, 1], size=600) for _ in range(2))
+
+    def sums(resp):
+        centre = X[::7].mean(axis=0)  # any centre: EM's is a subsample's mean
+        weights = resp * sw[:, None]
+        return centre, weights.sum(axis=0), weights.T @ (X - centre)
+
+    ref = SoftmaxGate(alpha=0.1, warm_max_iter=1)
+    log_proba = ref.fit_log_proba(X, first, sw)
+    ref_log_proba = ref.fit_log_proba(
+        X, second, sw, warm_start=True, log_proba=log_proba.copy()
+    )
+    gate = SoftmaxGate(alpha=0.1, warm_max_iter=1)
+    log_proba = gate.fit_log_proba(X, first, sw, target_sums=sums(first))
+    passes = []
+    objective = gating.gate_objective
+
+    def counted(*args):
+        passes.append(args[7])  # given
+        return objective(*args)
+
+    monkeypatch.setattr(gating, "gate_objective", counted)
+    log_proba = gate.fit_log_proba(
+        X, second, sw, warm_start=True, log_proba=log_proba, target_sums=sums(second)
+    )
+    assert passes == [False]  # only the trial point's full evaluation
+    assert gate.n_iter_ == ref.n_iter_ == 1
+    np.testing.assert_allclose(gate.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(log_proba, ref_log_proba, atol=1e-12)
+    # sums kept for other sample weights are not used: a pass instead
+    passes.clear()
+    gate.fit_log_proba(
+        X,
+        first,
+        2 * sw,
+        warm_start=True,
+        log_proba=log_proba,
+        target_sums=sums(first),
+    )
+    assert passes[0] is True
+    # wrong target sums send the fit elsewhere: they are what it reads
+    moved = SoftmaxGate(alpha=0.1, warm_max_iter=1)
+    lp = moved.fit_log_proba(X, first, sw, target_sums=sums(first))
+    centre, totals, centred = sums(second)
+    moved.fit_log_proba(
+        X,
+        second,
+        sw,
+        warm_start=True,
+        log_proba=lp,
+        target_sums=(centre, totals, 0 * centred),
+    )
+    assert not np.allclose(moved.coef_, ref.coef_, rtol=1e-3)

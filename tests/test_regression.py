@@ -94,16 +94,28 @@ def test_em_log_likelihood_never_decreases(seed, init):
 
 def test_gate_log_proba_reused_by_the_e_step_changes_nothing(monkeypatch):
     # the M-step hands the E-step (and the next M-step) the gate's
-    # log-probabilities from Newton's last evaluation; without that
-    # shortcut (a gate without fit_log_proba) EM recomputes them: the same
-    # path to round-off, iteration by iteration
+    # log-probabilities from Newton's last evaluation, and the gate's first
+    # gradient comes from weighted sums (the experts' Gram matrices hold
+    # the targets' part); without those shortcuts (a gate without
+    # fit_log_proba) EM recomputes them: the same path to round-off,
+    # iteration by iteration
     import skmoe._gating as gating
 
     X, y = make_moe_regression(
         n_samples=3000, n_features=4, n_experts=4, noise=0.3, random_state=5
     )
     kw = dict(n_experts=4, max_iter=40, tol=1e-10, random_state=0)
+    given = []
+    objective = gating.gate_objective
+
+    def counted(*args):
+        given.append(args[7])
+        return objective(*args)
+
+    monkeypatch.setattr(gating, "gate_objective", counted)
     fast = MixtureOfExpertsRegressor(**kw).fit(X, y)
+    # every first gradient came from the sums: no pass with given values
+    assert given and not any(given)
     monkeypatch.delattr(gating.SoftmaxGate, "fit_log_proba")
     plain = MixtureOfExpertsRegressor(**kw).fit(X, y)
     assert fast.n_iter_ == plain.n_iter_ > 10
