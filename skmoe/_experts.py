@@ -18,6 +18,9 @@ from ._kernels import n_threads, single_threaded_blas, weighted_design
 # copies stay in cache while BLAS multiplies them.
 _GRAM_CHUNK_ROWS = 2048
 
+# Rows per chunk of the linear experts' predictions (see linear_expert_means).
+_MEANS_CHUNK_ROWS = 8192
+
 # Rows (about; evenly strided) whose mean centres the experts' Gram matrices.
 _SHIFT_ROWS = 10_000
 
@@ -297,11 +300,30 @@ def linear_expert_means(experts, X, n_outputs):
     intercept = np.concatenate(
         [np.broadcast_to(experts[k].intercept_, (n_outputs,)) for k in index]
     )
-    # one thread: threaded BLAS idles spinning while numba's threads work
+    n = X.shape[0]
+    means = np.empty((n, coef.shape[0]))
+    coef_t = coef.T
+    starts = range(0, n, _MEANS_CHUNK_ROWS)
+    n_parts = max(1, min(n_threads(), len(starts) // 4))
+    bounds = np.linspace(0, len(starts), n_parts + 1).astype(int)
+
+    def part(j):
+        # the product and the intercept chunk by chunk, while it is in cache
+        for start in starts[bounds[j] : bounds[j + 1]]:
+            rows = slice(start, min(n, start + _MEANS_CHUNK_ROWS))
+            np.dot(X[rows], coef_t, out=means[rows])
+            means[rows] += intercept
+
+    # one BLAS thread per chunk, the chunks split over threads as in
+    # _weighted_grams (threaded BLAS idles spinning on such thin products):
+    # 42 against 67 ms at 1e6 rows, 20 features, 8 experts
     with single_threaded_blas():
-        means = X @ coef.T
-    means += intercept
-    return index, means.reshape(X.shape[0], len(index), n_outputs)
+        if n_parts == 1:
+            part(0)
+        else:
+            with ThreadPoolExecutor(n_parts) as pool:
+                list(pool.map(part, range(n_parts)))
+    return index, means.reshape(n, len(index), n_outputs)
 
 
 def _fit_one(template, X, y, w, is_classifier):

@@ -180,3 +180,25 @@ def test_plain_grams_flags_what_the_per_expert_check_would_change():
     assert unchanged[0] and not unchanged[1] and not unchanged[2]
     # zero weight: returned as is by the check, flagged here (its own path)
     assert unchanged[3]
+
+
+def test_linear_expert_means_in_chunks_over_threads_equal_predict(monkeypatch):
+    # the linear experts' predictions are one product per chunk of rows,
+    # the chunks split over threads: the same values as each expert's predict
+    import skmoe._experts as experts_module
+
+    monkeypatch.setattr(experts_module, "_MEANS_CHUNK_ROWS", 1000)
+    monkeypatch.setattr(experts_module, "n_threads", lambda: 3)
+    rng = np.random.RandomState(4)
+    X = rng.standard_normal((12_345, 4)) + 10.0
+    Y = X @ rng.standard_normal((4, 2)) + rng.standard_normal((12_345, 2))
+    fitted = [
+        LinearRegression().fit(X, Y),
+        Ridge(alpha=2.0).fit(X, Y),
+        DecisionTreeRegressor(max_depth=2).fit(X, Y),
+    ]
+    index, means = experts_module.linear_expert_means(fitted, X, 2)
+    assert index == [0, 1]
+    assert means.shape == (12_345, 2, 2)
+    for j, k in enumerate(index):
+        np.testing.assert_allclose(means[:, j, :], fitted[k].predict(X), rtol=1e-12)
