@@ -182,16 +182,27 @@ def test_plain_grams_flags_what_the_per_expert_check_would_change():
     assert unchanged[3]
 
 
-def test_linear_expert_means_in_chunks_over_threads_equal_predict(monkeypatch):
-    # the linear experts' predictions are one product per chunk of rows,
-    # the chunks split over threads: the same values as each expert's predict
+def test_row_chunks_over_threads_give_the_whole_products(monkeypatch):
+    # the Gram matrices and the linear experts' predictions are BLAS
+    # products per chunk of rows, the chunks split over threads: the Gram
+    # matrices equal the whole weighted products, the predictions each
+    # expert's predict
     import skmoe._experts as experts_module
 
     monkeypatch.setattr(experts_module, "_MEANS_CHUNK_ROWS", 1000)
+    monkeypatch.setattr(experts_module, "_GRAM_CHUNK_ROWS", 700)
     monkeypatch.setattr(experts_module, "n_threads", lambda: 3)
     rng = np.random.RandomState(4)
     X = rng.standard_normal((12_345, 4)) + 10.0
     Y = X @ rng.standard_normal((4, 2)) + rng.standard_normal((12_345, 2))
+    weights = rng.uniform(size=(12_345, 2))
+    x_shift = X.mean(axis=0)
+    grams = experts_module._weighted_grams(X, x_shift, Y, weights)
+    Z = np.column_stack([X - x_shift, np.ones(12_345), Y])
+    for k in range(2):
+        np.testing.assert_allclose(
+            grams[k], Z.T @ (weights[:, [k]] * Z), rtol=1e-11, atol=1e-9
+        )
     fitted = [
         LinearRegression().fit(X, Y),
         Ridge(alpha=2.0).fit(X, Y),
