@@ -424,10 +424,12 @@ class SoftmaxGate(BaseEstimator):
         return fitted if return_proba else fitted[0]
 
     def _standardised_sums(self, target_sums):
-        """``sum_i w_i resp[i, k] z_i`` for experts 1..K-1, ``z_i`` the
-        standardised row with a 1 appended: shape (n_features + 1, K - 1),
-        the layout of the gradient, from :meth:`fit_log_proba`'s
-        ``target_sums``."""
+        """The targets' weighted sums in the layout of the gradient.
+
+        ``sum_i w_i resp[i, k] z_i`` for experts 1..K-1, ``z_i`` the
+        standardised row with a 1 appended, shape (n_features + 1, K - 1),
+        from :meth:`fit_log_proba`'s ``target_sums``.
+        """
         centre, totals, centred_sums = target_sums
         d = centre.shape[0]
         sums = np.empty((d + 1, totals.shape[0] - 1))
