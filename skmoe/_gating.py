@@ -1,5 +1,7 @@
 """Softmax gating networks fitted on soft targets (the gate's M-step)."""
 
+import weakref
+
 import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
@@ -130,6 +132,13 @@ class SoftmaxGate(BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_max_iter = warm_max_iter
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # the sums kept for the next warm fit refer to that fit's arrays by
+        # weak references, which do not pickle; a copy starts without them
+        state.pop("_proba_sums", None)
+        return state
 
     # The optimiser works on standardised inputs (far better conditioned);
     # ``_theta`` holds the free block (n_features + 1, n_experts - 1) there.
@@ -403,10 +412,11 @@ class SoftmaxGate(BaseEstimator):
             w_i resp[i, k]`` and ``centred_sums[k] = sum_i w_i resp[i, k]
             (X[i] - centre)`` (``w`` the sample weights), as EM has them from
             the experts' Gram matrices. With them the fit keeps the gate's
-            own weighted sums at its last evaluation; a warm fit given that
-            call's ``log_proba`` (on the same ``X`` and weights) then takes
-            its first gradient from the difference of the two, with no pass
-            over ``X``.
+            own weighted sums at its last evaluation; a warm fit given the
+            ``log_proba`` array that call returned, on the same ``X`` and
+            ``sample_weight`` arrays (unchanged), then takes its first
+            gradient from the difference of the two, with no pass over ``X``.
+            Other arrays, even equal ones, get the pass.
 
         Returns
         -------
@@ -468,14 +478,15 @@ class SoftmaxGate(BaseEstimator):
         targets = None if target_sums is None else self._standardised_sums(target_sums)
         kept = getattr(self, "_proba_sums", None)
         start_sums = None
-        if (
-            warm
-            and targets is not None
-            and kept is not None
-            and kept[2] == (n, total)
-            and np.array_equal(kept[0], self._theta)
-        ):
-            start_sums = kept[1]
+        if warm and targets is not None and kept is not None and start is not None:
+            theta_at, sums, refs = kept
+            # the very arrays of the call that kept them (a warm refit on
+            # other rows of the same size must not read them), at its theta
+            same = all(
+                ref() is a for ref, a in zip(refs, (X, sw, start[0]), strict=True)
+            )
+            if same and np.array_equal(theta_at, self._theta):
+                start_sums = sums
         last = [None]  # (theta, the gate's sums) at the last evaluation
 
         def objective(flat, buffers=None, given=False):
@@ -538,10 +549,12 @@ class SoftmaxGate(BaseEstimator):
         if log_proba is not None and last[0] is not None:
             at, sums = last[0]
             if np.array_equal(at, self._theta.ravel()):
+                # weak references: the gate must not keep EM's arrays alive
+                refs = tuple(weakref.ref(a) for a in (X, sw, log_proba[0]))
                 self._proba_sums = (
                     self._theta.copy(),
                     sums.reshape(d + 1, K - 1),
-                    (n, total),
+                    refs,
                 )
         self._set_public()
         return log_proba

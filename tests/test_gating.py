@@ -213,17 +213,30 @@ def test_fit_log_proba_starts_from_the_weighted_sums_without_a_pass(monkeypatch)
     assert gate.n_iter_ == ref.n_iter_ == 1
     np.testing.assert_allclose(gate.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(log_proba, ref_log_proba, atol=1e-12)
-    # sums kept for other sample weights are not used: a pass instead
-    passes.clear()
-    gate.fit_log_proba(
-        X,
-        first,
-        2 * sw,
-        warm_start=True,
-        log_proba=log_proba,
-        target_sums=sums(first),
-    )
-    assert passes[0] is True
+    # sums kept for other sample weights, or with other log-probability
+    # arrays (even equal ones: another fit's, on other rows of that size),
+    # are not used: a pass instead
+    for weights, given in ((2 * sw, log_proba), (sw, log_proba.copy())):
+        passes.clear()
+        gate.fit_log_proba(
+            X,
+            first,
+            weights,
+            warm_start=True,
+            log_proba=given,
+            target_sums=sums(first),
+        )
+        assert passes[0] is True
+    # the kept sums refer to the fit's arrays weakly: a pickled or copied
+    # gate leaves them behind, and fits and predicts as before
+    import copy
+    import pickle
+
+    gate.fit_log_proba(X, first, sw, warm_start=True, target_sums=sums(first))
+    assert gate._proba_sums is not None
+    for clone_ in (pickle.loads(pickle.dumps(gate)), copy.deepcopy(gate)):
+        assert not hasattr(clone_, "_proba_sums")
+        np.testing.assert_array_equal(clone_.predict_proba(X), gate.predict_proba(X))
     # wrong target sums send the fit elsewhere: they are what it reads
     moved = SoftmaxGate(alpha=0.1, warm_max_iter=1)
     lp = moved.fit_log_proba(X, first, sw, target_sums=sums(first))

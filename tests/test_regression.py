@@ -5,6 +5,7 @@ import pytest
 from scipy.optimize import linear_sum_assignment
 from sklearn.dummy import DummyRegressor
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.tree import DecisionTreeRegressor
 
@@ -119,6 +120,43 @@ def test_gate_log_proba_reused_by_the_e_step_changes_nothing(monkeypatch):
     monkeypatch.delattr(gating.SoftmaxGate, "fit_log_proba")
     plain = MixtureOfExpertsRegressor(**kw).fit(X, y)
     assert fast.n_iter_ == plain.n_iter_ > 10
+    np.testing.assert_allclose(
+        fast.log_likelihood_curve_, plain.log_likelihood_curve_, rtol=1e-10
+    )
+    np.testing.assert_allclose(fast.gate_.coef_, plain.gate_.coef_, rtol=1e-7)
+
+
+def test_warm_refit_on_other_rows_does_not_reuse_the_gates_sums(monkeypatch):
+    # the gate keeps its weighted sums from EM's last M-step for the next
+    # one's first gradient; a warm_start refit on other rows of the same
+    # size must start from a pass over the new rows, not from those sums:
+    # the same fit as without the shortcut
+    import skmoe._gating as gating
+
+    X1, y1 = make_moe_regression(
+        n_samples=3000, n_features=4, n_experts=3, noise=0.3, random_state=1
+    )
+    X2, y2 = make_moe_regression(
+        n_samples=3000, n_features=4, n_experts=3, noise=0.3, random_state=2
+    )
+    kw = dict(n_experts=3, random_state=0, warm_start=True, max_iter=5, tol=0)
+
+    def refit():
+        model = MixtureOfExpertsRegressor(**kw)
+        with pytest.warns(ConvergenceWarning):
+            model.fit(X1, y1)
+        with pytest.warns(ConvergenceWarning):
+            model.fit(X2, y2)
+        return model
+
+    fast = refit()
+    fit_log_proba = gating.SoftmaxGate.fit_log_proba
+
+    def without_sums(self, *args, target_sums=None, **kwargs):
+        return fit_log_proba(self, *args, **kwargs)
+
+    monkeypatch.setattr(gating.SoftmaxGate, "fit_log_proba", without_sums)
+    plain = refit()
     np.testing.assert_allclose(
         fast.log_likelihood_curve_, plain.log_likelihood_curve_, rtol=1e-10
     )
