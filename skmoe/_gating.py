@@ -14,6 +14,7 @@ from ._kernels import (
     gate_objective,
     log_softmax,
     single_threaded_blas,
+    weighted_cross_entropy,
 )
 
 # The L-BFGS preconditioner (the Hessian at the starting point) is estimated
@@ -497,7 +498,7 @@ class SoftmaxGate(BaseEstimator):
             if given and start_sums is not None:
                 # the loss from the given log-probabilities (a read of two
                 # (n, K) arrays, no exponentials), the gradient from the sums
-                loss = -float(sw @ np.einsum("ik,ik->i", resp, log_proba))
+                loss = weighted_cross_entropy(log_proba, resp, sw)
                 grad = start_sums - targets
             else:
                 loss, grad = gate_objective(
@@ -551,11 +552,7 @@ class SoftmaxGate(BaseEstimator):
             if np.array_equal(at, self._theta.ravel()):
                 # weak references: the gate must not keep EM's arrays alive
                 refs = tuple(weakref.ref(a) for a in (X, sw, log_proba[0]))
-                self._proba_sums = (
-                    self._theta.copy(),
-                    sums.reshape(d + 1, K - 1),
-                    refs,
-                )
+                self._proba_sums = (self._theta.copy(), sums, refs)
         self._set_public()
         return log_proba
 

@@ -189,12 +189,20 @@ def gate_loss_numpy(logits, targets, sample_weight):
     return _loss_from_log_proba(log_softmax_numpy(logits), targets, sample_weight)
 
 
+def weighted_cross_entropy(log_g, targets, sample_weight):
+    """``-sum_i w_i sum_k t_ik log g_ik`` from log gate probabilities.
+
+    One read of the two (n, K) arrays, no (n, K) temporary.
+    """
+    return -float(sample_weight @ np.einsum("ik,ik->i", targets, log_g))
+
+
 def _loss_from_log_proba(log_g, targets, sample_weight, g=None):
     """``(loss, dlogits)`` of :func:`gate_loss_numpy` from log gate probabilities.
 
     ``g``: the probabilities themselves, where known (else ``exp(log_g)``).
     """
-    loss = -np.sum(sample_weight * np.sum(targets * log_g, axis=1))
+    loss = weighted_cross_entropy(log_g, targets, sample_weight)
     dlogits = sample_weight[:, None] * ((np.exp(log_g) if g is None else g) - targets)
     return loss, dlogits
 
