@@ -63,9 +63,7 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
-import resource
 import shutil
 import subprocess
 import sys
@@ -73,8 +71,23 @@ import tempfile
 import time
 import warnings
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FLEXMIX_SCRIPT = os.path.join(HERE, "flexmix_fit.R")
+from harness import (
+    HERE,
+    best_time,
+    current_rss_mb,
+    flexmix_available,
+    fmt_table,
+    load_average,
+    machine_ceilings,
+    machine_info,
+    n_label,
+    reset_peak_rss,
+    rss_mb,
+    run_flexmix,
+    vm_hwm_mb,
+    worker_main,
+)
+from harness import run_worker as _run_worker
 
 # cost of one exp/log-heavy element of the row-wise kernels, in flops (the
 # c of the flop model: a subtraction, a product, an exp or log amortised...)
@@ -120,50 +133,6 @@ def flops_per_iteration(
 # ---------------------------------------------------------------------------
 # worker: one size in its own process
 # ---------------------------------------------------------------------------
-
-
-def _rss_mb():
-    # ru_maxrss is in KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _reset_peak_rss():
-    """Reset the kernel's peak-RSS mark (VmHWM) of this process; Linux only."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:  # pragma: no cover - not Linux, or not allowed
-        return False
-
-
-def _vm_hwm_mb():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:  # pragma: no cover
-        pass
-    return float("nan")
-
-
-def _current_rss_mb():
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:  # pragma: no cover - not Linux
-        return float("nan")
-
-
-def _best_time(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _warm_up():
@@ -217,7 +186,7 @@ def _kernel_timings(model, X, Y, repeats):
     gate = model.gate_
     with kern.single_threaded_blas():
         logits = X @ gate.coef_ + gate.intercept_
-    means = model._expert_outputs(X)
+    means = model._likelihood.outputs(model.experts_, X)
     var = model._noise_variance_2d()
 
     def e_step(log_softmax, gaussian, resp):
@@ -244,8 +213,8 @@ def _kernel_timings(model, X, Y, repeats):
     out["estep_max_abs_diff"] = float(
         max(np.max(np.abs(r_a - r_b)), np.max(np.abs(ll_a - ll_b)))
     )
-    out["estep_numba_s"] = _best_time(numba_e, repeats)
-    out["estep_numpy_s"] = _best_time(numpy_e, repeats)
+    out["estep_numba_s"] = best_time(numba_e, repeats)
+    out["estep_numpy_s"] = best_time(numpy_e, repeats)
 
     def with_logits(e_fn):
         def run():
@@ -256,27 +225,27 @@ def _kernel_timings(model, X, Y, repeats):
 
         return run
 
-    out["estep_logits_numba_s"] = _best_time(with_logits(numba_e), repeats)
-    out["estep_logits_numpy_s"] = _best_time(with_logits(numpy_e), repeats)
+    out["estep_logits_numba_s"] = best_time(with_logits(numba_e), repeats)
+    out["estep_logits_numpy_s"] = best_time(with_logits(numpy_e), repeats)
 
     resp, _ = numba_e()
     sw = np.ones(X.shape[0])
     full_logits = np.zeros_like(logits)
     full_logits[:, 1:] = logits[:, 1:] - logits[:, :1]
-    out["gate_loss_numba_s"] = _best_time(
+    out["gate_loss_numba_s"] = best_time(
         lambda: kern.gate_loss_numba(full_logits, resp, sw), repeats
     )
-    out["gate_loss_numpy_s"] = _best_time(
+    out["gate_loss_numpy_s"] = best_time(
         lambda: kern.gate_loss_numpy(full_logits, resp, sw), repeats
     )
     theta = gate._theta
     mean, scale = gate._mean, gate._scale
     with kern.single_threaded_blas():
-        out["gate_objective_numba_s"] = _best_time(
+        out["gate_objective_numba_s"] = best_time(
             lambda: kern.gate_objective_numba(X, mean, scale, theta, resp, sw),
             repeats,
         )
-        out["gate_objective_numpy_s"] = _best_time(
+        out["gate_objective_numpy_s"] = best_time(
             lambda: kern.gate_objective_numpy(X, mean, scale, theta, resp, sw),
             repeats,
         )
@@ -290,18 +259,17 @@ def _profile_summary(prof, n_iter, top):
     text = stream.getvalue()
     # where the time of one EM iteration goes: selected functions
     groups = [
-        ("EM M-step (all)", "_base.py", "_m_step"),
-        ("  experts (fit, means, noise)", "_regression.py", "_m_step_experts"),
-        ("    fit_experts (closed form)", "_experts.py", "fit_experts"),
-        ("      X^T W X, all experts", "_experts.py", "_weighted_grams"),
-        ("    expert means (K predicts)", "_regression.py", "_expert_outputs"),
-        ("  gate: SoftmaxGate._fit (Newton)", "_gating.py", "_fit"),
+        ("EM M-step (all)", "_numpy.py", "m_step"),
+        ("  experts' fit (closed form)", "_experts.py", "fit_experts"),
+        ("    X^T W X, all experts", "_stats.py", "weighted_grams"),
+        ("  expert means", "_likelihoods.py", "outputs"),
+        ("  noise variances", "_likelihoods.py", "m_step_scale"),
+        ("  gate M-step (Newton)", "_softmax.py", "fit"),
         ("    gate objective (kernel)", "_kernels.py", "gate_objective_numba"),
-        ("EM E-step (all)", "_base.py", "_e_step"),
-        ("  gate log-probabilities", "_gating.py", "predict_log_proba"),
-        ("  Gaussian log-density", "_kernels.py", "gaussian_log_prob_numba"),
-        ("  responsibilities", "_kernels.py", "responsibilities_numba"),
-        ("initial responsibilities (k-means)", "_base.py", "_initial_resp"),
+        ("    gate Hessian (kernel)", "_kernels.py", "gate_hessian_numba"),
+        ("EM E-step (all)", "_numpy.py", "e_step"),
+        ("  responsibilities", "_kernels.py", "gaussian_responsibilities_numba"),
+        ("start (k-means)", "_start.py", "initial_responsibilities"),
     ]
     rows = []
     for label, file_end, func in groups:
@@ -315,13 +283,17 @@ def _profile_summary(prof, n_iter, top):
     return text, rows
 
 
+def run_worker(spec, timeout=None, env=None):
+    return _run_worker(__file__, spec, timeout=timeout, env=env)
+
+
 def worker(spec):
     """Fit one size; return a dict of measurements (run in a child process)."""
     if spec.get("task") == "machine":
         return {"info": machine_info(), "ceilings": machine_ceilings()}
     import numpy as np
 
-    from skmoe import MixtureOfExpertsRegressor, SoftmaxGate
+    from skmoe import MixtureOfExpertsRegressor
     from skmoe import _kernels as kern
     from skmoe.datasets import make_moe_regression
 
@@ -346,55 +318,12 @@ def worker(spec):
         )
         res["csv_s"] = time.perf_counter() - t0
 
-    # count the gate's iterations, objective evaluations and Hessian rows
-    # (instrumentation only: wrappers around the module's own functions)
-    import skmoe._gating as gating
-
-    gate_iters = []
-    counts = {"evals": 0, "given": 0, "hessians": 0, "hessian_rows": 0, "predicts": 0}
-    original_fit = SoftmaxGate._fit
-    original_predict = SoftmaxGate.predict_log_proba
-    originals = {
-        name: getattr(gating, name) for name in ("gate_objective", "gate_hessian")
-    }
-
-    def counting_fit(self, X, *args, **kwargs):
-        out = original_fit(self, X, *args, **kwargs)
-        if X.shape[0] == n:  # not the first fit's subsample (above 1e5 rows)
-            gate_iters.append(self.n_iter_)
-        return out
-
-    def counting_predict(self, *args, **kwargs):
-        counts["predicts"] += 1
-        return original_predict(self, *args, **kwargs)
-
-    def counting_eval(name):
-        def run(*args, **kwargs):
-            # an evaluation from given log-probabilities (its 8th argument),
-            # counted in passes over all n rows (the first gate fit above
-            # 1e5 rows runs on a subsample)
-            given = len(args) > 7 and bool(args[7])
-            counts["given" if given else "evals"] += args[0].shape[0] / n
-            return originals[name](*args, **kwargs)
-
-        return run
-
-    def counting_hessian(X, *args):
-        counts["hessians"] += 1
-        stride = args[-1] if len(args) > 4 else 1
-        counts["hessian_rows"] += -(-X.shape[0] // stride)
-        return originals["gate_hessian"](X, *args)
-
-    SoftmaxGate._fit = counting_fit
-    SoftmaxGate.predict_log_proba = counting_predict
-    gating.gate_objective = counting_eval("gate_objective")
-    gating.gate_hessian = counting_hessian
     model = MixtureOfExpertsRegressor(
         n_experts=K, random_state=0, tol=1e-6, max_iter=spec["max_iter"]
     )
-    res["rss_before_fit_mb"] = _current_rss_mb()
-    res["peak_rss_before_fit_mb"] = _rss_mb()
-    res["peak_reset"] = _reset_peak_rss()
+    res["rss_before_fit_mb"] = current_rss_mb()
+    res["peak_rss_before_fit_mb"] = rss_mb()
+    res["peak_reset"] = reset_peak_rss()
     prof = cProfile.Profile() if spec.get("profile") else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -411,10 +340,6 @@ def worker(spec):
     # more of them (uninstrumented, the same model) and keep the median
     fit_times, cpu_times = [res["fit_s"]], [res["cpu_s"]]
     if prof is None and res["fit_s"] < SHORT_FIT_S:
-        SoftmaxGate._fit = original_fit
-        SoftmaxGate.predict_log_proba = original_predict
-        for name, fn in originals.items():
-            setattr(gating, name, fn)
         for _ in range(SHORT_FIT_REPEATS - 1):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -426,25 +351,26 @@ def worker(spec):
         res["fit_s"] = float(np.median(fit_times))
         res["cpu_s"] = float(np.median(cpu_times))
     res["fit_repeats"] = len(fit_times)
-    SoftmaxGate._fit = original_fit
-    SoftmaxGate.predict_log_proba = original_predict
-    for name, fn in originals.items():
-        setattr(gating, name, fn)
-    res["peak_rss_mb"] = _rss_mb()  # getrusage: whole process lifetime
-    res["fit_peak_rss_mb"] = _vm_hwm_mb() if res["peak_reset"] else float("nan")
+    res["peak_rss_mb"] = rss_mb()  # getrusage: whole process lifetime
+    res["fit_peak_rss_mb"] = vm_hwm_mb() if res["peak_reset"] else float("nan")
     res["warnings"] = sorted({type(w.message).__name__ for w in caught})
     res["n_iter"] = int(model.n_iter_)
     res["converged"] = bool(model.converged_)
     res["log_likelihood"] = float(model.log_likelihood_)
     res["s_per_iter"] = res["fit_s"] / model.n_iter_
-    res["gate_iters_total"] = int(sum(gate_iters))
-    res["gate_iters_per_mstep"] = float(np.mean(gate_iters)) if gate_iters else 0.0
-    n_msteps = max(len(gate_iters), 1)
-    res["gate_evals_per_mstep"] = counts["evals"] / n_msteps
-    res["given_evals_per_mstep"] = counts["given"] / n_msteps
-    res["hessians_per_mstep"] = counts["hessians"] / n_msteps
-    res["hessian_rows_per_mstep"] = counts["hessian_rows"] / n_msteps
-    res["gate_predicts_per_iter"] = counts["predicts"] / max(model.n_iter_, 1)
+    # the work the fit did, as the in-memory backend counts it: rows of the
+    # gate's evaluations in passes over all n rows, per M-step
+    counts = model._fit_counts
+    m_steps = max(counts.get("m_steps", 0), 1)
+    res["counts"] = counts
+    res["gate_steps_per_mstep"] = counts.get("gate_steps", 0) / m_steps
+    res["gate_evals_per_mstep"] = counts.get("gate_rows", 0) / n / m_steps
+    res["given_evals_per_mstep"] = counts.get("gate_given_rows", 0) / n / m_steps
+    res["sum_starts_per_mstep"] = counts.get("gate_sum_starts", 0) / m_steps
+    res["hessian_rows_per_mstep"] = counts.get("gate_hessian_rows", 0) / m_steps
+    res["gate_predicts_per_iter"] = (
+        counts.get("gate_predict_rows", 0) / n / max(model.n_iter_, 1)
+    )
     res["flops_per_iter"] = flops_per_iteration(
         n,
         d,
@@ -466,88 +392,9 @@ def worker(spec):
     return res
 
 
-def run_worker(spec, timeout=None, env=None):
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"worker failed for {spec}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    for line in proc.stdout.splitlines()[::-1]:
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"no result from worker for {spec}:\n{proc.stdout[-3000:]}")
-
-
 # ---------------------------------------------------------------------------
 # machine and environment
 # ---------------------------------------------------------------------------
-
-
-def machine_info():
-    import numba
-    import numpy as np
-    import scipy
-    import sklearn
-    from threadpoolctl import threadpool_info
-
-    import skmoe
-
-    info = {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "sklearn": sklearn.__version__,
-        "numba": numba.__version__,
-        "skmoe": getattr(skmoe, "__version__", "?"),
-        "cpus": os.cpu_count(),
-        "numba_threads": numba.config.NUMBA_NUM_THREADS,
-        "cpu": platform.processor() or platform.machine(),
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:  # pragma: no cover
-        pass
-    np.zeros(1) @ np.zeros(1)
-    blas = [
-        f"{p.get('internal_api')} {p.get('version')} threads={p.get('num_threads')}"
-        for p in threadpool_info()
-        if p.get("user_api") == "blas"
-    ]
-    info["blas"] = "; ".join(blas) or "?"
-    return info
-
-
-def machine_ceilings():
-    """Rough ceilings for the roofline column: dgemm GFLOP/s and copy GB/s."""
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.RandomState(0)
-    a = rng.standard_normal((1500, 1500))
-    b = rng.standard_normal((1500, 1500))
-    flops = 2 * 1500**3
-    out = {}
-    a @ b
-    out["dgemm_gflops_all_threads"] = flops / _best_time(lambda: a @ b, 3) / 1e9
-    with threadpool_limits(1, user_api="blas"):
-        out["dgemm_gflops_1_thread"] = flops / _best_time(lambda: a @ b, 3) / 1e9
-    big = rng.standard_normal(25_000_000)  # 200 MB
-    dst = np.empty_like(big)
-    t = _best_time(lambda: np.copyto(dst, big), 3)
-    out["copy_gbs"] = 2 * big.nbytes / t / 1e9  # read + write
-    return out
-
-
-def load_average():
-    try:
-        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:  # pragma: no cover
-        return "?"
 
 
 def cold_compile_seconds():
@@ -582,88 +429,9 @@ def cold_compile_seconds():
 # ---------------------------------------------------------------------------
 
 
-def flexmix_available():
-    rscript = shutil.which("Rscript")
-    if rscript is None:
-        return None, "Rscript not found on PATH"
-    proc = subprocess.run(
-        [rscript, "-e", "cat(requireNamespace('flexmix', quietly=TRUE))"],
-        capture_output=True,
-        text=True,
-    )
-    if "TRUE" not in proc.stdout:
-        return None, "R package flexmix is not installed"
-    return rscript, None
-
-
-def run_flexmix(rscript, csv, K, nrep, seed, timeout):
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [rscript, FLEXMIX_SCRIPT, csv, str(K), str(nrep), str(seed)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    wall = time.perf_counter() - t0
-    reps = []
-    info = ""
-    for line in proc.stdout.splitlines():
-        if line.startswith("INFO"):
-            info = line[5:]
-        if line.startswith("REP"):
-            fields = dict(kv.split("=", 1) for kv in line.split()[2:])
-            reps.append(fields)
-    if not reps:
-        return {"error": (proc.stderr or proc.stdout)[-500:]}
-    ok = [r for r in reps if "loglik" in r]
-    secs = [float(r["seconds"]) for r in reps]
-    cpus = [float(r.get("cpu", "nan")) for r in reps]
-    out = {
-        "info": info,
-        "reps": reps,
-        "n_ok": len(ok),
-        "total_s": sum(secs),
-        "per_rep_s": sum(secs) / len(secs),
-        "per_rep_cpu_s": sum(cpus) / len(cpus),
-        "process_wall_s": wall,
-    }
-    if ok:
-        best = max(ok, key=lambda r: float(r["loglik"]))
-        out.update(
-            best_loglik=float(best["loglik"]),
-            best_iter=int(best["iter"]),
-            best_k=int(best["k"]),
-            best_seconds=float(best["seconds"]),
-            worst_loglik=min(float(r["loglik"]) for r in ok),
-            iters=[int(r["iter"]) for r in ok],
-            ks=[int(r["k"]) for r in ok],
-        )
-    return out
-
-
 # ---------------------------------------------------------------------------
 # printing
 # ---------------------------------------------------------------------------
-
-
-def _fmt_table(headers, rows):
-    widths = [
-        max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
-        for i, h in enumerate(headers)
-    ]
-    line = "  ".join(str(h).rjust(w) for h, w in zip(headers, widths, strict=True))
-    sep = "  ".join("-" * w for w in widths)
-    body = [
-        "  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows
-    ]
-    return "\n".join([line, sep, *body])
-
-
-def _n_label(n):
-    return f"{n:.0e}".replace("e+0", "e")
 
 
 def print_fit_table(results, slow_s, peak_gflops):
@@ -676,7 +444,7 @@ def print_fit_table(results, slow_s, peak_gflops):
         "cpu/wall",
         "n_iter",
         "s/iter",
-        "gate it/ev/gv/H",
+        "gate st/ev/gv/sum/Hrows",
         "log_likelihood",
         "conv",
         "GFLOP/it",
@@ -696,7 +464,7 @@ def print_fit_table(results, slow_s, peak_gflops):
             note.append("not converged")
         rows.append(
             [
-                _n_label(r["n"]),
+                n_label(r["n"]),
                 r["d"],
                 r["K"],
                 f"{r.get('load', float('nan')):.1f}",
@@ -704,9 +472,9 @@ def print_fit_table(results, slow_s, peak_gflops):
                 f"{r['cpu_s'] / r['fit_s']:.2f}",
                 r["n_iter"],
                 f"{r['s_per_iter']:.4f}",
-                f"{r['gate_iters_per_mstep']:.1f}/{r['gate_evals_per_mstep']:.1f}/"
-                f"{r.get('given_evals_per_mstep', 0.0):.1f}/"
-                f"{r['hessians_per_mstep']:.1f}",
+                f"{r['gate_steps_per_mstep']:.1f}/{r['gate_evals_per_mstep']:.1f}/"
+                f"{r['given_evals_per_mstep']:.1f}/{r['sum_starts_per_mstep']:.1f}/"
+                f"{r['hessian_rows_per_mstep']:.0f}",
                 f"{r['log_likelihood']:.4f}",
                 "yes" if r["converged"] else "no",
                 f"{r['flops_per_iter'] / 1e9:.3f}",
@@ -718,7 +486,7 @@ def print_fit_table(results, slow_s, peak_gflops):
                 ",".join(note),
             ]
         )
-    print(_fmt_table(headers, rows))
+    print(fmt_table(headers, rows))
 
 
 def print_numpy_fit_table(results):
@@ -741,7 +509,7 @@ def print_numpy_fit_table(results):
             continue
         rows.append(
             [
-                _n_label(r["n"]),
+                n_label(r["n"]),
                 r["d"],
                 r["K"],
                 f"{r['fit_s']:.3f}",
@@ -753,7 +521,7 @@ def print_numpy_fit_table(results):
                 f"{r['log_likelihood'] - q['log_likelihood']:+.2e}",
             ]
         )
-    print(_fmt_table(headers, rows))
+    print(fmt_table(headers, rows))
 
 
 def print_kernel_table(results):
@@ -777,7 +545,7 @@ def print_kernel_table(results):
             continue
         rows.append(
             [
-                _n_label(r["n"]),
+                n_label(r["n"]),
                 r["d"],
                 r["K"],
                 f"{r['estep_numba_s'] * 1e3:.2f}",
@@ -791,7 +559,7 @@ def print_kernel_table(results):
                 f"{r['estep_max_abs_diff']:.1e}",
             ]
         )
-    print(_fmt_table(headers, rows))
+    print(fmt_table(headers, rows))
 
 
 def print_flexmix_table(pairs):
@@ -816,7 +584,7 @@ def print_flexmix_table(pairs):
     rows = []
     notes = []
     for r, fx in pairs:
-        size = [_n_label(r["n"]), r["d"], r["K"], f"{fx.get('load', float('nan')):.1f}"]
+        size = [n_label(r["n"]), r["d"], r["K"], f"{fx.get('load', float('nan')):.1f}"]
         skmoe = [
             f"{r['fit_s']:.3f}",
             f"{r['cpu_s']:.3f}",
@@ -842,7 +610,7 @@ def print_flexmix_table(pairs):
                 f"{r['log_likelihood'] - fx['best_loglik']:+.4f}" if has else "-",
             ]
         )
-    print(_fmt_table(headers, rows))
+    print(fmt_table(headers, rows))
     for note in notes:
         print(note)
     print(
@@ -858,7 +626,7 @@ def print_flexmix_table(pairs):
 
 
 def print_targets(results, fx_pairs):
-    """The issue's targets, each with the measured figure (when measured)."""
+    """The speed targets, each with the measured figure (when measured)."""
     by_size = {(r["n"], r["d"], r["K"]): r for r in results}
     lines = []
     pair = [(r, fx) for r, fx in fx_pairs if (r["n"], r["d"], r["K"]) == (10**4, 5, 3)]
@@ -867,19 +635,20 @@ def print_targets(results, fx_pairs):
         wall = fx["per_rep_s"] / r["fit_s"]
         cpu = fx["per_rep_cpu_s"] / r["cpu_s"]
         diff = r["log_likelihood"] - fx["best_loglik"]
-        ok = wall >= 30 and diff >= -1e-3
+        ok = wall >= 100 and diff >= -1e-3
         lines.append(
             f"n=1e4 d=5 K=3: flexmix start / skmoe fit {wall:.1f}x wall "
-            f"({cpu:.1f}x CPU), target >= 30x; log-likelihood skmoe - flexmix "
+            f"({cpu:.1f}x CPU), target >= 100x; log-likelihood skmoe - flexmix "
             f"{diff:+.4f}, target >= 0 (to 1e-3): {'met' if ok else 'MISSED'}"
         )
     big = by_size.get((10**6, 20, 8))
     if big is not None:
-        ok = big["s_per_iter"] < 0.3 and big["fit_s"] < 30
+        usage = big["cpu_s"] / big["fit_s"]
+        ok = big["s_per_iter"] < 0.15 and big["fit_s"] < 8 and usage > 1.7
         lines.append(
             f"n=1e6 d=20 K=8: {big['s_per_iter']:.3f} s per EM iteration (target "
-            f"< 0.3), full fit {big['fit_s']:.1f} s (target < 30): "
-            f"{'met' if ok else 'MISSED'}"
+            f"< 0.15), full fit {big['fit_s']:.1f} s (target < 8), CPU/wall "
+            f"{usage:.2f} (target > 1.7): {'met' if ok else 'MISSED'}"
         )
     estep = [r for r in results if r["n"] == 10**6 and "estep_numba_s" in r]
     for r in estep:
@@ -889,7 +658,7 @@ def print_targets(results, fx_pairs):
             f"reference (target >= 3x): {'met' if ratio >= 3 else 'MISSED'}"
         )
     if lines:
-        print("\n=== Targets (issue 3) ===")
+        print("\n=== Targets ===")
         for line in lines:
             print(line)
 
@@ -911,7 +680,7 @@ def print_profile(res):
         for k in (
             "EM M-step (all)",
             "EM E-step (all)",
-            "initial responsibilities (k-means)",
+            "start (k-means)",
         )
     )
     rows.append(
@@ -923,7 +692,7 @@ def print_profile(res):
             f"{100 * rest / res['fit_s']:.1f}",
         ]
     )
-    print(_fmt_table(headers, rows))
+    print(fmt_table(headers, rows))
 
 
 # ---------------------------------------------------------------------------
@@ -1208,10 +977,12 @@ def main(argv=None):
         "load: the machine's 1-minute load average when the size started (the "
         f"machine has {os.cpu_count()} CPUs). cpu/wall: process CPU seconds per "
         "wall second (up to the number of cores when the fit has them; well "
-        "below 1 means other processes took the machine). gate it/ev/gv/H: per "
-        "M-step, the gate's Newton steps (or L-BFGS iterations), objective "
-        "evaluations (passes over the rows), evaluations from the E-step's "
-        "gate (log-)probabilities (gradient product only) and Hessians. "
+        "below 1 means other processes took the machine). gate st/ev/gv/sum/Hrows: "
+        "per M-step, the gate's Newton steps (or L-BFGS iterations), objective "
+        "evaluations (passes over the rows), evaluations from kept "
+        "log-probabilities (gradient product only), first gradients from "
+        "weighted sums (no pass) and rows summed in Hessians, as the fit "
+        "counts them (model._fit_counts). "
         "GFLOP/it: the flop "
         "model of one EM iteration (flops_per_iteration, row-wise element cost "
         f"c = {ROW_FLOPS_PER_ELEMENT}); GFLOP/s: that over the measured s/iter "
@@ -1259,7 +1030,7 @@ def main(argv=None):
         for r, fx in fx_pairs:
             for rep in fx.get("reps", []):
                 print(
-                    f"  n={_n_label(r['n'])} d={r['d']} K={r['K']} rep: "
+                    f"  n={n_label(r['n'])} d={r['d']} K={r['K']} rep: "
                     + " ".join(f"{k}={v}" for k, v in rep.items())
                 )
     print_targets(results, fx_pairs)
@@ -1276,8 +1047,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        result = worker(json.loads(sys.argv[2]))
-        print("RESULT " + json.dumps(result, default=str))
-    else:
-        main()
+    worker_main(worker, main)

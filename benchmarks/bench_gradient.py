@@ -36,7 +36,7 @@ def _partial_fit(moe, X, y, **kwargs):
         for start in range(0, len(X), 200):
             rows = order[start : start + 200]
             moe.partial_fit(X[rows], y[rows], **kwargs)
-    return moe.score_samples(X, y).sum()
+    return moe.conditional_log_likelihood(X, y).sum()
 
 
 def _row(task, n, method, moe, X, y, true_ll, **kwargs):

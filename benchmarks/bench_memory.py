@@ -1,4 +1,4 @@
-"""Memory over a long EM run: resident memory after every iteration.
+"""Memory over a long EM run: resident memory through the iterations.
 
 Run from the repository root::
 
@@ -7,18 +7,21 @@ Run from the repository root::
 
 The data are ``make_moe_regression(n_samples=n, n_features=d, n_experts=K,
 random_state=0)``; the model ``MixtureOfExpertsRegressor(n_experts=K, tol=0,
-max_iter=--max-iter, random_state=0)``, so EM runs every iteration. The
-resident set size (``/proc/self/statm``, Linux) is read after each E-step;
-the table shows it at a few iterations, the process's peak
-(``resource.getrusage``), and the growth between the end of the fifth
-iteration (the first ones allocate the buffers the later ones reuse) and the
-last: a flat run grows by about nothing, a leak by the same amount every
-iteration.
+max_iter=--max-iter, random_state=0)``, so EM runs every iteration. A
+thread samples the resident set size (``/proc/self/statm``, Linux) every
+10 ms during the fit; the samples are mapped to iterations by time (the
+fit's own timing of its start and its iterations, ``_fit_counts``, with
+iterations of equal length). The table shows it at a few iterations, the
+process's peak (``resource.getrusage``), and the growth between the end of
+the fifth iteration (the first ones allocate the buffers the later ones
+reuse) and the last: a flat run grows by about nothing, a leak by the same
+amount every iteration.
 """
 
 import argparse
 import os
 import resource
+import threading
 import time
 import warnings
 
@@ -63,25 +66,37 @@ def main(argv=None):
     est = MixtureOfExpertsRegressor(
         n_experts=args.K, tol=0, max_iter=args.max_iter, random_state=0
     )
-    trace = []
-    e_step = MixtureOfExpertsRegressor._e_step
+    samples = []  # (seconds since the fit began, RSS MiB)
+    done = threading.Event()
 
-    def recording_e_step(self, *a, **k):
-        out = e_step(self, *a, **k)
-        trace.append(rss_mib())
-        return out
+    def sample(t0):
+        while not done.is_set():
+            samples.append((time.perf_counter() - t0, rss_mib()))
+            time.sleep(0.01)
 
-    # patched on the class: fit runs each restart on a copy of the estimator
-    MixtureOfExpertsRegressor._e_step = recording_e_step
     start = time.perf_counter()
+    sampler = threading.Thread(target=sample, args=(start,), daemon=True)
+    sampler.start()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(X, y)
     finally:
-        MixtureOfExpertsRegressor._e_step = e_step
+        done.set()
+        sampler.join()
     seconds = time.perf_counter() - start
-
+    counts = est._fit_counts
+    # iteration i ends at start_s + i * (iterations_s / n_iter), give or take
+    # the validation before the start
+    at = np.array([t for t, _ in samples])
+    rss = np.array([m for _, m in samples])
+    lead = seconds - counts["start_s"] - counts["iterations_s"]
+    ends = (
+        lead
+        + counts["start_s"]
+        + counts["iterations_s"] * (np.arange(1, est.n_iter_ + 1) / est.n_iter_)
+    )
+    trace = [rss[max(0, np.searchsorted(at, end) - 1)] for end in ends]
     trace = np.asarray(trace)
     print(
         f"n={args.n} d={args.d} K={args.K} iterations={est.n_iter_} "

@@ -38,9 +38,8 @@ print(
     f"held-out R^2: mixture of experts {moe.score(X_test, y_test):.3f}, "
     f"one linear model {single.score(X_test, y_test):.3f}"
 )
-print(
-    f"held-out log-likelihood per row: {moe.score_samples(X_test, y_test).mean():.3f}"
-)
+held_out = moe.conditional_log_likelihood(X_test, y_test)
+print(f"held-out log-likelihood per row: {held_out.mean():.3f}")
 
 # %%
 # The recovered experts

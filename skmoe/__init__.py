@@ -2,9 +2,9 @@
 
 from ._classification import MixtureOfExpertsClassifier
 from ._compare import compare
-from ._gating import SoftmaxGate
-from ._hierarchical import HierarchicalGate
-from ._mlp_gate import SoftmaxMLPGate
+from ._gates._hierarchical import HierarchicalGate
+from ._gates._mlp import SoftmaxMLPGate
+from ._gates._softmax import SoftmaxGate
 from ._regression import MixtureOfExpertsRegressor
 from ._selection import expert_n_parameters, select_n_experts
 

@@ -4,16 +4,10 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets
 
 from ._base import BaseMixtureOfExperts
-from ._experts import fit_experts
-from ._online import partial_fit as _online_partial_fit
-from ._online import supports_partial_fit
-
-# Expert probabilities are floored here in the likelihood: a tree leaf that
-# never saw a class gives it probability 0, which would make log p = -inf.
-_PROBA_FLOOR = 1e-12
+from ._em._online import online_partial_fit, supports_partial_fit
+from ._likelihoods import CategoricalLikelihood
 
 
 class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
@@ -143,7 +137,7 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Sparse gating at prediction: keep only the ``top_k`` largest gate
         weights per row, renormalised, and call each expert only on the
         rows routed to it. None uses every expert. Densities
-        (``score_samples``, ``responsibilities``) always use every expert.
+        (``conditional_log_likelihood``, ``responsibilities``) always use every expert.
     n_jobs : int, default=None
         Jobs for fitting experts, and running the ``n_init`` restarts, in
         parallel through joblib. None means 1 unless in a
@@ -223,65 +217,6 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
 
     _is_classifier_moe = True
 
-    def __init__(
-        self,
-        estimator=None,
-        *,
-        n_experts=3,
-        estimators=None,
-        gate="linear",
-        gate_alpha=1e-3,
-        gate_hidden_layer_sizes=(16,),
-        gate_features=None,
-        gate_load_balance=0.0,
-        gate_depth=2,
-        gate_branching=2,
-        training="em",
-        gradient_solver="lbfgs",
-        batch_size="auto",
-        learning_rate_init=1e-2,
-        learning_decay=0.51,
-        learning_offset=1.0,
-        max_iter=200,
-        tol=1e-6,
-        n_init=1,
-        init="kmeans",
-        top_k=None,
-        n_jobs=None,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        warm_start=False,
-    ):
-        super().__init__(
-            estimator,
-            n_experts=n_experts,
-            estimators=estimators,
-            gate=gate,
-            gate_alpha=gate_alpha,
-            gate_hidden_layer_sizes=gate_hidden_layer_sizes,
-            gate_features=gate_features,
-            gate_load_balance=gate_load_balance,
-            gate_depth=gate_depth,
-            gate_branching=gate_branching,
-            training=training,
-            gradient_solver=gradient_solver,
-            batch_size=batch_size,
-            learning_rate_init=learning_rate_init,
-            learning_decay=learning_decay,
-            learning_offset=learning_offset,
-            max_iter=max_iter,
-            tol=tol,
-            n_init=n_init,
-            init=init,
-            top_k=top_k,
-            n_jobs=n_jobs,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            warm_start=warm_start,
-        )
-
     def _default_expert(self):
         return LogisticRegression()
 
@@ -324,67 +259,13 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
             The updated estimator; ``log_likelihood_`` is that of the batch
             after its update and ``n_iter_`` the number of batches seen.
         """
-        return _online_partial_fit(self, X, y, sample_weight, classes)
+        return online_partial_fit(self, X, y, sample_weight, classes)
 
-    def _validate_targets(self, y, *, fitting, sample_weight=None):
-        if fitting:
-            check_classification_targets(y)
-            self.classes_, codes = np.unique(y, return_inverse=True)
-            # rows of zero weight are left out: their labels do not count
-            present = np.unique(codes[sample_weight > 0])
-            if present.size < 2:
-                raise ValueError(
-                    "The classifier needs samples of at least 2 classes in the "
-                    f"data, but the data contains only one class: "
-                    f"{self.classes_[present[0]]!r}."
-                )
-            return codes
-        codes = np.searchsorted(self.classes_, y)
-        codes = np.clip(codes, 0, self.classes_.size - 1)
-        unknown = self.classes_[codes] != y
-        if np.any(unknown):
-            raise ValueError(
-                f"y contains labels not seen in fit: {np.unique(y[unknown])!r}."
-            )
-        return codes
+    def _likelihood_for(self, y, sample_weight):
+        return CategoricalLikelihood.from_targets(y, sample_weight)
 
-    def _kmeans_target_columns(self, Y):
-        # cluster on the inputs alone: clusters split by label would make
-        # class-pure experts that a gate over x cannot tell apart
-        return np.empty((Y.shape[0], 0))
-
-    def _m_step_experts(self, X, Y, weights):
-        self.experts_ = fit_experts(
-            self._templates,
-            X,
-            Y,
-            weights,
-            is_classifier=True,
-            y_is_1d=True,
-            n_jobs=self.n_jobs,
-        )
-        return self._expert_outputs(X), None
-
-    def _expert_outputs(self, X, experts=None, rows=None):
-        """Expert class probabilities on the full ``classes_``,
-        shape (n_samples, n_experts, n_classes)."""
-        experts = self.experts_ if experts is None else experts
-        proba = np.zeros((X.shape[0], len(experts), self.classes_.size))
-        for k, est in enumerate(experts):
-            idx = slice(None) if rows is None else rows[k]
-            Xk = X[idx]
-            if Xk.shape[0]:
-                # experts were fitted on label codes: est.classes_ indexes ours
-                aligned = np.zeros((Xk.shape[0], self.classes_.size))
-                aligned[:, np.asarray(est.classes_, dtype=np.intp)] = est.predict_proba(
-                    Xk
-                )
-                proba[idx, k, :] = aligned
-        return proba
-
-    def _log_prob_from_outputs(self, outputs, Y):
-        p = np.take_along_axis(outputs, Y[:, None, None], axis=2)[:, :, 0]
-        return np.log(np.maximum(p, _PROBA_FLOOR))
+    def _likelihood_of_classes(self, classes):
+        return CategoricalLikelihood(np.asarray(classes))
 
     def predict_proba(self, X):
         """Class probabilities of the mixture, ``sum_k g_k(x) p_k(y | x)``.
@@ -441,5 +322,5 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         -------
         y_experts : ndarray of shape (n_samples, n_experts)
         """
-        proba = self._expert_outputs(self._check_X(X))
+        proba = self._likelihood.outputs(self.experts_, self._check_X(X))
         return self.classes_[np.argmax(proba, axis=2)]

@@ -1,30 +1,13 @@
 """Fitting experts on responsibility-weighted data (the experts' M-step)."""
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from joblib import Parallel, delayed
-from scipy import linalg
-from scipy.linalg import lapack
 from sklearn.base import clone
 from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
-from ._kernels import n_threads, single_threaded_blas, weighted_design
-
-# Rows per chunk of the experts' normal equations: a chunk and its weighted
-# copies stay in cache while BLAS multiplies them.
-_GRAM_CHUNK_ROWS = 2048
-
-# Rows per chunk of the linear experts' predictions (see linear_expert_means).
-_MEANS_CHUNK_ROWS = 8192
-
-# Rows (about; evenly strided) whose mean centres the experts' Gram matrices.
-_SHIFT_ROWS = 10_000
-
-_CHOLESKY_ROUTINES = (lapack.dpotrf, lapack.dpocon, lapack.dpotrs)
+from ._em._stats import closed_form_experts, fast_linear_alpha
 
 
 def sample_weight_key(estimator):
@@ -64,270 +47,6 @@ def check_experts(names, estimators, *, need_proba):
                 "classification experts must give class probabilities (for SVC, "
                 "set probability=True)."
             )
-
-
-def _fast_linear_alpha(estimator):
-    """Ridge penalty for the closed-form path, or None where it does not apply.
-
-    The closed form reproduces LinearRegression and Ridge (scalar alpha, the
-    direct solvers) exactly; anything else goes through the estimator's fit.
-    """
-    if type(estimator) is LinearRegression:
-        if estimator.positive:
-            return None
-        return 0.0
-    if type(estimator) is Ridge:
-        if estimator.positive or estimator.solver not in ("auto", "cholesky"):
-            return None
-        if not np.isscalar(estimator.alpha):
-            return None
-        return float(estimator.alpha)
-    return None
-
-
-def _map_row_chunks(work, n, chunk):
-    """Call ``work`` on each thread's share of the rows; return the results.
-
-    The rows ``0 .. n`` go in chunks of ``chunk`` (slices), split in order
-    into ``n_threads()`` shares of consecutive chunks (one share below four
-    chunks per thread), each share one ``work(slices)`` call on its own
-    thread; the results come back in order, so sums of them do not depend on
-    timing. BLAS runs on one thread inside: the chunks' products are small,
-    and threaded BLAS would idle spinning beside these threads.
-    """
-    starts = range(0, n, chunk)
-    n_parts = max(1, min(n_threads(), len(starts) // 4))
-    bounds = np.linspace(0, len(starts), n_parts + 1).astype(int)
-    shares = [
-        [slice(start, min(n, start + chunk)) for start in starts[lo:hi]]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
-    with single_threaded_blas():
-        if n_parts == 1:
-            return [work(shares[0])]
-        with ThreadPoolExecutor(n_parts) as pool:
-            return list(pool.map(work, shares))
-
-
-def _weighted_grams(X, x_shift, Y, weights):
-    """Weighted Gram matrices of ``Z = [X - x_shift, 1, Y]`` for every expert.
-
-    Returns ``G`` of shape (n_experts, p, p), ``p = n_features + 1 + n_outputs``,
-    with ``G[k] = Z^T diag(weights[:, k]) Z``: in one pass over the rows it
-    holds each expert's ``X0^T W X0``, ``X0^T W Y``, ``W``-weighted column sums
-    and total weight. The rows go in chunks (``Z`` is never formed whole), each
-    chunk one BLAS product for all experts at once, ``Z_c^T [w_1 Z_c, ...]``;
-    the chunks are split over threads (:func:`_map_row_chunks`).
-    """
-    n, d = X.shape
-    q = Y.shape[1]
-    K = weights.shape[1]
-    p = d + 1 + q
-    size = min(_GRAM_CHUNK_ROWS, n)
-
-    def part(share):
-        G = np.zeros((p, K * p))
-        Z = np.empty((size, p))
-        ZW = np.empty((size, K, p))
-        for rows in share:
-            m = rows.stop - rows.start
-            z, zw = Z[:m], ZW[:m]
-            weighted_design(X[rows], x_shift, Y[rows], weights[rows], z, zw)
-            G += z.T @ zw.reshape(m, K * p)
-        return G
-
-    G = sum(_map_row_chunks(part, n, _GRAM_CHUNK_ROWS))
-    # G[a, k * p + c] = sum_i w_ik z_ia z_ic
-    return G.reshape(p, K, p).transpose(1, 0, 2)
-
-
-def _solve_positive_definite(A, B):
-    """``A^{-1} B`` by Cholesky, or None where ``A`` is singular to round-off.
-
-    What ``scipy.linalg.solve(A, B, assume_a="pos")`` computes, and None
-    where it raises or warns (not positive definite, or reciprocal condition
-    number below machine epsilon), through the LAPACK routines themselves:
-    the ``solve`` wrapper and its warning filter cost 5-10x the solve of a
-    few-column system, a fifth of a small fit's M-step.
-    """
-    potrf, pocon, potrs = _CHOLESKY_ROUTINES
-    factor, info = potrf(A, lower=False, clean=False)
-    if info != 0:
-        return None
-    rcond, info = pocon(factor, np.abs(A).sum(axis=0).max())
-    if info != 0 or not rcond >= np.finfo(np.float64).eps:
-        return None
-    coef, info = potrs(factor, B)
-    return coef if info == 0 else None
-
-
-def _fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d):
-    """Weighted least squares (plus ridge) through the normal equations.
-
-    Hand-written because LinearRegression solves an SVD of the whole weighted
-    design per call, several times the work of one X^T W X product; the
-    result equals LinearRegression/Ridge with the expert's sample weights.
-    ``G`` is the expert's weighted Gram matrix of ``[X0, 1, Y]`` (see
-    :func:`_weighted_grams`), with ``X0 = X - x_shift`` centred once per
-    M-step for stability; the expert's own weighted mean is then removed by
-    a rank-one correction.
-    """
-    d = x_shift.shape[0]
-    fit_intercept = template.fit_intercept
-    A = G[:d, :d]
-    A = 0.5 * (A + A.T)  # symmetric in exact arithmetic
-    B = G[:d, d + 1 :].copy()
-    x_sum = G[:d, d]  # sum_i w_i x0_i
-    w_sum = G[d, d]
-    wy = G[d, d + 1 :]  # w @ Y
-    if fit_intercept:
-        dx = x_sum / w_sum
-        dy = wy / w_sum
-        A -= w_sum * np.outer(dx, dx)
-        B -= w_sum * np.outer(dx, dy)
-    else:
-        # without an intercept the model lives at the origin, not at x_shift
-        dx = np.zeros(d)
-        A = A + np.outer(x_shift, x_sum) + np.outer(x_sum, x_shift)
-        A += w_sum * np.outer(x_shift, x_shift)
-        B = B + np.outer(x_shift, wy)
-        dy = np.zeros(wy.shape[0])
-    if alpha > 0:
-        A[np.diag_indices_from(A)] += alpha
-    coef = _solve_positive_definite(A, B)
-    if coef is None:
-        # singular or ill-conditioned: minimum-norm solution, as lstsq gives
-        coef = linalg.lstsq(A, B, cond=None, check_finite=False)[0]
-    # a shallow copy of the unfitted template: clone() re-inspects the
-    # constructor's signature each time, ~10% of a small fit's M-step, and
-    # copy.copy goes through pickling's __reduce_ex__ (the type is exactly
-    # LinearRegression or Ridge here, see _fast_linear_alpha)
-    est = object.__new__(type(template))
-    est.__dict__.update(template.__dict__)
-    if fit_intercept:
-        intercept = dy - (dx + x_shift) @ coef
-    else:
-        intercept = np.zeros(wy.shape[0])
-    est.coef_ = coef[:, 0] if y_is_1d else coef.T.copy()
-    est.intercept_ = float(intercept[0]) if y_is_1d else intercept
-    est.n_features_in_ = d
-    return est
-
-
-# When centring an expert's Gram matrix on its own weighted mean cancels
-# more than this fraction of a diagonal entry, the rank-one downdate in
-# _fit_linear_closed_form has lost too many digits (an expert concentrated
-# far from the mean of all rows, e.g. its weight on one distinct row).
-_CANCELLATION = 1e-6
-
-
-def _column_spread(grams, x_shift):
-    """Each column's spread under each expert's weights, from its Gram matrix.
-
-    ``grams`` is a stack of Gram matrices of ``[X - x_shift, 1, Y]``, shape
-    (n_experts, D, D). Returns ``(raw, centred, round_off)``, each of shape
-    (n_experts, n_features): the weighted sum of squares about ``x_shift``,
-    the same about the expert's own weighted mean (by the rank-one downdate
-    that _fit_linear_closed_form applies), and whether that spread is
-    round-off beside the column's second moment about the origin (the
-    expert sees one value of it). One helper for the per-expert check and
-    the all-experts-at-once one, so the two cannot drift apart.
-    """
-    d = x_shift.shape[0]
-    w_sum = grams[:, d, d, None]
-    x_sum = grams[:, :d, d]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dx = x_sum / w_sum
-    raw = np.diagonal(grams, axis1=1, axis2=2)[:, :d]
-    centred = raw - w_sum * dx * dx
-    # sum_i w_i x_ij^2 about the origin: the scale of each entry's round-off
-    second_moment = raw + 2 * x_shift * x_sum + w_sum * x_shift**2
-    eps = np.finfo(np.float64).eps
-    round_off = ~(centred > (8 * eps) ** 2 * second_moment)
-    return raw, centred, round_off
-
-
-def _expert_centred_gram(X, x_shift, Y, w, G):
-    """The expert's Gram matrix, recomputed about its own mean where needed.
-
-    ``G`` is centred on ``x_shift`` (the mean of all rows), shared by every
-    expert so that one pass serves them all. Returns ``(shift, gram)``:
-    ``G`` itself, or, where the expert's own centring would cancel most of a
-    diagonal entry, the Gram matrix recomputed with ``x_shift`` moved to the
-    expert's weighted mean (one more pass, for this expert only). Columns
-    whose spread under the expert's weights is round-off (the expert sees
-    one value of them) are zeroed, so that their coefficient is the
-    minimum-norm 0, as LinearRegression gives, rather than round-off noise
-    amplified into a huge slope.
-    """
-    d = x_shift.shape[0]
-    w_sum = G[d, d]
-    if not w_sum > 0:
-        return x_shift, G
-    raw, centred, round_off = _column_spread(G[None], x_shift)
-    if np.any(centred <= _CANCELLATION * raw):
-        x_shift = x_shift + G[:d, d] / w_sum
-        G = _weighted_grams(X, x_shift, Y, np.ascontiguousarray(w[:, None]))[0]
-        round_off = _column_spread(G[None], x_shift)[2]
-    flat = np.flatnonzero(round_off[0])
-    if flat.size:
-        G = G.copy()
-        G[flat, :] = 0.0
-        G[:, flat] = 0.0
-    return x_shift, G
-
-
-def _plain_grams(grams, x_shift):
-    """Which Gram matrices :func:`_expert_centred_gram` would return as they are.
-
-    The same tests, for all experts at once (one set of small array
-    operations instead of one per expert): positive weight, no centring
-    that cancels most of a diagonal entry, no column of round-off spread.
-    """
-    d = x_shift.shape[0]
-    raw, centred, round_off = _column_spread(grams, x_shift)
-    return (
-        (grams[:, d, d] > 0)
-        & np.all(centred > _CANCELLATION * raw, axis=1)
-        & ~np.any(round_off, axis=1)
-    )
-
-
-def linear_expert_means(experts, X, n_outputs):
-    """Predictions of the plain linear experts, all in one matrix product.
-
-    ``LinearRegression`` and ``Ridge`` predict ``X @ coef_.T + intercept_``;
-    stacking their coefficients makes the K predictions one BLAS product
-    instead of K ``predict`` calls, each of which validates (and scans) all
-    of ``X`` again. Returns ``(index, means)``: the experts done here and
-    their predictions, shape (n_samples, len(index), n_outputs).
-    """
-    index = [
-        k
-        for k, est in enumerate(experts)
-        if type(est) in (LinearRegression, Ridge) and hasattr(est, "coef_")
-    ]
-    if not index:
-        return index, None
-    d = X.shape[1]
-    coef = np.concatenate([np.reshape(experts[k].coef_, (n_outputs, d)) for k in index])
-    intercept = np.concatenate(
-        [np.broadcast_to(experts[k].intercept_, (n_outputs,)) for k in index]
-    )
-    n = X.shape[0]
-    means = np.empty((n, coef.shape[0]))
-    coef_t = coef.T
-
-    def part(share):
-        # the product and the intercept chunk by chunk, while it is in cache
-        for rows in share:
-            np.dot(X[rows], coef_t, out=means[rows])
-            means[rows] += intercept
-
-    # in chunks over threads: 42 against 67 ms as one product at 1e6 rows,
-    # 20 features, 8 experts
-    _map_row_chunks(part, n, _MEANS_CHUNK_ROWS)
-    return index, means.reshape(n, len(index), n_outputs)
 
 
 def _fit_one(template, X, y, w, is_classifier):
@@ -386,33 +105,26 @@ def fit_experts(
         sum_i weights[i, k] (X[i] - centre)``, where every expert took the
         closed form (its Gram matrices hold them, so they cost nothing);
         else None. The gate's M-step starts from them (see
-        :meth:`SoftmaxGate.fit_log_proba`).
+        ``SoftmaxGateFit``).
     """
     K = weights.shape[1]
     experts = [None] * K
-    weight_sums = None
-    alphas = [None if is_classifier else _fast_linear_alpha(t) for t in templates]
+    alphas = [None if is_classifier else fast_linear_alpha(t) for t in templates]
     fast = [k for k in range(K) if alphas[k] is not None]
+    weight_sums = None
     if fast:
-        # a centre for the Gram matrices' stability, not an estimate: a
-        # strided subsample's mean serves and skips a pass over X
-        rows = X[:: max(1, X.shape[0] // _SHIFT_ROWS)]
-        # a product, not rows.mean(axis=0): NumPy's reduction down a few
-        # columns cost 0.25 ms per M-step on 1e4 rows, a twentieth of one
-        x_shift = np.full(rows.shape[0], 1.0 / rows.shape[0]) @ rows
-        w_fast = weights if len(fast) == K else weights[:, fast]
-        grams = _weighted_grams(X, x_shift, Y, w_fast)
-        plain = _plain_grams(grams, x_shift)
-        if len(fast) == K:
-            d = x_shift.shape[0]
-            weight_sums = (x_shift, grams[:, d, d].copy(), grams[:, :d, d].copy())
-        for j, k in enumerate(fast):
-            shift, gram = x_shift, grams[j]
-            if not plain[j]:
-                shift, gram = _expert_centred_gram(X, x_shift, Y, weights[:, k], gram)
-            experts[k] = _fit_linear_closed_form(
-                templates[k], alphas[k], gram, shift, y_is_1d
-            )
+        fitted, weight_sums = closed_form_experts(
+            [templates[k] for k in fast],
+            [alphas[k] for k in fast],
+            X,
+            Y,
+            weights if len(fast) == K else weights[:, fast],
+            y_is_1d,
+        )
+        for k, est in zip(fast, fitted, strict=True):
+            experts[k] = est
+        if len(fast) < K:
+            weight_sums = None
     slow = [k for k in range(K) if alphas[k] is None]
     if slow:
         y_fit = Y[:, 0] if (not is_classifier and y_is_1d) else Y

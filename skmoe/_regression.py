@@ -6,34 +6,11 @@ from sklearn.linear_model import LinearRegression
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.metaestimators import available_if
 
+from ._backends._dask import is_dask_collection, predict_blocks
 from ._base import BaseMixtureOfExperts
-from ._experts import fit_experts, linear_expert_means
-from ._kernels import (
-    gaussian_log_prob,
-    gaussian_responsibilities,
-    weighted_sq_residuals,
-)
-from ._online import partial_fit as _online_partial_fit
-from ._online import supports_partial_fit
+from ._em._online import online_partial_fit, supports_partial_fit
+from ._likelihoods import GaussianLikelihood
 from ._predictive import mixture_modes, mixture_quantiles, sample_mixture
-
-# Noise variances are floored at this fraction of the target variance, so an
-# expert that interpolates its points cannot drive the likelihood to infinity.
-_NOISE_FLOOR = 1e-6
-
-
-def noise_floor(mean, var, mean_square, n_rows):
-    """Floor of the experts' noise variances, per output.
-
-    ``mean``, ``var`` and ``mean_square`` are the targets' weighted mean,
-    variance and mean square over ``n_rows`` rows.
-    """
-    # constant y has no spread to take a fraction of: use its scale.
-    # A spread within the round-off of the mean (n eps |y|) is none:
-    # a floor below it would let residual round-off pick the experts
-    roundoff = (n_rows * np.finfo(np.float64).eps) ** 2 * mean_square
-    scale = np.where(mean != 0, mean**2, 1.0)
-    return _NOISE_FLOOR * np.where(var > roundoff, var, scale)
 
 
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
@@ -166,7 +143,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         Sparse gating at prediction: keep only the ``top_k`` largest gate
         weights per row, renormalised, and call each expert only on the
         rows routed to it. None uses every expert. Densities
-        (``score_samples``, ``responsibilities``) always use every expert.
+        (``conditional_log_likelihood``, ``responsibilities``) always use every expert.
     n_jobs : int, default=None
         Jobs for fitting experts, and running the ``n_init`` restarts, in
         parallel through joblib (experts fitted in closed form do not need
@@ -253,65 +230,6 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     _is_classifier_moe = False
 
-    def __init__(
-        self,
-        estimator=None,
-        *,
-        n_experts=3,
-        estimators=None,
-        gate="linear",
-        gate_alpha=1e-3,
-        gate_hidden_layer_sizes=(16,),
-        gate_features=None,
-        gate_load_balance=0.0,
-        gate_depth=2,
-        gate_branching=2,
-        training="em",
-        gradient_solver="lbfgs",
-        batch_size="auto",
-        learning_rate_init=1e-2,
-        learning_decay=0.51,
-        learning_offset=1.0,
-        max_iter=200,
-        tol=1e-6,
-        n_init=1,
-        init="kmeans",
-        top_k=None,
-        n_jobs=None,
-        device="cpu",
-        random_state=None,
-        verbose=0,
-        warm_start=False,
-    ):
-        super().__init__(
-            estimator,
-            n_experts=n_experts,
-            estimators=estimators,
-            gate=gate,
-            gate_alpha=gate_alpha,
-            gate_hidden_layer_sizes=gate_hidden_layer_sizes,
-            gate_features=gate_features,
-            gate_load_balance=gate_load_balance,
-            gate_depth=gate_depth,
-            gate_branching=gate_branching,
-            training=training,
-            gradient_solver=gradient_solver,
-            batch_size=batch_size,
-            learning_rate_init=learning_rate_init,
-            learning_decay=learning_decay,
-            learning_offset=learning_offset,
-            max_iter=max_iter,
-            tol=tol,
-            n_init=n_init,
-            init=init,
-            top_k=top_k,
-            n_jobs=n_jobs,
-            device=device,
-            random_state=random_state,
-            verbose=verbose,
-            warm_start=warm_start,
-        )
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
@@ -354,77 +272,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             The updated estimator; ``log_likelihood_`` is that of the batch
             after its update and ``n_iter_`` the number of batches seen.
         """
-        return _online_partial_fit(self, X, y, sample_weight, None)
+        return online_partial_fit(self, X, y, sample_weight, None)
 
-    def _validate_targets(self, y, *, fitting, sample_weight=None):
-        Y = np.asarray(y, dtype=np.float64)
-        Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
-        if fitting:
-            self._y_is_1d = np.ndim(y) == 1
-            w = sample_weight / sample_weight.sum()
-            mean = w @ Y
-            self._noise_floor = noise_floor(mean, w @ (Y - mean) ** 2, w @ Y**2, len(Y))
-        elif Y.shape[1] != self._noise_floor.shape[0]:
-            raise ValueError(
-                f"y has {Y.shape[1]} output(s) but the model was fitted on "
-                f"{self._noise_floor.shape[0]}."
-            )
-        return Y
-
-    def _kmeans_target_columns(self, Y):
-        return Y
+    def _likelihood_for(self, y, sample_weight):
+        return GaussianLikelihood.from_targets(y, sample_weight)
 
     def _noise_variance_2d(self):
         return self.noise_variance_.reshape(self.n_experts_, -1)
-
-    def _m_step_experts(self, X, Y, weights):
-        self.experts_, weight_sums = fit_experts(
-            self._templates,
-            X,
-            Y,
-            weights,
-            is_classifier=False,
-            y_is_1d=self._y_is_1d,
-            n_jobs=self.n_jobs,
-            return_weight_sums=True,
-        )
-        means = self._expert_outputs(X)
-        sq_resid, n_eff = weighted_sq_residuals(Y, means, weights)
-        var = np.maximum(sq_resid / n_eff[:, None], self._noise_floor)
-        self.noise_variance_ = var[:, 0] if self._y_is_1d else var
-        return means, weight_sums
-
-    def _expert_outputs(self, X, experts=None, rows=None):
-        """Expert means, shape (n_samples, n_experts, n_outputs)."""
-        experts = self.experts_ if experts is None else experts
-        n_outputs = self._noise_floor.shape[0]
-        done = []
-        if rows is None:
-            done, linear_means = linear_expert_means(experts, X, n_outputs)
-        if len(done) == len(experts):
-            return linear_means
-        means = np.zeros((X.shape[0], len(experts), n_outputs))
-        if done:
-            means[:, done, :] = linear_means
-        for k, est in enumerate(experts):
-            if k in done:
-                continue
-            idx = slice(None) if rows is None else rows[k]
-            Xk = X[idx]
-            if Xk.shape[0]:
-                means[idx, k, :] = np.asarray(est.predict(Xk)).reshape(
-                    Xk.shape[0], n_outputs
-                )
-        return means
-
-    def _log_prob_from_outputs(self, outputs, Y):
-        return gaussian_log_prob(Y, outputs, self._noise_variance_2d())
-
-    def _posterior_from_outputs(self, outputs, Y, log_gate):
-        # one pass, without the (n, K) log-densities
-        return gaussian_responsibilities(
-            log_gate, Y, outputs, self._noise_variance_2d()
-        )
 
     def predict(self, X, return_std=False):
         """Mixture mean, ``sum_k g_k(x) f_k(x)``.
@@ -443,15 +297,13 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
         Given a Dask array, both are Dask arrays computed block by block.
         """
-        from ._dask import is_dask_collection, predict_blocks
-
         if is_dask_collection(X):
             return predict_blocks(self, X, return_std=return_std)
         X = self._check_X(X)
         gate = self._routed_gate(X)
         means = self._routed_outputs(X, gate)
         mean = np.einsum("nk,nko->no", gate, means)
-        if self._y_is_1d:
+        if self._likelihood.y_is_1d:
             mean_out = mean[:, 0]
         else:
             mean_out = mean
@@ -465,20 +317,20 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             (means - mean[:, None, :]) ** 2 + self._noise_variance_2d()[None],
         )
         std = np.sqrt(var)
-        return mean_out, (std[:, 0] if self._y_is_1d else std)
+        return mean_out, (std[:, 0] if self._likelihood.y_is_1d else std)
 
     def _mixture_per_output(self, X):
         """(gate, means, stds) of each output's 1-D mixture, each (n, K)."""
         comp = self.predict_components(X)
-        mean = comp.mean[:, :, None] if self._y_is_1d else comp.mean
-        std = comp.std[:, :, None] if self._y_is_1d else comp.std
+        mean = comp.mean[:, :, None] if self._likelihood.y_is_1d else comp.mean
+        std = comp.std[:, :, None] if self._likelihood.y_is_1d else comp.std
         return [
             (comp.weight, mean[:, :, o], std[:, :, o]) for o in range(mean.shape[2])
         ]
 
     def _stack_outputs(self, per_output):
         """(n, ...) per output into the user's target shape."""
-        if self._y_is_1d:
+        if self._likelihood.y_is_1d:
             return per_output[0]
         return np.stack(per_output, axis=1)
 
@@ -500,7 +352,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         gate = self._routed_gate(X)
         means = self._routed_outputs(X, gate)
         stds = np.broadcast_to(np.sqrt(self._noise_variance_2d())[None], means.shape)
-        if self._y_is_1d:
+        if self._likelihood.y_is_1d:
             means, stds = means[:, :, 0], stds[:, :, 0]
         return Bunch(weight=gate, mean=means, std=np.array(stds))
 
@@ -582,5 +434,5 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_experts : ndarray of shape (n_samples, n_experts) or \
                 (n_samples, n_experts, n_outputs)
         """
-        means = self._expert_outputs(self._check_X(X))
-        return means[:, :, 0] if self._y_is_1d else means
+        means = self._likelihood.outputs(self.experts_, self._check_X(X))
+        return means[:, :, 0] if self._likelihood.y_is_1d else means

@@ -52,7 +52,7 @@ def expert_n_parameters(expert, n_classes=None):
     raise ValueError(
         f"Cannot count the parameters of expert {type(expert).__name__}: bic "
         "and aic need linear, tree, gradient-boosting or dummy experts. Compare "
-        "such models by held-out score_samples instead."
+        "such models by held-out conditional_log_likelihood instead."
     )
 
 

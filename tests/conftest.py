@@ -1,7 +1,13 @@
 """Test-session settings."""
 
-import pytest
-from threadpoolctl import threadpool_limits
+import os
+
+# scikit-learn's array API estimator checks run only with SciPy's array API
+# support on, which must be set before SciPy is imported
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")

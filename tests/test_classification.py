@@ -53,7 +53,7 @@ def test_predict_proba_is_the_gated_mixture(mixture_data):
     ll = np.log(proba[np.arange(len(y)), y]).sum()
     assert ll == pytest.approx(clf.log_likelihood_, rel=1e-9)
     np.testing.assert_allclose(
-        clf.score_samples(X, y), np.log(proba[np.arange(len(y)), y])
+        clf.conditional_log_likelihood(X, y), np.log(proba[np.arange(len(y)), y])
     )
     single = LogisticRegression().fit(X, y)
     assert clf.score(X, y) > single.score(X, y) + 0.05
@@ -120,4 +120,4 @@ def test_single_class_and_unseen_label_errors():
         X, np.arange(20) % 2
     )
     with pytest.raises(ValueError, match="not seen in fit"):
-        clf.score_samples(X, np.full(20, 7))
+        clf.conditional_log_likelihood(X, np.full(20, 7))

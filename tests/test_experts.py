@@ -153,9 +153,9 @@ def test_check_experts_names_the_offender():
 
 def test_plain_grams_flags_what_the_per_expert_check_would_change():
     # fit_experts tests all experts' Gram matrices at once and sends only the
-    # flagged ones through _expert_centred_gram: the two must agree on which
+    # flagged ones through expert_centred_gram: the two must agree on which
     # matrices that check returns unchanged
-    from skmoe._experts import _expert_centred_gram, _plain_grams, _weighted_grams
+    from skmoe._em._stats import expert_centred_gram, plain_grams, weighted_grams
 
     rng = np.random.RandomState(0)
     X = rng.standard_normal((400, 3)) + [0.0, 50.0, 0.0]
@@ -170,11 +170,11 @@ def test_plain_grams_flags_what_the_per_expert_check_would_change():
         ]
     )
     x_shift = X.mean(axis=0)
-    grams = _weighted_grams(X, x_shift, Y, weights)
-    plain = _plain_grams(grams, x_shift)
+    grams = weighted_grams(X, x_shift, Y, weights)
+    plain = plain_grams(grams, x_shift)
     unchanged = []
     for k, gram in enumerate(grams):
-        shift, out = _expert_centred_gram(X, x_shift, Y, weights[:, k], gram)
+        shift, out = expert_centred_gram(X, x_shift, Y, weights[:, k], gram)
         unchanged.append(out is gram and shift is x_shift)
     assert plain.tolist() == [True, False, False, False]
     assert unchanged[0] and not unchanged[1] and not unchanged[2]
@@ -187,7 +187,7 @@ def test_row_chunks_over_threads_give_the_whole_products(monkeypatch):
     # products per chunk of rows, the chunks split over threads: the Gram
     # matrices equal the whole weighted products, the predictions each
     # expert's predict
-    import skmoe._experts as experts_module
+    import skmoe._em._stats as experts_module
 
     monkeypatch.setattr(experts_module, "_MEANS_CHUNK_ROWS", 1000)
     monkeypatch.setattr(experts_module, "_GRAM_CHUNK_ROWS", 700)
@@ -197,7 +197,7 @@ def test_row_chunks_over_threads_give_the_whole_products(monkeypatch):
     Y = X @ rng.standard_normal((4, 2)) + rng.standard_normal((12_345, 2))
     weights = rng.uniform(size=(12_345, 2))
     x_shift = X.mean(axis=0)
-    grams = experts_module._weighted_grams(X, x_shift, Y, weights)
+    grams = experts_module.weighted_grams(X, x_shift, Y, weights)
     Z = np.column_stack([X - x_shift, np.ones(12_345), Y])
     for k in range(2):
         np.testing.assert_allclose(

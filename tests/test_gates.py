@@ -18,9 +18,9 @@ from skmoe import (
     SoftmaxGate,
     SoftmaxMLPGate,
 )
-from skmoe._gate_builder import ColumnSubsetGate
-from skmoe._hierarchical import tree_order
-from skmoe._mlp_gate import load_balance_penalty
+from skmoe._gates._builder import ColumnSubsetGate
+from skmoe._gates._hierarchical import tree_order
+from skmoe._gates._mlp import load_balance_penalty
 from skmoe.datasets import make_hme_regression, make_moe_regression
 
 

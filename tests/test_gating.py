@@ -1,9 +1,12 @@
 """The softmax gate fitted on soft targets."""
 
+import copy
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from skmoe import SoftmaxGate
+from skmoe._gates._softmax import SoftmaxGateFit
 
 
 def test_gate_on_hard_targets_equals_unpenalised_multinomial_logit():
@@ -54,7 +57,7 @@ def test_penalty_shrinks_and_warm_start_continues():
 def test_newton_and_lbfgs_reach_the_same_gate():
     # warm fits use Newton's method; the L-BFGS path (Newton disabled by a
     # zero parameter bound) must find the same minimum
-    import skmoe._gating as gating
+    import skmoe._gates._softmax as softmax
 
     rng = np.random.RandomState(3)
     X = rng.standard_normal((500, 3)) * [1.0, 5.0, 0.2]
@@ -67,12 +70,12 @@ def test_newton_and_lbfgs_reach_the_same_gate():
     lbfgs._init_scaler(X, np.ones(500))
     lbfgs._theta = start._theta.copy()
     newton.fit(X, soft, warm_start=True)
-    bound = gating._NEWTON_MAX_PARAMETERS
-    gating._NEWTON_MAX_PARAMETERS = 0
+    bound = softmax.NEWTON_MAX_PARAMETERS
+    softmax.NEWTON_MAX_PARAMETERS = 0
     try:
         lbfgs.fit(X, soft, warm_start=True)
     finally:
-        gating._NEWTON_MAX_PARAMETERS = bound
+        softmax.NEWTON_MAX_PARAMETERS = bound
     assert 1 < newton.n_iter_ < lbfgs.n_iter_
     np.testing.assert_allclose(newton.coef_, lbfgs.coef_, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(newton.intercept_, lbfgs.intercept_, atol=1e-7)
@@ -106,7 +109,7 @@ def test_warm_max_iter_bounds_newton_steps_of_warm_fits_only():
     assert cold_iter > 1 and gate.n_iter_ == 1
 
 
-def test_fit_log_proba_is_fit_then_predict_log_proba():
+def test_gate_fit_keeps_what_predict_log_proba_gives():
     # EM's M-step takes the gate's log-probabilities from Newton's last
     # evaluation, and starts a warm fit from the E-step's: the same fit
     # and the same values as fit followed by predict_log_proba
@@ -115,71 +118,73 @@ def test_fit_log_proba_is_fit_then_predict_log_proba():
     first, second = (rng.dirichlet([1, 1, 1, 1], size=400) for _ in range(2))
     ref = SoftmaxGate(alpha=0.1, warm_max_iter=None).fit(X, first)
     gate = SoftmaxGate(alpha=0.1, warm_max_iter=None)
-    log_proba = gate.fit_log_proba(X, first)
+    workspace = SoftmaxGateFit(X, None)
+    workspace.fit(gate, first, False)
     np.testing.assert_array_equal(gate.coef_, ref.coef_)
-    np.testing.assert_allclose(log_proba, ref.predict_log_proba(X), atol=1e-12)
+    np.testing.assert_allclose(
+        workspace.log_proba, ref.predict_log_proba(X), atol=1e-12
+    )
     ref.fit(X, second, warm_start=True)
-    log_proba = gate.fit_log_proba(X, second, warm_start=True, log_proba=log_proba)
+    workspace.fit(gate, second, True)
     assert gate.n_iter_ == ref.n_iter_ > 1
     np.testing.assert_allclose(gate.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(log_proba, gate.predict_log_proba(X), atol=1e-12)
-    # the given log-probabilities are what a warm fit starts from: wrong
+    np.testing.assert_allclose(
+        workspace.log_proba, gate.predict_log_proba(X), atol=1e-12
+    )
+    # the kept log-probabilities are what a warm fit starts from: wrong
     # ones (here uniform) send it elsewhere, as a wrong gradient would
-    wrong = np.full((400, 4), np.log(0.25))
     moved = SoftmaxGate(alpha=0.1, warm_max_iter=1).fit(X, first)
     kept = SoftmaxGate(alpha=0.1, warm_max_iter=1).fit(X, first)
-    moved.fit_log_proba(X, second, warm_start=True, log_proba=wrong)
+    wrong = SoftmaxGateFit(X, None)
+    wrong.remember(moved, np.full((400, 4), np.log(0.25)))
+    wrong.fit(moved, second, True)
     kept.fit(X, second, warm_start=True)
     assert not np.allclose(moved.coef_, kept.coef_, rtol=1e-3)
+    # values are used only at the parameters they belong to
+    other = SoftmaxGateFit(X, None)
+    other.remember(kept, np.full((400, 4), np.log(0.25)))
+    assert other.values_for(moved) is None
+    assert other.values_for(kept) is not None
 
 
-def test_fit_log_proba_returns_the_probabilities_and_reads_them():
-    # with return_proba the gate hands back its probabilities beside the
-    # log-probabilities; given back, a warm fit reads them for its first
-    # gradient: the same fit as from the log-probabilities alone
+def test_gate_fit_keeps_the_probabilities_and_reads_them():
+    # with keep_proba the workspace keeps the probabilities beside the
+    # log-probabilities; a warm fit reads them for its first gradient: the
+    # same fit as from the log-probabilities alone
     rng = np.random.RandomState(7)
     X = rng.standard_normal((500, 3))
     first, second = (rng.dirichlet([1, 1, 1], size=500) for _ in range(2))
     gate = SoftmaxGate(alpha=0.1, warm_max_iter=None)
-    log_proba, proba = gate.fit_log_proba(X, first, return_proba=True)
-    np.testing.assert_allclose(proba, np.exp(log_proba), rtol=1e-13)
-    np.testing.assert_allclose(proba, gate.predict_proba(X), rtol=1e-12)
+    workspace = SoftmaxGateFit(X, None)
+    workspace.fit(gate, first, False, keep_proba=True)
+    np.testing.assert_allclose(workspace.proba, np.exp(workspace.log_proba), rtol=1e-13)
+    np.testing.assert_allclose(workspace.proba, gate.predict_proba(X), rtol=1e-12)
     ref = SoftmaxGate(alpha=0.1, warm_max_iter=None).fit(X, first)
-    ref_log_proba = ref.fit_log_proba(
-        X, second, warm_start=True, log_proba=log_proba.copy()
-    )
-    log_proba, proba = gate.fit_log_proba(
-        X,
-        second,
-        warm_start=True,
-        log_proba=log_proba,
-        proba=proba,
-        return_proba=True,
-    )
+    ref_workspace = SoftmaxGateFit(X, None)
+    ref_workspace.remember(ref, workspace.log_proba.copy())
+    ref_workspace.fit(ref, second, True)
+    workspace.fit(gate, second, True, keep_proba=True)
     assert gate.n_iter_ == ref.n_iter_ > 1
     np.testing.assert_allclose(gate.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(log_proba, ref_log_proba, atol=1e-12)
-    np.testing.assert_allclose(proba, gate.predict_proba(X), rtol=1e-12)
+    np.testing.assert_allclose(workspace.log_proba, ref_workspace.log_proba, atol=1e-12)
+    np.testing.assert_allclose(workspace.proba, gate.predict_proba(X), rtol=1e-12)
     # read, not recomputed: wrong probabilities (uniform) move the fit
-    moved = SoftmaxGate(alpha=0.1, warm_max_iter=1).fit(X, first)
-    kept = SoftmaxGate(alpha=0.1, warm_max_iter=1).fit(X, first)
-    moved.fit_log_proba(
-        X,
-        second,
-        warm_start=True,
-        log_proba=kept.predict_log_proba(X),
-        proba=np.full((500, 3), 1 / 3),
-    )
+    moved = SoftmaxGate(alpha=0.1, warm_max_iter=1)
+    wrong = SoftmaxGateFit(X, None)
+    wrong.fit(moved, first, False, keep_proba=True)
+    kept = copy.deepcopy(moved)
+    wrong.proba[...] = 1 / 3
+    wrong.fit(moved, second, True, keep_proba=True)
     kept.fit(X, second, warm_start=True)
     assert not np.allclose(moved.coef_, kept.coef_, rtol=1e-3)
 
 
-def test_fit_log_proba_starts_from_the_weighted_sums_without_a_pass(monkeypatch):
+def test_gate_fit_starts_from_the_weighted_sums_without_a_pass(monkeypatch):
     # given the targets' weighted sums (EM takes them from the experts' Gram
     # matrices), a warm fit takes its first gradient from them and the
     # gate's own sums kept from the last call: the same fit as from a pass
     # over X, and no such pass (no evaluation with given log-probabilities)
-    import skmoe._gating as gating
+    import skmoe._gates._softmax as softmax
 
     rng = np.random.RandomState(8)
     X = rng.standard_normal((600, 3)) * [1.0, 5.0, 0.2] + [3.0, -40.0, 1.0]
@@ -192,61 +197,53 @@ def test_fit_log_proba_starts_from_the_weighted_sums_without_a_pass(monkeypatch)
         return centre, weights.sum(axis=0), weights.T @ (X - centre)
 
     ref = SoftmaxGate(alpha=0.1, warm_max_iter=1)
-    log_proba = ref.fit_log_proba(X, first, sw)
-    ref_log_proba = ref.fit_log_proba(
-        X, second, sw, warm_start=True, log_proba=log_proba.copy()
-    )
+    ref_workspace = SoftmaxGateFit(X, sw)
+    ref_workspace.fit(ref, first, False)
+    ref_workspace.fit(ref, second, True)
     gate = SoftmaxGate(alpha=0.1, warm_max_iter=1)
-    log_proba = gate.fit_log_proba(X, first, sw, target_sums=sums(first))
+    workspace = SoftmaxGateFit(X, sw)
+    workspace.fit(gate, first, False, target_sums=sums(first))
     passes = []
-    objective = gating.gate_objective
+    objective = softmax.gate_objective
 
     def counted(*args):
         passes.append(args[7])  # given
         return objective(*args)
 
-    monkeypatch.setattr(gating, "gate_objective", counted)
-    log_proba = gate.fit_log_proba(
-        X, second, sw, warm_start=True, log_proba=log_proba, target_sums=sums(second)
-    )
+    monkeypatch.setattr(softmax, "gate_objective", counted)
+    workspace.fit(gate, second, True, target_sums=sums(second))
     assert passes == [False]  # only the trial point's full evaluation
     assert gate.n_iter_ == ref.n_iter_ == 1
     np.testing.assert_allclose(gate.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(log_proba, ref_log_proba, atol=1e-12)
-    # sums kept for other sample weights, or with other log-probability
-    # arrays (even equal ones: another fit's, on other rows of that size),
-    # are not used: a pass instead
-    for weights, given in ((2 * sw, log_proba), (sw, log_proba.copy())):
-        passes.clear()
-        gate.fit_log_proba(
-            X,
-            first,
-            weights,
-            warm_start=True,
-            log_proba=given,
-            target_sums=sums(first),
-        )
-        assert passes[0] is True
-    # the kept sums refer to the fit's arrays weakly: a pickled or copied
-    # gate leaves them behind, and fits and predicts as before
-    import copy
-    import pickle
-
-    gate.fit_log_proba(X, first, sw, warm_start=True, target_sums=sums(first))
-    assert gate._proba_sums is not None
-    for clone_ in (pickle.loads(pickle.dumps(gate)), copy.deepcopy(gate)):
-        assert not hasattr(clone_, "_proba_sums")
-        np.testing.assert_array_equal(clone_.predict_proba(X), gate.predict_proba(X))
+    np.testing.assert_allclose(workspace.log_proba, ref_workspace.log_proba, atol=1e-12)
+    # without target sums, or with values kept at other parameters, a pass
+    passes.clear()
+    workspace.fit(gate, first, True)
+    assert passes[0] is True
+    passes.clear()
+    workspace.remember(ref, ref.predict_log_proba(X))
+    workspace.fit(gate, first, True, target_sums=sums(first))
+    assert passes[0] is False  # not the remembered values: a full evaluation
     # wrong target sums send the fit elsewhere: they are what it reads
     moved = SoftmaxGate(alpha=0.1, warm_max_iter=1)
-    lp = moved.fit_log_proba(X, first, sw, target_sums=sums(first))
+    moved_workspace = SoftmaxGateFit(X, sw)
+    moved_workspace.fit(moved, first, False, target_sums=sums(first))
     centre, totals, centred = sums(second)
-    moved.fit_log_proba(
-        X,
-        second,
-        sw,
-        warm_start=True,
-        log_proba=lp,
-        target_sums=(centre, totals, 0 * centred),
-    )
+    moved_workspace.fit(moved, second, True, target_sums=(centre, totals, 0 * centred))
     assert not np.allclose(moved.coef_, ref.coef_, rtol=1e-3)
+
+
+def test_a_gate_carries_no_workspace():
+    # a fitted gate holds its parameters only: pickles and copies carry no
+    # arrays of the rows it was fitted on
+    import pickle
+
+    rng = np.random.RandomState(9)
+    X = rng.standard_normal((300, 2))
+    gate = SoftmaxGate().fit(X, rng.dirichlet([1, 1, 1], size=300))
+    assert all(
+        not (isinstance(v, np.ndarray) and v.shape[0] == 300)
+        for v in vars(gate).values()
+    )
+    for clone_ in (pickle.loads(pickle.dumps(gate)), copy.deepcopy(gate)):
+        np.testing.assert_array_equal(clone_.predict_proba(X), gate.predict_proba(X))

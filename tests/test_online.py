@@ -23,7 +23,7 @@ def _epochs(moe, X, y, n_epochs, batch_size=200, **kwargs):
         for start in range(0, len(X), batch_size):
             rows = order[start : start + batch_size]
             moe.partial_fit(X[rows], y[rows], **kwargs)
-        curve.append(moe.score_samples(X, y).sum())
+        curve.append(moe.conditional_log_likelihood(X, y).sum())
     return np.array(curve)
 
 

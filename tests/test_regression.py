@@ -1,5 +1,7 @@
 """MixtureOfExpertsRegressor on data from a known mixture."""
 
+import functools
+
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
@@ -69,7 +71,7 @@ def test_recovers_parameters_up_to_permutation(mixture_data, fitted):
 
 def test_score_samples_sum_to_log_likelihood(mixture_data, fitted):
     X, y, _ = mixture_data
-    log_density = fitted.score_samples(X, y)
+    log_density = fitted.conditional_log_likelihood(X, y)
     assert log_density.shape == (len(y),)
     assert log_density.sum() == pytest.approx(fitted.log_likelihood_, rel=1e-10)
     resp = fitted.responsibilities(X, y)
@@ -97,28 +99,32 @@ def test_gate_log_proba_reused_by_the_e_step_changes_nothing(monkeypatch):
     # the M-step hands the E-step (and the next M-step) the gate's
     # log-probabilities from Newton's last evaluation, and the gate's first
     # gradient comes from weighted sums (the experts' Gram matrices hold
-    # the targets' part); without those shortcuts (a gate without
-    # fit_log_proba) EM recomputes them: the same path to round-off,
-    # iteration by iteration
-    import skmoe._gating as gating
+    # the targets' part); without those shortcuts (a gate fit that keeps
+    # nothing) EM recomputes them: the same path to round-off, iteration by
+    # iteration
+    import skmoe._backends._numpy as numpy_backend
+    import skmoe._gates._softmax as softmax
 
     X, y = make_moe_regression(
         n_samples=3000, n_features=4, n_experts=4, noise=0.3, random_state=5
     )
     kw = dict(n_experts=4, max_iter=40, tol=1e-10, random_state=0)
     given = []
-    objective = gating.gate_objective
+    objective = softmax.gate_objective
 
     def counted(*args):
         given.append(args[7])
         return objective(*args)
 
-    monkeypatch.setattr(gating, "gate_objective", counted)
+    monkeypatch.setattr(softmax, "gate_objective", counted)
     fast = MixtureOfExpertsRegressor(**kw).fit(X, y)
     # every first gradient came from the sums: no pass with given values
     assert given and not any(given)
-    monkeypatch.delattr(gating.SoftmaxGate, "fit_log_proba")
+    keeping_nothing = functools.partial(softmax.SoftmaxGateFit, keep=False)
+    monkeypatch.setattr(numpy_backend, "SoftmaxGateFit", keeping_nothing)
+    given.clear()
     plain = MixtureOfExpertsRegressor(**kw).fit(X, y)
+    assert given and not any(given)
     assert fast.n_iter_ == plain.n_iter_ > 10
     np.testing.assert_allclose(
         fast.log_likelihood_curve_, plain.log_likelihood_curve_, rtol=1e-10
@@ -126,12 +132,11 @@ def test_gate_log_proba_reused_by_the_e_step_changes_nothing(monkeypatch):
     np.testing.assert_allclose(fast.gate_.coef_, plain.gate_.coef_, rtol=1e-7)
 
 
-def test_warm_refit_on_other_rows_does_not_reuse_the_gates_sums(monkeypatch):
-    # the gate keeps its weighted sums from EM's last M-step for the next
-    # one's first gradient; a warm_start refit on other rows of the same
-    # size must start from a pass over the new rows, not from those sums:
-    # the same fit as without the shortcut
-    import skmoe._gating as gating
+def test_warm_refit_on_other_rows_gives_the_fit_without_shortcuts(monkeypatch):
+    # a warm_start refit on other rows of the same size starts its gate from
+    # a pass over the new rows (each fit has its own workspace): the same fit
+    # as without the weighted-sum shortcut
+    import skmoe._gates._softmax as softmax
 
     X1, y1 = make_moe_regression(
         n_samples=3000, n_features=4, n_experts=3, noise=0.3, random_state=1
@@ -150,12 +155,12 @@ def test_warm_refit_on_other_rows_does_not_reuse_the_gates_sums(monkeypatch):
         return model
 
     fast = refit()
-    fit_log_proba = gating.SoftmaxGate.fit_log_proba
+    fit = softmax.SoftmaxGateFit.fit
 
     def without_sums(self, *args, target_sums=None, **kwargs):
-        return fit_log_proba(self, *args, **kwargs)
+        return fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(gating.SoftmaxGate, "fit_log_proba", without_sums)
+    monkeypatch.setattr(softmax.SoftmaxGateFit, "fit", without_sums)
     plain = refit()
     np.testing.assert_allclose(
         fast.log_likelihood_curve_, plain.log_likelihood_curve_, rtol=1e-10
@@ -164,12 +169,12 @@ def test_warm_refit_on_other_rows_does_not_reuse_the_gates_sums(monkeypatch):
 
 
 def test_cold_gate_on_a_subsample_reaches_the_same_optimum(monkeypatch):
-    # above _COLD_GATE_MAX_ROWS rows the first gate fit runs on a strided
+    # above COLD_GATE_MAX_ROWS rows the first gate fit runs on a strided
     # subsample (weights scaled to the whole), then one Newton step on every
     # row: a different start for the gate, the same optimum, and EM's
     # objective still never decreases
-    import skmoe._base as base
-    import skmoe._gating as gating
+    import skmoe._backends._numpy as numpy_backend
+    import skmoe._gates._softmax as softmax
 
     X, y = make_moe_regression(
         n_samples=4000, n_features=3, n_experts=3, noise=0.3, random_state=8
@@ -177,16 +182,17 @@ def test_cold_gate_on_a_subsample_reaches_the_same_optimum(monkeypatch):
     kw = dict(n_experts=3, tol=1e-8, random_state=0)
     whole = MixtureOfExpertsRegressor(**kw).fit(X, y)
     rows_seen = []
-    fit = gating.SoftmaxGate.fit
+    fit = softmax.SoftmaxGateFit.fit
 
-    def recording_fit(self, X, *args, **kwargs):
-        rows_seen.append(X.shape[0])
-        return fit(self, X, *args, **kwargs)
+    def recording_fit(self, gate, resp, *args, **kwargs):
+        rows_seen.append(resp.shape[0])
+        return fit(self, gate, resp, *args, **kwargs)
 
-    monkeypatch.setattr(base, "_COLD_GATE_MAX_ROWS", 500)
-    monkeypatch.setattr(gating.SoftmaxGate, "fit", recording_fit)
+    monkeypatch.setattr(numpy_backend, "COLD_GATE_MAX_ROWS", 500)
+    monkeypatch.setattr(softmax.SoftmaxGateFit, "fit", recording_fit)
     sub = MixtureOfExpertsRegressor(**kw).fit(X, y)
-    assert rows_seen == [500]
+    # the first M-step fits the gate on 500 rows, then on every row
+    assert rows_seen[:2] == [500, 4000] and set(rows_seen[2:]) == {4000}
     curve = sub.objective_curve_
     assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:]))
     # the first iteration's gate differs; where EM ends does not

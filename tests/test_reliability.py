@@ -158,7 +158,7 @@ def test_target_shapes_are_refused(reg_data, fitted_reg, clf_data):
     with pytest.raises(ValueError, match="dim 3"):
         MixtureOfExpertsRegressor().fit(X, y[:, None, None])
     with pytest.raises(ValueError, match=r"y has 2 output\(s\)"):
-        fitted_reg.score_samples(X, np.column_stack([y, y]))
+        fitted_reg.conditional_log_likelihood(X, np.column_stack([y, y]))
     Xc, yc = clf_data
     with pytest.raises(ValueError, match="y should be a 1d array"):
         MixtureOfExpertsClassifier().fit(Xc, np.column_stack([yc, yc]))
@@ -220,7 +220,7 @@ def test_string_labels(clf_data):
     codes.fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(X), codes.predict_proba(X))
     with pytest.raises(ValueError, match="not seen in fit"):
-        clf.score_samples(X, np.full(len(X), "maybe"))
+        clf.conditional_log_likelihood(X, np.full(len(X), "maybe"))
     # and a regressor does not take strings for numbers
     with pytest.raises(ValueError, match="could not convert string to float"):
         MixtureOfExpertsRegressor().fit(X, labels)
@@ -329,7 +329,7 @@ def test_degenerate_regression_data_gives_a_finite_fit(case, gate_alpha):
     if gate_alpha == 0:
         _assert_curve_ascends(est, y, any("collapsed" in m for m in messages))
     # every expert's noise variance is at least the floor, never 0
-    assert np.all(est.noise_variance_ >= est._noise_floor)
+    assert np.all(est.noise_variance_ >= est._likelihood.noise_floor)
     # k-means clusters inputs and targets together
     if len(np.unique(np.column_stack([X, y]), axis=0)) < K:
         assert any("distinct clusters" in m for m in messages)
@@ -456,7 +456,7 @@ def test_regression_fits_finite_or_says_why(problem, weighted):
         assert re.search(_CLEAR_ERRORS, str(exc)), exc
         return
     _assert_finite_fit(est, X)
-    assert np.all(np.isfinite(est.score_samples(X, y)))
+    assert np.all(np.isfinite(est.conditional_log_likelihood(X, y)))
     # and extrapolation far outside the data stays finite
     far = 1e100 * np.sign(X[:3] + 0.5)
     mean, std = est.predict(far, return_std=True)
@@ -496,7 +496,7 @@ def test_classification_fits_finite_or_says_why(problem, weighted):
         assert re.search(_CLEAR_ERRORS, str(exc)), exc
         return
     _assert_finite_fit(est, X)
-    assert np.all(np.isfinite(est.score_samples(X, y)))
+    assert np.all(np.isfinite(est.conditional_log_likelihood(X, y)))
 
 
 def _equivalence_problem(seed, n, d, K):
@@ -513,8 +513,8 @@ def _assert_same_fit(a, b, X):
     # its slope is then set by rows of round-off responsibility, which the
     # closed-form fit cannot resolve (see test_closed_form_expert_...), so
     # such fits are not comparable
-    assume(not np.any(a.noise_variance_ <= a._noise_floor))
-    assume(not np.any(b.noise_variance_ <= b._noise_floor))
+    assume(not np.any(a.noise_variance_ <= a._likelihood.noise_floor))
+    assume(not np.any(b.noise_variance_ <= b._likelihood.noise_floor))
     assert a.log_likelihood_ == pytest.approx(b.log_likelihood_, rel=1e-5, abs=1e-5)
     pred = a.predict(X)
     scale = 1.0 + np.abs(pred).max()
@@ -620,7 +620,7 @@ def test_closed_form_expert_on_one_heavy_row_matches_linear_regression(tiny):
 def _outputs(est, X, y):
     """Everything a fitted model answers, for exact comparison."""
     out = {"predict": est.predict(X), "predict_gate": est.predict_gate(X)}
-    out["score_samples"] = est.score_samples(X, y)
+    out["score_samples"] = est.conditional_log_likelihood(X, y)
     if isinstance(est, MixtureOfExpertsClassifier):
         out["predict_proba"] = est.predict_proba(X)
     else:
@@ -656,9 +656,9 @@ np.savez(
     sys.argv[2],
     reg_predict=reg.predict(X_reg),
     reg_std=reg.predict(X_reg, return_std=True)[1],
-    reg_score=reg.score_samples(X_reg, y_reg),
+    reg_score=reg.conditional_log_likelihood(X_reg, y_reg),
     clf_proba=clf.predict_proba(X_clf),
-    clf_score=clf.score_samples(X_clf, y_clf),
+    clf_score=clf.conditional_log_likelihood(X_clf, y_clf),
 )
 """
 
@@ -686,11 +686,11 @@ def test_loaded_in_a_fresh_process(
         out["reg_std"], fitted_reg.predict(X_reg, return_std=True)[1]
     )
     np.testing.assert_array_equal(
-        out["reg_score"], fitted_reg.score_samples(X_reg, y_reg)
+        out["reg_score"], fitted_reg.conditional_log_likelihood(X_reg, y_reg)
     )
     np.testing.assert_array_equal(out["clf_proba"], fitted_clf.predict_proba(X_clf))
     np.testing.assert_array_equal(
-        out["clf_score"], fitted_clf.score_samples(X_clf, y_clf)
+        out["clf_score"], fitted_clf.conditional_log_likelihood(X_clf, y_clf)
     )
 
 

@@ -37,7 +37,7 @@ def test_variant_reaches_the_soft_em_log_likelihood(mixture, soft_em, training):
     assert abs(gap) < _PER_ROW_TOLERANCE
     # and it is the log-likelihood of the parameters kept
     np.testing.assert_allclose(
-        moe.log_likelihood_, moe.score_samples(X, y).sum(), rtol=1e-10
+        moe.log_likelihood_, moe.conditional_log_likelihood(X, y).sum(), rtol=1e-10
     )
 
 
@@ -60,7 +60,9 @@ def test_cem_classification_likelihood_is_monotone(mixture):
     assert moe.n_iter_ > 3  # a start far enough away to climb
     assert np.all(np.diff(objective) >= -1e-9 * abs(objective[-1]))
     # it is sum_i max_k log(g_k p_k) minus the gate penalty, at the end
-    log_joint = moe.score_samples(X, y) + np.log(moe.responsibilities(X, y).max(1))
+    log_joint = moe.conditional_log_likelihood(X, y) + np.log(
+        moe.responsibilities(X, y).max(1)
+    )
     np.testing.assert_allclose(
         objective[-1], log_joint.sum() - moe.gate_.penalty(), rtol=1e-8
     )

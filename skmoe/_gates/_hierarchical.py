@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from ._gating import SoftmaxGate
+from ._softmax import SoftmaxGate
 
 # A node whose posterior mass is below this fraction of the total weight
 # has no data to learn from: it keeps its previous fit (or a uniform split).
@@ -15,7 +15,7 @@ class HierarchicalGate(BaseEstimator):
     """Tree of softmax gates; the experts are its leaves.
 
     A balanced tree of depth ``depth`` in which every internal node is a
-    linear softmax gate (:class:`~skmoe._gating.SoftmaxGate`) over its
+    linear softmax gate (:class:`~skmoe.SoftmaxGate`) over its
     ``branching`` children; the probability of a leaf is the product of the
     branch probabilities along its path. Leaf ``l`` lies below the nodes
     given by the digits of ``l`` in base ``branching`` (most significant

@@ -4,9 +4,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._gating import SoftmaxGate
 from ._hierarchical import HierarchicalGate
-from ._mlp_gate import SoftmaxMLPGate
+from ._mlp import SoftmaxMLPGate
+from ._softmax import SoftmaxGate
 
 
 def resolve_gate_features(gate_features, n_features, feature_names=None):
@@ -227,24 +227,3 @@ def build_gate(estimator, n_experts, n_features, feature_names, seed):
     if columns is not None:
         gate = ColumnSubsetGate(gate, columns)
     return gate
-
-
-def check_linear_gate(estimator, what):
-    """Raise unless the estimator asks for the plain linear softmax gate.
-
-    Gradient training and online fitting step the linear gate's own
-    parameters; an MLP or hierarchical gate, a column subset or a
-    load-balancing penalty would be silently ignored there.
-    """
-    if (
-        estimator.gate != "linear"
-        or estimator.gate_features is not None
-        or float(estimator.gate_load_balance) > 0
-    ):
-        raise ValueError(
-            f"{what} needs gate='linear' without gate_features or "
-            f"gate_load_balance; got gate={estimator.gate!r}, "
-            f"gate_features={estimator.gate_features!r}, "
-            f"gate_load_balance={estimator.gate_load_balance!r}. Use "
-            "training='em' for the other gates."
-        )

@@ -8,12 +8,12 @@ scipy's L-BFGS-B).
 """
 
 import numpy as np
-from scipy.optimize import minimize
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._kernels import gate_loss, log_softmax
+from .._kernels import gate_loss, log_softmax
+from ._solvers import lbfgs_minimize
 
 
 def load_balance_penalty(gate_proba, sample_weight, weight):
@@ -61,7 +61,7 @@ class SoftmaxMLPGate(BaseEstimator):
     ``g(x) = softmax(f(x))`` with ``f`` a multilayer perceptron on the
     standardised inputs; with no hidden layers it is the linear softmax
     gate. The output layer uses expert 0 as the reference category (its
-    logit is zero), as :class:`~skmoe._gating.SoftmaxGate` does. Fitted by
+    logit is zero), as :class:`~skmoe.SoftmaxGate` does. Fitted by
     L-BFGS on the weighted soft-target cross-entropy, plus an L2 penalty on
     the weights (not the biases) and, optionally, a load-balancing penalty
     (see :func:`load_balance_penalty`). A warm fit continues from the current
@@ -238,11 +238,9 @@ class SoftmaxMLPGate(BaseEstimator):
             return loss / total, grad / total
 
         if K > 1:
-            options = {"maxiter": self.max_iter, "ftol": self.tol, "gtol": 1e-10}
-            result = minimize(
-                objective, self._flat, jac=True, method="L-BFGS-B", options=options
+            self._flat, self.n_iter_ = lbfgs_minimize(
+                objective, self._flat, max_iter=self.max_iter, tol=self.tol
             )
-            self._flat, self.n_iter_ = result.x, int(result.nit)
         else:
             self.n_iter_ = 0
         self._penalty_value = self._penalty_at(self._flat, Xs, sw)

@@ -30,18 +30,20 @@ Penalties, on the scale of the summed log-likelihood as in EM:
   penalty (on the raw coefficients, not the intercepts).
 """
 
+import copy
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import minimize
 from sklearn.base import clone
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
-from sklearn.utils import check_random_state
+from sklearn.linear_model import LogisticRegression
 
-from ._gate_builder import check_linear_gate
-from ._kernels import (
+from .._kernels import (
     gaussian_moe_gradient,
     logistic_moe_gradient,
     single_threaded_blas,
 )
+from ._loop import EMSettings
 
 # Adam's constants, as in sklearn's MLP (beta_1, beta_2, epsilon). A constant
 # step leaves Adam hovering about the optimum at a distance set by the step:
@@ -52,41 +54,14 @@ _ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
 _ADAM_PATIENCE, _ADAM_STEP_DIVISOR, _ADAM_MAX_DIVISIONS = 2, 5.0, 4
 
 
-def expert_penalties(names, templates, *, is_classifier):
-    """The L2 penalty weight of each expert, or a ValueError naming the first
-    expert that gradient training cannot differentiate.
+@dataclass(frozen=True)
+class GradientSettings(EMSettings):
+    """:class:`EMSettings` and the optimiser's own."""
 
-    Returns a list with Ridge's ``alpha`` (0 for LinearRegression) or, for
-    LogisticRegression, ``1 / C`` (0 without a penalty).
-    """
-    penalties = []
-    for name, est in zip(names, templates, strict=True):
-        penalty = None
-        if is_classifier and type(est) is LogisticRegression:
-            no_penalty = est.penalty is None or est.C == np.inf
-            l2 = est.penalty in ("deprecated", "l2") and est.l1_ratio in (0, 0.0, None)
-            if est.class_weight is None and (no_penalty or l2):
-                penalty = 0.0 if no_penalty else 1.0 / est.C
-        elif not is_classifier and type(est) is LinearRegression:
-            if not est.positive:
-                penalty = 0.0
-        elif not is_classifier and type(est) is Ridge:
-            if not est.positive and np.isscalar(est.alpha):
-                penalty = float(est.alpha)
-        if penalty is None:
-            owned = (
-                "LogisticRegression (L2 or no penalty, no class_weight)"
-                if is_classifier
-                else "LinearRegression or Ridge (scalar alpha, positive=False)"
-            )
-            raise ValueError(
-                f"training='gradient' cannot differentiate expert {name!r} "
-                f"({type(est).__name__}): it trains only experts whose "
-                f"parameters skmoe owns, here {owned}. Use training='em' for "
-                "other experts."
-            )
-        penalties.append(penalty)
-    return penalties
+    training: str = "gradient"
+    solver: str = "lbfgs"
+    batch_size: object = "auto"
+    learning_rate_init: float = 1e-2
 
 
 class _Problem:
@@ -265,22 +240,22 @@ def _weighted_scale(Y, w):
     return mean, std
 
 
-def _regression_start(moe, problem, x_mean, x_scale, y_mean, y_scale):
+def _regression_start(state, problem, x_mean, x_scale, y_mean, y_scale):
     """Flat parameters of the current experts and noise variances."""
     d, K, q = problem.d, problem.K, problem.n_out
     B = np.zeros((d, K, q))
     c = np.zeros((K, q))
-    for k, est in enumerate(moe.experts_):
+    for k, est in enumerate(state.experts):
         coef = np.asarray(est.coef_, dtype=float).reshape(q, d)
         intercept = np.broadcast_to(np.asarray(est.intercept_, dtype=float), (q,))
         B[:, k, :] = (coef * x_scale).T / y_scale
         c[k] = (intercept + coef @ x_mean - y_mean) / y_scale
-    log_var = np.log(moe._noise_variance_2d() / y_scale**2)
+    log_var = np.log(state.scale / y_scale**2)
     log_var = np.maximum(log_var, problem.log_var_floor)
     return B, c, log_var
 
 
-def _classification_start(moe, problem, X, Y, weights, x_mean, x_scale):
+def _classification_start(state, problem, Y, weights, x_mean, x_scale):
     """Flat parameters of the current experts.
 
     An expert that is not a LogisticRegression over all classes (EM's
@@ -291,7 +266,7 @@ def _classification_start(moe, problem, X, Y, weights, x_mean, x_scale):
     C = problem.n_classes
     B = np.zeros((d, K, Q))
     c = np.zeros((K, Q))
-    for k, est in enumerate(moe.experts_):
+    for k, est in enumerate(state.experts):
         if isinstance(est, LogisticRegression) and np.array_equal(
             est.classes_, np.arange(C)
         ):
@@ -305,28 +280,29 @@ def _classification_start(moe, problem, X, Y, weights, x_mean, x_scale):
     return B, c, np.zeros(0)
 
 
-def _to_regression_experts(moe, problem, flat, x_mean, x_scale, y_mean, y_scale):
+def _to_regression_experts(
+    templates, y_is_1d, problem, flat, x_mean, x_scale, y_mean, y_scale
+):
     theta, B, c, extra = problem.unpack(flat)
     experts = []
-    for k, template in enumerate(moe._templates):
+    for k, template in enumerate(templates):
         coef = (B[:, k, :] / x_scale[:, None] * y_scale).T  # (q, d)
         intercept = y_mean + y_scale * c[k] - coef @ x_mean
         if not template.fit_intercept:
             intercept = np.zeros_like(intercept)
         est = clone(template)
-        est.coef_ = coef[0] if moe._y_is_1d else coef
-        est.intercept_ = float(intercept[0]) if moe._y_is_1d else intercept
+        est.coef_ = coef[0] if y_is_1d else coef
+        est.intercept_ = float(intercept[0]) if y_is_1d else intercept
         est.n_features_in_ = problem.d
         experts.append(est)
     var = np.exp(extra.reshape(problem.K, problem.n_out)) * y_scale**2
-    noise = var[:, 0] if moe._y_is_1d else var
-    return theta, experts, noise
+    return theta, experts, var
 
 
-def _to_classification_experts(moe, problem, flat, x_mean, x_scale, n_iter):
+def _to_classification_experts(templates, problem, flat, x_mean, x_scale, n_iter):
     theta, B, c, _ = problem.unpack(flat)
     experts = []
-    for k, template in enumerate(moe._templates):
+    for k, template in enumerate(templates):
         coef = (B[:, k, :] / x_scale[:, None]).T  # (Q, d)
         intercept = c[k] - coef @ x_mean
         if not template.fit_intercept:
@@ -371,7 +347,7 @@ def _lbfgs(problem, flat0, max_iter, tol, log_lik):
     return result.x, curve, objectives, int(result.nit), bool(result.status == 0)
 
 
-def _adam(problem, flat0, moe, random_state, log_lik):
+def _adam(problem, flat0, settings, random_state, log_lik):
     """Mini-batch Adam on shuffled rows; returns (flat, curve, objectives,
     n_iter, converged), the curves as for :func:`_lbfgs`.
 
@@ -382,17 +358,19 @@ def _adam(problem, flat0, moe, random_state, log_lik):
     parameters of the best epoch are returned.
     """
     n = problem.Xs.shape[0]
-    batch = min(200, n) if moe.batch_size == "auto" else min(moe.batch_size, n)
+    batch = (
+        min(200, n) if settings.batch_size == "auto" else min(settings.batch_size, n)
+    )
     low = problem.lower_bounds()
     flat = np.maximum(flat0, low)
     m1 = np.zeros_like(flat)
     m2 = np.zeros_like(flat)
-    lr = float(moe.learning_rate_init)
+    lr = float(settings.learning_rate_init)
     step = 0
     curve, objectives = [], []
     best, best_flat = np.inf, flat
     no_change, divisions, converged = 0, 0, False
-    for _ in range(moe.max_iter):
+    for _ in range(settings.max_iter):
         order = random_state.permutation(n)
         for start in range(0, n, batch):
             rows = np.sort(order[start : start + batch])
@@ -412,7 +390,7 @@ def _adam(problem, flat0, moe, random_state, log_lik):
         curve.append(log_lik(-loss))
         objectives.append(log_lik(-loss - pen))
         objective = (loss + pen) / problem.total
-        no_change = no_change + 1 if objective > best - moe.tol else 0
+        no_change = no_change + 1 if objective > best - settings.tol else 0
         if objective < best:
             best, best_flat = objective, flat.copy()
         if no_change >= _ADAM_PATIENCE:
@@ -425,55 +403,59 @@ def _adam(problem, flat0, moe, random_state, log_lik):
     return best_flat, curve, objectives, len(curve), converged
 
 
-def fit_gradient(moe, X, Y, sample_weight, random_state, warm, restart=0):
-    """One gradient-training run of ``moe`` (a BaseMixtureOfExperts).
+def run_gradient(backend, settings, random_state, restart=0, warm_state=None):
+    """One gradient-training run on the in-memory ``backend``.
 
-    Starts where EM starts (the initial responsibilities, one M-step) or, with
-    ``warm``, from the current fit; then minimises the joint objective. Sets
-    ``moe.experts_``, ``moe.gate_`` (and ``moe.noise_variance_``) and returns
-    what :meth:`BaseMixtureOfExperts._fit_single` returns: the
-    log-likelihood curve, the penalised objective's curve, n_iter,
-    converged, the responsibilities and the per-row log-likelihoods.
+    Starts where EM starts (the initial responsibilities, one M-step) or,
+    from ``warm_state``, from a fitted model; then minimises the joint
+    objective. Returns an :class:`EMResult`, as :func:`run_em` does: the
+    log-likelihood curve, the penalised objective's curve, the iterations
+    (L-BFGS iterations or Adam epochs) and whether the optimiser converged.
     """
-    check_linear_gate(moe, "training='gradient'")
-    is_classifier = moe._is_classifier_moe
-    penalties = expert_penalties(
-        moe.expert_names_, moe._templates, is_classifier=is_classifier
-    )
-    if not warm:
-        moe.gate_ = moe._make_gate()
-        resp = moe._initial_resp(X, Y, sample_weight, random_state, restart)
-        resp = moe._reseed_dead_experts(resp, np.zeros(X.shape[0]), sample_weight)
-        moe._m_step(X, Y, sample_weight, resp, warm_gate=False)
+    backend = backend.fresh()
+    likelihood = backend.likelihood
+    is_classifier = likelihood.is_classifier
+    X, Y, sample_weight = backend.X, backend.Y, backend.sample_weight
+    templates = backend.templates
+    if warm_state is None:
+        # the gate is linear (its seed unused): no draw for it, the start's
+        # draws come first
+        state, posterior = backend.start(settings.init, restart, random_state, 0)
+        posterior = backend.reseed(posterior)
+        state = backend.m_step(state, posterior, False)
+        resp = posterior.resp
     else:
-        resp = moe._e_step(X, Y, moe._expert_outputs(X))[0]
-    gate = moe.gate_
+        state = warm_state
+        resp = backend.e_step(state).resp
+    gate = copy.deepcopy(state.gate)
     x_mean, x_scale = gate._mean, gate._scale
     Xs = (X - x_mean) / x_scale
     common = {
         "x_mean": x_mean,
         "x_scale": x_scale,
         "sample_weight": sample_weight,
-        "n_experts": moe.n_experts_,
-        "penalties": penalties,
-        "fit_intercept": [t.fit_intercept for t in moe._templates],
+        "n_experts": backend.n_experts,
+        "penalties": backend.expert_info,
+        "fit_intercept": [t.fit_intercept for t in templates],
         "gate_alpha": gate.alpha,
     }
     log_norm = 0.0
     if is_classifier:
-        problem = _LogisticProblem(Xs, Y, moe.classes_.size, **common)
+        problem = _LogisticProblem(Xs, Y, likelihood.classes.size, **common)
         B, c, extra = _classification_start(
-            moe, problem, X, Y, resp * sample_weight[:, None], x_mean, x_scale
+            state, problem, Y, resp * sample_weight[:, None], x_mean, x_scale
         )
     else:
         w = sample_weight / sample_weight.sum()
         y_mean, y_scale = _weighted_scale(Y, w)
         # the floor on the noise variance, in the standardised targets
-        log_var_floor = np.log(moe._noise_floor / y_scale**2)
+        log_var_floor = np.log(likelihood.noise_floor / y_scale**2)
         problem = _GaussianProblem(
             Xs, (Y - y_mean) / y_scale, y_mean, y_scale, log_var_floor, **common
         )
-        B, c, extra = _regression_start(moe, problem, x_mean, x_scale, y_mean, y_scale)
+        B, c, extra = _regression_start(
+            state, problem, x_mean, x_scale, y_mean, y_scale
+        )
         # densities of standardised targets differ by the Jacobian
         log_norm = -sample_weight.sum() * float(np.sum(np.log(y_scale)))
     flat0 = problem.pack(gate._theta, B, c, extra)
@@ -483,31 +465,38 @@ def fit_gradient(moe, X, Y, sample_weight, random_state, warm, restart=0):
 
     # the kernels parallelise themselves; BLAS threads would fight them
     with single_threaded_blas():
-        if moe.gradient_solver == "lbfgs":
+        if settings.solver == "lbfgs":
             flat, curve, objectives, n_iter, converged = _lbfgs(
-                problem, flat0, moe.max_iter, moe.tol, log_lik
+                problem, flat0, settings.max_iter, settings.tol, log_lik
             )
         else:
             flat, curve, objectives, n_iter, converged = _adam(
-                problem, flat0, moe, check_random_state(random_state), log_lik
+                problem, flat0, settings, random_state, log_lik
             )
     if is_classifier:
-        theta, experts, noise = _to_classification_experts(
-            moe, problem, flat, x_mean, x_scale, n_iter
+        theta, experts, scale = _to_classification_experts(
+            templates, problem, flat, x_mean, x_scale, n_iter
         )
     else:
-        theta, experts, noise = _to_regression_experts(
-            moe, problem, flat, x_mean, x_scale, y_mean, y_scale
+        theta, experts, scale = _to_regression_experts(
+            templates,
+            likelihood.y_is_1d,
+            problem,
+            flat,
+            x_mean,
+            x_scale,
+            y_mean,
+            y_scale,
         )
-        moe.noise_variance_ = noise
-    moe.experts_ = experts
     gate._theta = theta.copy()
     gate._set_public()
     gate.n_iter_ = n_iter
-    resp, row_ll = moe._e_step(X, Y, moe._expert_outputs(X))
+    state = type(state)(experts, gate, scale)
+    posterior = backend.e_step(state)
     # the exact log-likelihood of the fitted model ends the curve
-    final = float(sample_weight @ row_ll)
-    curve = np.asarray(curve[:-1] + [final] if curve else [final])
-    objective = final - problem.penalty(flat)[0]
-    objectives = np.asarray(objectives[:-1] + [objective])
-    return curve, objectives, n_iter, converged, resp, row_ll
+    final = backend.log_likelihood(posterior)
+    curve = curve[:-1] + [final] if curve else [final]
+    objectives = objectives[:-1] + [final - problem.penalty(flat)[0]]
+    return backend.result(
+        state, posterior, curves=(curve, objectives), n_iter=n_iter, converged=converged
+    )

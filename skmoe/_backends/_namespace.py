@@ -1,7 +1,8 @@
 """Array namespaces and devices for the Array API (GPU) path of EM.
 
-The EM hot path of :mod:`skmoe._em_array_api` is written once against the
-`Array API standard <https://data-apis.org/array-api/>`_ and runs on any
+The EM hot path of the Array API backend (``skmoe/_backends/_array_api.py``)
+is written once against the `Array API standard
+<https://data-apis.org/array-api/>`_ and runs on any
 namespace that implements it: CuPy on a GPU (``device="cuda"``), and NumPy or
 array-api-strict on the CPU, which is how the tests exercise it without a GPU.
 The namespaces come from ``array_api_compat``, as vendored by scikit-learn

@@ -32,29 +32,30 @@ same point; a collapsed expert is re-seeded by that code as well (rare: the
 responsibilities then make one round trip to the host).
 """
 
+import copy
 import math
-import warnings
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_sample_weight, validate_data
 
-from ._array_api import (
+from .._em._loop import EMResult
+from .._em._start import (
+    dead_experts,
+    initial_responsibilities,
+    reseed_dead_experts,
+    warn_reseeded,
+)
+from .._gates._solvers import newton_minimize
+from .._validation import validate_fit_data
+from ._namespace import (
     array_api_compat,
     cuda_namespace,
     is_cupy_array,
     namespace_and_device,
     to_numpy,
 )
-from ._base import (
-    _DEAD_EXPERT_FRACTION,
-    _check_no_categorical,
-    _record_iteration,
-    _seed_unset_random_states,
-)
-from ._experts import _fast_linear_alpha
+from ._numpy import Posterior, Prepared
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -66,46 +67,6 @@ _MAX_HALVINGS = 30
 # (rows, (n_features + 1) * (n_experts - 1)) temporaries: bounded memory on
 # the device at any n.
 _HESSIAN_BLOCK_BYTES = 1 << 28
-
-
-def _unsupported(message):
-    return ValueError(
-        f"{message} The Array API path (device='cuda', CuPy or other Array API "
-        "inputs) supports MixtureOfExpertsRegressor with linear experts "
-        "(LinearRegression, Ridge with a direct solver) and gate='linear', "
-        "training='em'. Fit with device='cpu' on NumPy inputs (for CuPy "
-        "arrays, X.get()) instead."
-    )
-
-
-def check_supported(moe, templates):
-    """Ridge penalty of each expert; raise for what the path cannot fit."""
-    if moe._is_classifier_moe:
-        raise _unsupported(
-            f"{type(moe).__name__} cannot be fitted on the Array API path yet."
-        )
-    if (
-        moe.gate != "linear"
-        or moe.training != "em"
-        or moe.gate_features is not None
-        or float(moe.gate_load_balance) > 0
-    ):
-        raise _unsupported(
-            f"gate={moe.gate!r} with training={moe.training!r}, "
-            f"gate_features={moe.gate_features!r} and "
-            f"gate_load_balance={moe.gate_load_balance!r} is not supported."
-        )
-    alphas = [_fast_linear_alpha(t) for t in templates]
-    bad = [
-        type(t).__name__ for t, a in zip(templates, alphas, strict=True) if a is None
-    ]
-    if bad:
-        raise _unsupported(
-            f"Expert(s) {sorted(set(bad))} are fitted by their own (CPU) code, "
-            "which this path does not run: it would copy the data and "
-            "responsibilities to the host at every iteration."
-        )
-    return alphas
 
 
 # ---------------------------------------------------------------------------
@@ -182,6 +143,7 @@ class _DeviceEM:
         gate_alpha,
         gate_max_iter,
         gate_warm_max_iter=None,
+        gate_tol=1e-8,
     ):
         self.xp = xp
         dtype = X.dtype
@@ -222,12 +184,9 @@ class _DeviceEM:
         self.gate_warm_max_iter = gate_warm_max_iter
         eps = float(xp.finfo(dtype).eps)
         # Newton stops when half the squared Newton decrement (the predicted
-        # decrease of the mean objective) is below this; the float32 value
-        # sits above its round-off
-        self.newton_tol = max(1e-14, 0.1 * eps)
-        # after a full step from a decrement below this, the next one is at
-        # most ~100x its square (measured: 2-20x), below newton_tol
-        self.newton_quadratic = math.sqrt(self.newton_tol / 100)
+        # decrease of the mean objective) is below the gate's tolerance, as on
+        # the CPU; in float32 not below its round-off
+        self.newton_tol = max(gate_tol, 0.1 * eps)
         # the penalty falls on the coefficient rows of theta, not the intercepts
         mask = np.ones((self.p, 1))
         mask[-1] = 0.0
@@ -257,8 +216,10 @@ class _DeviceEM:
         loss = -float(xp.sum(self.sw * cross, dtype=xp.float64))
         return log_g, (loss + self.gate_penalty(theta)) / self.total
 
-    def _gate_derivatives(self, theta, log_g, targets):
+    def _gate_derivatives(self, theta, log_g, targets, hessian=True):
         """Gradient (p * (K - 1),) and exact Hessian of the mean objective.
+
+        Without ``hessian``, the gradient and None.
 
         ``H = sum_i w_i (diag(g_i) - g_i g_i^T) (x) z_i z_i^T`` over the
         non-reference experts, in blocks of rows; the index of
@@ -271,6 +232,8 @@ class _DeviceEM:
         w = self.sw[:, None]
         dlogits = w * (g - targets[:, 1:])
         grad = self.Z.T @ dlogits + self.gate_alpha * self.penalty_mask * theta
+        if not hessian:
+            return xp.reshape(grad, (P,)) / self.total, None
         itemsize = 4 if self.dtype == xp.float32 else 8
         block = max(1024, _HESSIAN_BLOCK_BYTES // (P * itemsize))
         outer = xp.zeros((P, P), dtype=self.dtype, device=self.device)
@@ -312,43 +275,48 @@ class _DeviceEM:
     def fit_gate(self, theta, targets, max_iter=None, log_g=None):
         """Newton's method from ``theta``; returns (theta, log gate, n_iter).
 
-        Each accepted step lowers the objective (Armijo), so the gate's
-        M-step never lowers the penalised log-likelihood. At most
-        ``max_iter`` steps (default ``gate_max_iter``): warm M-steps take as
-        few as :class:`SoftmaxGate`'s ``warm_max_iter``, as on the CPU.
-        ``log_g``: the log gate at ``theta`` (the E-step's), where known.
+        The engine's shared Newton solver (``skmoe/_gates/_solvers.py``), with
+        the exact Hessian and a minimum-norm solve on the device. Each
+        accepted step lowers the objective (Armijo), so the gate's M-step
+        never lowers the penalised log-likelihood. At most ``max_iter`` steps
+        (default ``gate_max_iter``): warm M-steps take as few as
+        :class:`SoftmaxGate`'s ``warm_max_iter``, as on the CPU. ``log_g``:
+        the log gate at ``theta`` (the E-step's), where known.
         """
         xp = self.xp
-        log_g, loss = self._gate_objective(theta, targets, log_g)
         if self.K == 1:
-            return theta, log_g, 0
-        n_iter = 0
-        for _ in range(self.gate_max_iter if max_iter is None else max_iter):
-            grad, H = self._gate_derivatives(theta, log_g, targets)
-            step = -psd_solve(H, grad[:, None], xp)[:, 0]
-            decrement = -float(xp.sum(grad * step, dtype=xp.float64))
-            if not decrement / 2 > self.newton_tol * max(1.0, abs(loss)):
-                break
-            step = xp.reshape(step, theta.shape)
-            t = 1.0
-            for _ in range(_MAX_HALVINGS):
-                trial = theta + t * step
-                trial_log_g, trial_loss = self._gate_objective(trial, targets)
-                if trial_loss <= loss - _ARMIJO * t * decrement:
-                    break
-                t *= 0.5
-            else:
-                break  # no decrease left to find at this precision
-            theta, log_g, loss = trial, trial_log_g, trial_loss
-            n_iter += 1
-            if t == 1.0 and decrement / 2 <= self.newton_quadratic * max(
-                1.0, abs(loss)
-            ):
-                # a full step from this close: Newton's quadratic convergence
-                # leaves a decrement below newton_tol, which one more Hessian
-                # would only confirm
-                break
-        return theta, log_g, n_iter
+            return theta, self._gate_objective(theta, targets, log_g)[0], 0
+        shape = theta.shape
+        # the point of the last evaluation and the log gate there
+        last = {"at": None, "log_g": None}
+
+        def objective(flat, first=False):
+            point = xp.reshape(flat, shape)
+            log_gate, loss = self._gate_objective(
+                point, targets, log_g if first else None
+            )
+            last["at"], last["log_g"] = flat, log_gate
+            grad, _ = self._gate_derivatives(point, log_gate, targets, hessian=False)
+            return loss, grad
+
+        def hessian_solver(flat):
+            point = xp.reshape(flat, shape)
+            log_gate = last["log_g"] if last["at"] is flat else None
+            if log_gate is None:
+                log_gate = self.gate_log_proba(point)
+            _, H = self._gate_derivatives(point, log_gate, targets)
+            return lambda b: psd_solve(H, b[:, None], xp)[:, 0]
+
+        flat, n_iter, _ = newton_minimize(
+            objective,
+            hessian_solver,
+            xp.reshape(theta, (-1,)),
+            max_iter=self.gate_max_iter if max_iter is None else max_iter,
+            tol=self.newton_tol,
+        )
+        theta = xp.reshape(flat, shape)
+        log_gate = last["log_g"] if last["at"] is flat else self.gate_log_proba(theta)
+        return theta, log_gate, n_iter
 
     # -- experts ---------------------------------------------------------
 
@@ -431,146 +399,202 @@ class _DeviceEM:
 # ---------------------------------------------------------------------------
 
 
-def _namespace_for(moe, X):
+def _namespace_for(estimator, X):
     """(xp, device, X already there) for this fit; clear errors for CUDA."""
     if is_cupy_array(X):
         xp, device = namespace_and_device(X)
         return xp, device, True
-    if moe.device == "cuda":
+    if estimator.device == "cuda":
         xp, device = cuda_namespace()
         return xp, device, False
     xp, device = namespace_and_device(X)
     return xp, device, True
 
 
-def _run(moe, em, resp, theta, C, var, warm):
-    """One EM run from responsibilities (cold) or parameters (warm)."""
-    xp = em.xp
-    sw_host = None
-    if warm:
-        log_g = em.gate_log_proba(theta)
-        resp, row_ll = em.e_step(log_g, em.expert_means(C), var)
-    else:
-        log_g = None
-        row_ll = xp.zeros((em.n,), dtype=em.dtype, device=em.device)
-    curve, objectives = [], []
-    prev = -np.inf
-    converged = False
-    gate_iter = 0
-    for n_iter in range(1, moe.max_iter + 1):
-        n_eff = em.n_eff(resp)
-        if np.any(n_eff < _DEAD_EXPERT_FRACTION * em.total):
-            # rare: the CPU path's own re-seeding, on host copies
-            if sw_host is None:
-                sw_host = to_numpy(em.sw).astype(np.float64)
-            resp_host = moe._reseed_dead_experts(
-                to_numpy(resp).astype(np.float64),
-                to_numpy(row_ll).astype(np.float64),
-                sw_host,
+class DeviceState(NamedTuple):
+    """The mixture's parameters in the device's coordinates (see _DeviceEM).
+
+    ``theta`` the gate's free block, ``C`` (K, p, q) the experts on the
+    standardised design, ``var`` (K, q) their noise variances; ``gate_iter``
+    the Newton steps of the last gate fit.
+    """
+
+    theta: object
+    C: object
+    var: object
+    gate_iter: int = 0
+
+
+class ArrayAPIBackend:
+    """EM's statistics on an Array API device (linear experts, linear gate).
+
+    Parameters
+    ----------
+    em : _DeviceEM
+        The data on the device and one iteration's steps.
+    host : tuple of (X, Y, sample_weight)
+        Host copies (float64), for the starts and the rare re-seeding.
+    likelihood : GaussianLikelihood
+    templates : list of LinearRegression or Ridge
+    make_gate : callable
+    scaling : tuple of (x_mean, x_scale, y_shift)
+        The device coordinates, to map parameters back to the host.
+    """
+
+    def __init__(self, em, host, likelihood, templates, make_gate, scaling):
+        self.em = em
+        self.host = host
+        self.likelihood = likelihood
+        self.templates = templates
+        self.make_gate = make_gate
+        self.scaling = scaling
+        self.total_weight = em.total
+        self._handed = None  # (state, means, log gate) of the last M-step
+        self._e_step_gate = None  # (state, log gate) of the last E-step
+
+    def fresh(self):
+        backend = copy.copy(self)
+        backend._handed = backend._e_step_gate = None
+        return backend
+
+    def _put(self, a):
+        em = self.em
+        return em.xp.asarray(
+            np.asarray(a, dtype=np.float64), dtype=em.dtype, device=em.device
+        )
+
+    def warm_state(self, estimator):
+        """A fitted estimator's parameters in the device's coordinates."""
+        x_mean, x_scale, y_shift = self.scaling
+        em = self.em
+        C = []
+        for est in estimator.experts_:
+            coef = np.asarray(est.coef_, dtype=np.float64).reshape(em.q, em.d).T
+            intercept = np.asarray(est.intercept_, dtype=np.float64).reshape(em.q)
+            C.append(
+                np.vstack(
+                    [coef * x_scale[:, None], intercept + x_mean @ coef - y_shift]
+                )
             )
-            resp = xp.asarray(resp_host, dtype=em.dtype, device=em.device)
+        return DeviceState(
+            self._put(estimator.gate_._theta),
+            self._put(np.stack(C)),
+            self._put(self.likelihood.scale_of(estimator)),
+        )
+
+    def start(self, init, restart, random_state, gate_seed):
+        em = self.em
+        X, Y, sw = self.host
+        resp = initial_responsibilities(
+            X, self.likelihood.kmeans_columns(Y), sw, em.K, init, restart, random_state
+        )
+        theta = em.xp.zeros((em.p, em.K - 1), dtype=em.dtype, device=em.device)
+        row_ll = em.xp.zeros((em.n,), dtype=em.dtype, device=em.device)
+        return DeviceState(theta, None, None), Posterior(self._put(resp), row_ll)
+
+    def assign(self, posterior, training, random_state):
+        return posterior  # soft EM only (see the capability table)
+
+    def reseed(self, posterior):
+        em = self.em
+        if not dead_experts(em.n_eff(posterior.resp), em.total).size:
+            return posterior
+        # rare: the in-memory backend's own re-seeding, on host copies
+        sw = self.host[2]
+        resp, dead = reseed_dead_experts(
+            to_numpy(posterior.resp).astype(np.float64),
+            to_numpy(posterior.row_ll).astype(np.float64),
+            sw,
+        )
+        if dead.size:
+            warn_reseeded(dead, stacklevel=4)
+        return Posterior(self._put(resp), posterior.row_ll)
+
+    def m_step(self, state, posterior, warm_gate):
+        em = self.em
+        resp = posterior.resp
         weights = resp * em.sw[:, None]
         C = em.fit_experts(weights)
         means = em.expert_means(C)
         var = em.noise_variance(means, weights)
         gate_steps = None
-        if (warm or n_iter > 1) and em.gate_warm_max_iter is not None:
+        if warm_gate and em.gate_warm_max_iter is not None:
             gate_steps = min(em.gate_max_iter, em.gate_warm_max_iter)
         # the E-step's log gate is the gate's at theta: no pass to recompute
-        theta, log_g, gate_iter = em.fit_gate(theta, resp, gate_steps, log_g)
-        resp, row_ll = em.e_step(log_g, means, var)
-        ll = em.log_likelihood(row_ll)
-        objective, change = _record_iteration(
-            moe,
-            n_iter,
-            ll,
-            ll - em.gate_penalty(theta),
-            curve,
-            objectives,
-            em.total,
-            prev,
+        handed = self._e_step_gate
+        log_g = handed[1] if handed is not None and handed[0] is state else None
+        theta, log_g, gate_iter = em.fit_gate(state.theta, resp, gate_steps, log_g)
+        new = DeviceState(theta, C, var, gate_iter)
+        self._handed = (new, means, log_g)
+        return new
+
+    def e_step(self, state):
+        em = self.em
+        handed = self._handed
+        if handed is not None and handed[0] is state:
+            _, means, log_g = handed
+        else:
+            log_g = em.gate_log_proba(state.theta)
+            means = em.expert_means(state.C)
+        self._e_step_gate = (state, log_g)
+        return Posterior(*em.e_step(log_g, means, state.var))
+
+    def log_likelihood(self, posterior):
+        return self.em.log_likelihood(posterior.row_ll)
+
+    def classification_log_likelihood(self, posterior):  # pragma: no cover
+        raise NotImplementedError("the Array API path is soft EM")
+
+    def penalty(self, state):
+        return self.em.gate_penalty(state.theta)
+
+    def result(self, state, posterior, *, curves, n_iter, converged):
+        """The :class:`EMResult`, its parameters as NumPy float64 on the host."""
+        em = self.em
+        xp = em.xp
+        x_mean, x_scale, y_shift = self.scaling
+        theta = to_numpy(state.theta).astype(np.float64)
+        C = to_numpy(state.C).astype(np.float64)  # (K, p, q)
+        var = to_numpy(state.var).astype(np.float64)
+        d = x_mean.shape[0]
+        y_is_1d = self.likelihood.y_is_1d
+        experts = []
+        for k, template in enumerate(self.templates):
+            slope = C[k, :d, :]
+            coef = slope / x_scale[:, None]
+            if template.fit_intercept:
+                intercept = C[k, d, :] + y_shift - (x_mean / x_scale) @ slope
+            else:  # zero by construction, up to round-off of the conversion
+                intercept = np.zeros(C.shape[2])
+            est = clone(template)
+            est.coef_ = coef[:, 0] if y_is_1d else coef.T.copy()
+            est.intercept_ = float(intercept[0]) if y_is_1d else intercept
+            est.n_features_in_ = d
+            experts.append(est)
+        gate = self.make_gate(0)
+        gate._mean, gate._scale = x_mean, x_scale
+        gate._theta = theta
+        gate.n_iter_ = state.gate_iter
+        gate._set_public()
+        resp, row_ll = posterior
+        g = xp.exp(em.gate_log_proba(state.theta))
+        w = em.sw / xp.sum(em.sw)
+        summary = {
+            "mean_gate": to_numpy(w @ g).astype(np.float64),
+            "effective_samples": to_numpy(em.sw @ resp).astype(np.float64),
+            "log_likelihood": to_numpy((em.sw * row_ll) @ resp).astype(np.float64),
+        }
+        return EMResult(
+            experts=experts,
+            gate=gate,
+            scale=var,
+            log_likelihood=self.log_likelihood(posterior),
+            log_likelihood_curve=np.asarray(curves[0]),
+            objective_curve=np.asarray(curves[1]),
+            n_iter=n_iter,
+            converged=converged,
+            summary=summary,
         )
-        if abs(change) < moe.tol:
-            converged = True
-            break
-        prev = objective
-    return {
-        "curve": np.asarray(curve),
-        "objective_curve": np.asarray(objectives),
-        "n_iter": n_iter,
-        "converged": converged,
-        "theta": theta,
-        "C": C,
-        "var": var,
-        "gate_iter": gate_iter,
-        "summary": _summary(em, theta, resp, row_ll),
-    }
-
-
-def _summary(em, theta, resp, row_ll):
-    """The per-expert training summary of ``BaseMixtureOfExperts.summary``."""
-    xp = em.xp
-    gate = xp.exp(em.gate_log_proba(theta))
-    w = em.sw / xp.sum(em.sw)
-    return {
-        "mean_gate": to_numpy(w @ gate).astype(np.float64),
-        "effective_samples": to_numpy(em.sw @ resp).astype(np.float64),
-        "log_likelihood": to_numpy((em.sw * row_ll) @ resp).astype(np.float64),
-    }
-
-
-def _warm_parameters(moe, em, x_mean, x_scale, y_shift):
-    """The previous fit's parameters in the device's coordinates."""
-    xp = em.xp
-    C = []
-    for est in moe.experts_:
-        coef = np.asarray(est.coef_, dtype=np.float64).reshape(em.q, em.d).T
-        intercept = np.asarray(est.intercept_, dtype=np.float64).reshape(em.q)
-        C.append(
-            np.vstack([coef * x_scale[:, None], intercept + x_mean @ coef - y_shift])
-        )
-    var = moe._noise_variance_2d()
-
-    def put(a):
-        return xp.asarray(
-            np.asarray(a, dtype=np.float64), dtype=em.dtype, device=em.device
-        )
-
-    return put(moe.gate_._theta), put(np.stack(C)), put(var)
-
-
-def _set_fitted(moe, best, gate, x_mean, x_scale, y_shift):
-    """Fitted attributes as NumPy float64, as the CPU path leaves them."""
-    theta = to_numpy(best["theta"]).astype(np.float64)
-    C = to_numpy(best["C"]).astype(np.float64)  # (K, p, q)
-    var = to_numpy(best["var"]).astype(np.float64)
-    d = x_mean.shape[0]
-    experts = []
-    for k, template in enumerate(moe._templates):
-        slope = C[k, :d, :]
-        coef = slope / x_scale[:, None]
-        if template.fit_intercept:
-            intercept = C[k, d, :] + y_shift - (x_mean / x_scale) @ slope
-        else:  # zero by construction, up to round-off of the conversion
-            intercept = np.zeros(C.shape[2])
-        est = clone(template)
-        est.coef_ = coef[:, 0] if moe._y_is_1d else coef.T.copy()
-        est.intercept_ = float(intercept[0]) if moe._y_is_1d else intercept
-        est.n_features_in_ = d
-        experts.append(est)
-    gate._mean, gate._scale = x_mean, x_scale
-    gate._theta = theta
-    gate.n_iter_ = best["gate_iter"]
-    gate._set_public()
-    moe.experts_ = experts
-    moe.gate_ = gate
-    moe.noise_variance_ = var[:, 0] if moe._y_is_1d else var
-    moe.log_likelihood_curve_ = best["curve"]
-    moe.objective_curve_ = best["objective_curve"]
-    moe.log_likelihood_ = float(best["curve"][-1])
-    moe.n_iter_ = best["n_iter"]
-    moe.converged_ = best["converged"]
-    moe._training_summary = best["summary"]
 
 
 def _weighted_scaler(X, sw, xp):
@@ -591,114 +615,82 @@ def _weighted_scaler(X, sw, xp):
     return mean, std
 
 
-def fit_array_api(moe, X, y, sample_weight=None, *, xp=None):
-    """Fit ``moe`` (a MixtureOfExpertsRegressor) by EM on the Array API path.
+def prepare_array_api(estimator, X, y, sample_weight, *, warm, xp=None):
+    """Validate on host copies and move the data to the device; see ``Prepared``.
 
-    Validation is the CPU path's, on host copies of the inputs; the EM
+    Validation is the in-memory path's, on host copies of the inputs; the EM
     iterations then run on the device of ``X`` (or on the GPU for
-    ``device="cuda"``). Returns ``moe`` with NumPy fitted attributes.
-
-    ``xp``, as in scikit-learn's ``get_namespace(..., xp=None)``, forces a
-    namespace (on its default device), whatever the inputs: the tests run
-    this path on NumPy with ``xp=array_api_compat.numpy``.
+    ``device="cuda"``). ``xp``, as in scikit-learn's ``get_namespace(...,
+    xp=None)``, forces a namespace (on its default device), whatever the
+    inputs: the tests run this path on NumPy with
+    ``xp=array_api_compat.numpy``.
     """
-    warm = moe.warm_start and hasattr(moe, "experts_")
-    # configuration errors first: installing CuPy would not fix them
-    names, templates = moe._expert_templates()
-    alphas = check_supported(moe, templates)
     if xp is None:
-        xp, device, X_on_device = _namespace_for(moe, X)
+        xp, device, X_on_device = _namespace_for(estimator, X)
     else:
         device, X_on_device = None, False
     # host copies, for validation and the (CPU) starting responsibilities
-    X_host, y_host = to_numpy(X), to_numpy(y)
-    _check_no_categorical(X_host)
-    X_host, y_host = validate_data(
-        moe,
-        X_host,
-        y_host,
+    X_host, y_host, sw, attributes = validate_fit_data(
+        estimator,
+        to_numpy(X),
+        to_numpy(y),
+        to_numpy(sample_weight),
         reset=not warm,
         dtype=[np.float64, np.float32],
-        multi_output=True,
-        y_numeric=True,
     )
     dtype = xp.float32 if X_host.dtype == np.float32 else xp.float64
     X64 = np.asarray(X_host, dtype=np.float64)
-    sw = _check_sample_weight(
-        to_numpy(sample_weight), X64, dtype=np.float64, ensure_non_negative=True
-    )
-    if sw.sum() <= 0:
-        raise ValueError("sample_weight sums to zero; nothing to fit.")
-    Y = moe._validate_targets(y_host, fitting=True, sample_weight=sw)
-    K = len(templates)
-    moe._check_n_experts(K, warm)
-    moe._check_n_samples(int(np.count_nonzero(sw)), K)
-    moe.n_experts_ = K
-    moe.expert_names_ = names
-    random_state = check_random_state(moe.random_state)
-    moe._templates = [
-        _seed_unset_random_states(clone(t), random_state) for t in templates
-    ]
-
+    likelihood, Y = estimator._likelihood_for(y_host, sw)
     if X_on_device and array_api_compat.is_array_api_obj(X):
         X_dev = xp.astype(X, dtype) if X.dtype != dtype else X
     else:
         X_dev = xp.asarray(X_host, dtype=dtype, device=device)
     sw_dev = xp.asarray(sw, dtype=dtype, device=device)
-    gate = moe.gate_ if warm else moe._make_gate()
-    if not warm:
-        # SoftmaxGate's standardisation (``_init_scaler``), on the device
-        gate._mean, gate._scale = _weighted_scaler(X_dev, sw_dev, xp)
-    x_mean, x_scale = gate._mean, gate._scale
+    if warm:
+        x_mean, x_scale = estimator.gate_._mean, estimator.gate_._scale
+    else:
+        # SoftmaxGate's standardisation, computed on the device
+        x_mean, x_scale = _weighted_scaler(X_dev, sw_dev, xp)
     y_shift = (sw / sw.sum()) @ Y
+    Y_dev = xp.asarray(Y, dtype=dtype, device=device)
 
-    em = _DeviceEM(
-        xp,
-        device,
-        X_dev,
-        xp.asarray(Y, dtype=dtype, device=device),
-        sw_dev,
-        x_mean=x_mean,
-        x_scale=x_scale,
-        y_shift=y_shift,
-        alphas=alphas,
-        fit_intercepts=[bool(t.fit_intercept) for t in templates],
-        noise_floor=moe._noise_floor,
-        gate_alpha=gate.alpha,
-        gate_max_iter=gate.max_iter,
-        gate_warm_max_iter=gate.warm_max_iter,
-    )
-    del X_dev
-
-    best = None
-    n_init = 1 if warm else moe.n_init
-    # one seed per restart, drawn up front, as the CPU path draws them
-    seeds = random_state.randint(np.iinfo(np.int32).max, size=n_init)
-    for restart, seed in enumerate(seeds):
-        if warm:
-            theta, C, var = _warm_parameters(moe, em, x_mean, x_scale, y_shift)
-            resp = None
-        else:
-            restart_state = np.random.RandomState(seed)
-            # the CPU path's gate draws its seed first (see _make_gate)
-            restart_state.randint(np.iinfo(np.int32).max)
-            resp = xp.asarray(
-                moe._initial_resp(X64, Y, sw, restart_state, restart),
-                dtype=dtype,
-                device=device,
-            )
-            theta = xp.zeros((em.p, K - 1), dtype=dtype, device=device)
-            C = var = None
-        run = _run(moe, em, resp, theta, C, var, warm)
-        if best is None or run["curve"][-1] > best["curve"][-1]:
-            best = run
-    _set_fitted(moe, best, gate, x_mean, x_scale, y_shift)
-    if not best["converged"]:
-        warnings.warn(
-            f"EM did not converge in max_iter={moe.max_iter} iterations "
-            f"(tol={moe.tol}); increase max_iter or tol, or try another "
-            "initialisation.",
-            ConvergenceWarning,
-            stacklevel=3,
+    def build(*, templates, expert_info, make_gate, n_jobs, tree_branching):
+        gate = make_gate(0)
+        em = _DeviceEM(
+            xp,
+            device,
+            X_dev,
+            Y_dev,
+            sw_dev,
+            x_mean=x_mean,
+            x_scale=x_scale,
+            y_shift=y_shift,
+            alphas=expert_info,
+            fit_intercepts=[bool(t.fit_intercept) for t in templates],
+            noise_floor=likelihood.noise_floor,
+            gate_alpha=gate.alpha,
+            gate_max_iter=gate.max_iter,
+            gate_warm_max_iter=gate.warm_max_iter,
+            gate_tol=gate.tol,
         )
-    return moe
+        return ArrayAPIBackend(
+            em,
+            (X64, Y, sw),
+            likelihood,
+            templates,
+            make_gate,
+            (x_mean, x_scale, y_shift),
+        )
+
+    return Prepared(likelihood, attributes, int(np.count_nonzero(sw)), build)
+
+
+def fit_array_api(estimator, X, y, sample_weight=None, *, xp=None):
+    """Fit ``estimator`` (a MixtureOfExpertsRegressor) on the Array API path.
+
+    As ``estimator.fit`` on Array API inputs, with ``xp`` forcing the
+    namespace (see :func:`prepare_array_api`); returns ``estimator`` with
+    NumPy fitted attributes.
+    """
+    estimator._validate_params()
+    return estimator._fit(X, y, sample_weight, path="array_api", namespace=xp)

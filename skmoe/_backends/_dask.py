@@ -1,0 +1,687 @@
+"""The Dask backend: EM streamed over the chunks of Dask arrays.
+
+EM for linear experts and a linear gate needs the data only through sums
+over rows: each expert's weighted Gram matrix of ``[X, 1, y]`` (its normal
+equations and residual sum of squares), and the gate's cross-entropy and its
+gradient. A pass computes these per chunk with the in-memory code (the
+E-step runs on the chunk from the current parameters) and adds them up in a
+fixed tree order, so memory holds one chunk per worker and the result does
+not depend on the scheduler. The engine's loop (``skmoe/_em/_loop.py``) is
+the in-memory one; the gate's M-step is the same Newton step, its first
+gradient from the pass, its Hessian from an in-memory subsample of the rows,
+and each trial point one more pass. The passes go through ``dask.compute``:
+the threaded scheduler by default, or a ``dask.distributed`` cluster when a
+Client is active.
+
+Dask is imported only when a fit is given Dask arrays.
+"""
+
+import copy
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from .._em._loop import EMResult
+from .._em._start import (
+    dead_experts,
+    kmeans_labels,
+    reseed_thresholds,
+    scale_for_kmeans,
+    warn_reseeded,
+)
+from .._em._stats import (
+    fit_linear_closed_form,
+    plain_grams,
+    recentred_gram,
+    residual_variance_from_gram,
+    weighted_grams,
+)
+from .._gates._softmax import newton_hessian_solver, softmax_preconditioner
+from .._gates._solvers import lbfgs_minimize, newton_minimize
+from .._kernels import gate_objective, single_threaded_blas
+from .._likelihoods import GaussianLikelihood, noise_floor
+from ._numpy import MixtureState, Prepared
+
+# Rows of the in-memory subsample (evenly strided over the data) on which
+# the k-means start, the re-seeding thresholds and the gate's Hessian are
+# computed.
+_SUBSAMPLE_ROWS = 10_000
+
+# Rows per block of the random start's draws (see _StartSource._random).
+_RANDOM_START_ROWS = 4096
+
+
+def is_dask_collection(x):
+    """Whether ``x`` is a Dask collection, by its protocol (no dask import)."""
+    return callable(getattr(type(x), "__dask_graph__", None))
+
+
+# ---------------------------------------------------------------------------
+# Input checks
+# ---------------------------------------------------------------------------
+
+
+def _as_dask_array(da, a, name, row_chunks):
+    if isinstance(a, da.Array):
+        return a
+    if is_dask_collection(a):
+        raise TypeError(
+            f"{name} is a {type(a).__name__}; out-of-core fitting takes Dask "
+            f"arrays. Convert it with {name}.to_dask_array(lengths=True)."
+        )
+    a = np.asarray(a)
+    return da.from_array(a, chunks=(row_chunks,) + a.shape[1:])
+
+
+def _check_arrays(estimator, X, y, sample_weight, warm):
+    """Dask arrays X (n, d), Y (n, n_outputs) and weights, aligned by chunk."""
+    import dask.array as da
+
+    first = X if isinstance(X, da.Array) else y
+    row_chunks = first.chunks[0] if isinstance(first, da.Array) else "auto"
+    X = _as_dask_array(da, X, "X", row_chunks)
+    y = _as_dask_array(da, y, "y", X.chunks[0])
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D Dask array for X, got {X.ndim}-D.")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D, got {y.ndim}-D.")
+    if any(np.isnan(s) for s in X.shape + y.shape):
+        raise ValueError(
+            "X or y has unknown chunk sizes; call compute_chunk_sizes() on it "
+            "(or to_dask_array(lengths=True) on a Dask DataFrame) first."
+        )
+    for name, a in (("X", X), ("y", y)):
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise ValueError(f"{name} must be numeric, got dtype {a.dtype}.")
+    n, d = X.shape
+    if y.shape[0] != n:
+        raise ValueError(
+            "Found input variables with inconsistent numbers of samples: "
+            f"[{n}, {y.shape[0]}]"
+        )
+    if d == 0:
+        raise ValueError("X has 0 features; at least one is required.")
+    if warm and d != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {d} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    X = X.astype(np.float64).rechunk({1: -1})
+    rows = X.chunks[0]
+    Y = (y[:, None] if y.ndim == 1 else y).astype(np.float64).rechunk((rows, -1))
+    if sample_weight is not None:
+        sample_weight = _as_dask_array(da, sample_weight, "sample_weight", rows)
+        if sample_weight.shape != (n,):
+            raise ValueError(
+                f"sample_weight has shape {sample_weight.shape}; expected ({n},)."
+            )
+        sample_weight = sample_weight.astype(np.float64).rechunk((rows,))
+    return X, Y, sample_weight, y.ndim == 1
+
+
+# ---------------------------------------------------------------------------
+# Passes over the chunks
+# ---------------------------------------------------------------------------
+
+
+def _chunk(X, Y, w):
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    w = np.ones(X.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
+    return X, Y, w
+
+
+def _add(a, b):
+    """Elementwise sum of two tuples of per-chunk statistics (None stays)."""
+    return tuple(None if x is None else x + y for x, y in zip(a, b, strict=True))
+
+
+def _concatenate(a, b):
+    return a + b
+
+
+class _Stream:
+    """The row chunks of (X, Y, sample weight) and passes over them."""
+
+    def __init__(self, X, Y, sample_weight):
+        import dask
+
+        self._dask = dask
+        xs = X.to_delayed().ravel()
+        ys = Y.to_delayed().ravel()
+        ws = (
+            [None] * len(xs)
+            if sample_weight is None
+            else sample_weight.to_delayed().ravel()
+        )
+        self.blocks = list(zip(xs, ys, ws, strict=True))
+        self.passes = 0
+
+    def map_reduce(self, func, *args, combine=_add):
+        """``combine`` over the chunks of ``func(X, Y, w, chunk_index, *args)``.
+
+        The chunks' results are combined pairwise in a fixed tree, so the
+        sum is the same, bit for bit, on any scheduler.
+        """
+        delayed = self._dask.delayed
+        # each argument once in the graph, not once per chunk
+        args = [delayed(a, traverse=False) for a in args]
+        parts = [
+            delayed(func, pure=True)(x, y, w, i, *args)
+            for i, (x, y, w) in enumerate(self.blocks)
+        ]
+        while len(parts) > 1:
+            pairs = [
+                delayed(combine, pure=True)(parts[j], parts[j + 1])
+                for j in range(0, len(parts) - 1, 2)
+            ]
+            parts = pairs + parts[len(parts) - len(parts) % 2 :]
+        self.passes += 1
+        return self._dask.compute(parts[0])[0]
+
+
+def _moments_chunk(X, Y, w, index):
+    """Weighted count, mean and centred second moment of [X, Y] in a chunk."""
+    X, Y, w = _chunk(X, Y, w)
+    V = np.hstack([X, Y])
+    bad = int(np.count_nonzero(~np.isfinite(V)) + np.count_nonzero(~np.isfinite(w)))
+    negative = int(np.count_nonzero(w < 0))
+    W = float(w.sum())
+    mean = w @ V / W if W > 0 else np.zeros(V.shape[1])
+    m2 = w @ (V - mean) ** 2
+    return len(w), int(np.count_nonzero(w > 0)), W, mean, m2, w @ Y**2, bad, negative
+
+
+def _combine_moments(a, b):
+    """Chan et al.'s pairwise update of weighted means and second moments."""
+    n_a, pos_a, W_a, mean_a, m2_a, sq_a, bad_a, neg_a = a
+    n_b, pos_b, W_b, mean_b, m2_b, sq_b, bad_b, neg_b = b
+    W = W_a + W_b
+    if W > 0:
+        delta = mean_b - mean_a
+        mean = mean_a + delta * (W_b / W)
+        m2 = m2_a + m2_b + delta**2 * (W_a * W_b / W)
+    else:
+        mean, m2 = mean_a, m2_a + m2_b
+    return (
+        n_a + n_b,
+        pos_a + pos_b,
+        W,
+        mean,
+        m2,
+        sq_a + sq_b,
+        bad_a + bad_b,
+        neg_a + neg_b,
+    )
+
+
+def _chunk_weight(X, Y, w, index):
+    """The chunk's total weight, as a one-entry tuple (concatenated in order)."""
+    return (float(_chunk(X, Y, w)[2].sum()),)
+
+
+class _StartSource:
+    """Starting responsibilities of a chunk: nearest k-means centre or random.
+
+    Rows are explained by nothing yet: their log-likelihoods are 0, so that
+    a collapsed expert is re-seeded on the first rows, as in memory.
+    """
+
+    def __init__(self, n_experts, offsets, *, centres=None, scaling=None, seed=None):
+        self.n_experts = n_experts
+        self.offsets = offsets  # first row of each chunk
+        self.centres = centres
+        self.scaling = scaling
+        self.seed = seed
+
+    def _random(self, start, stop):
+        # drawn in fixed blocks of rows, each from its own seed, so that a
+        # row's start does not depend on how the rows are chunked
+        size = _RANDOM_START_ROWS
+        blocks = range(start // size, (stop - 1) // size + 1)
+        draws = np.concatenate(
+            [
+                np.random.RandomState([self.seed, b]).dirichlet(
+                    np.ones(self.n_experts), size=size
+                )
+                for b in blocks
+            ]
+        )
+        first = blocks[0] * size
+        return draws[start - first : stop - first]
+
+    def __call__(self, X, Y, w, index):
+        m, K = X.shape[0], self.n_experts
+        if K == 1:
+            return np.ones((m, 1)), np.zeros(m)
+        if self.centres is None:
+            start = self.offsets[index]
+            return self._random(start, start + m), np.zeros(m)
+        Z = scale_for_kmeans(X, Y, self.scaling)
+        dist = (
+            (Z**2).sum(axis=1)[:, None]
+            - 2 * Z @ self.centres.T
+            + (self.centres**2).sum(axis=1)
+        )
+        # a cluster the subsample left empty has no centre: no row goes there
+        dist[:, ~np.all(np.isfinite(self.centres), axis=1)] = np.inf
+        resp = np.zeros((m, K))
+        resp[np.arange(m), np.argmin(dist, axis=1)] = 1.0
+        return resp, np.zeros(m)
+
+
+class _EStepSource:
+    """A chunk's responsibilities from parameters (the E-step)."""
+
+    def __init__(self, likelihood, state):
+        self.likelihood = likelihood
+        self.state = state
+
+    def __call__(self, X, Y, w, index):
+        likelihood, state = self.likelihood, self.state
+        return likelihood.posterior(
+            state.gate.predict_log_proba(X),
+            likelihood.outputs(state.experts, X),
+            Y,
+            state.scale,
+        )
+
+
+class _Reseeded:
+    """Responsibilities of ``source`` with collapsed experts re-seeded.
+
+    Dead expert ``j`` shares, half and half, the rows in the ``j``-th block
+    of ``1 / (2 n_experts)`` of the weight, counted from the worst-explained:
+    by row log-likelihood (below ``thresholds``, estimated on a subsample)
+    or, where nothing is explained yet (a start), by row order, as the
+    in-memory backend's stable sort of equal log-likelihoods gives.
+    """
+
+    def __init__(
+        self, source, dead, *, thresholds=None, chunk_weights=None, share=None
+    ):
+        self.source = source
+        self.dead = dead
+        self.thresholds = thresholds
+        self.chunk_weights = chunk_weights
+        self.share = share
+
+    def __call__(self, X, Y, w, index):
+        resp, row_ll = self.source(X, Y, w, index)
+        resp = resp.copy()
+        if self.thresholds is not None:
+            block = np.searchsorted(self.thresholds, row_ll, side="left")
+        else:
+            before = float(np.sum(self.chunk_weights[:index]))
+            cumulative = before + np.cumsum(w)
+            block = np.ceil(cumulative / self.share).astype(np.intp) - 1
+            block[w <= 0] = len(self.dead)
+        for j, k in enumerate(self.dead):
+            rows = block == j
+            resp[rows] *= 0.5
+            resp[rows, k] += 0.5
+        return resp, row_ll
+
+
+def _em_chunk(X, Y, w, index, source, x_shift, y_shift, gate):
+    """A chunk's part of one EM iteration's sums.
+
+    From the chunk's responsibilities: the experts' weighted Gram matrices,
+    effective sample sizes, the log-likelihood (total and per expert), the
+    summed gate probabilities, and the gate objective and its gradient at the
+    gate's current parameters (the M-step's first evaluation).
+    """
+    X, Y, w = _chunk(X, Y, w)
+    resp, row_ll = source(X, Y, w, index)
+    weights = resp * w[:, None]
+    grams = weighted_grams(X, x_shift, Y - y_shift, weights)
+    n_eff = weights.sum(axis=0)
+    ll = float(w @ row_ll)
+    ll_expert = (w * row_ll) @ resp
+    gate_sum = w @ gate.predict_proba(X)
+    loss = grad = None
+    if resp.shape[1] > 1:
+        loss, grad = gate_objective(X, gate._mean, gate._scale, gate._theta, resp, w)
+    return grams, n_eff, ll, ll_expert, gate_sum, loss, grad
+
+
+def _expert_gram_chunk(X, Y, w, index, source, k, x_shift, y_shift):
+    """A chunk's part of expert ``k``'s Gram matrix about ``x_shift``."""
+    X, Y, w = _chunk(X, Y, w)
+    resp, _ = source(X, Y, w, index)
+    weights = np.ascontiguousarray(resp[:, k : k + 1] * w[:, None])
+    return (weighted_grams(X, x_shift, Y - y_shift, weights)[0],)
+
+
+def _gate_chunk(X, Y, w, index, source, mean, scale, theta):
+    """A chunk's gate cross-entropy and gradient at ``theta``."""
+    X, Y, w = _chunk(X, Y, w)
+    resp, _ = source(X, Y, w, index)
+    return gate_objective(X, mean, scale, theta, resp, w)
+
+
+class StreamPosterior(NamedTuple):
+    """The responsibilities (a source computing them per chunk) and their sums.
+
+    ``stats`` are the sums of :func:`_em_chunk`, with the gate objective at
+    ``gate``, where the next M-step starts.
+    """
+
+    source: object
+    stats: tuple
+    gate: object
+
+
+# ---------------------------------------------------------------------------
+# The backend
+# ---------------------------------------------------------------------------
+
+
+class StreamedBackend:
+    """EM's statistics over the chunks of Dask arrays (linear experts).
+
+    Parameters
+    ----------
+    stream : _Stream
+    setup : dict
+        What the moments pass and the subsample give: total weight, chunk
+        offsets and weights, scalings, centring shifts, the subsample.
+    likelihood : GaussianLikelihood
+    templates : list of LinearRegression or Ridge
+    alphas : list of float
+        The experts' ridge penalties.
+    make_gate : callable
+    """
+
+    def __init__(self, stream, setup, likelihood, templates, alphas, make_gate):
+        self.stream = stream
+        self.setup = setup
+        self.likelihood = likelihood
+        self.templates = templates
+        self.alphas = alphas
+        self.make_gate = make_gate
+        self.total_weight = setup["total"]
+        self.n_experts = len(templates)
+
+    def fresh(self):
+        backend = copy.copy(self)
+        backend._passes_at_start = self.stream.passes
+        return backend
+
+    def warm_state(self, estimator):
+        return MixtureState(
+            estimator.experts_,
+            estimator.gate_,
+            self.likelihood.scale_of(estimator),
+        )
+
+    def _pass(self, source, gate):
+        setup = self.setup
+        stats = self.stream.map_reduce(
+            _em_chunk, source, setup["x_shift"], setup["y_shift"], gate
+        )
+        return StreamPosterior(source, stats, gate)
+
+    def start(self, init, restart, random_state, gate_seed):
+        setup = self.setup
+        K = self.n_experts
+        gate = self.make_gate(gate_seed)
+        gate._set_scaler(setup["x_mean"], setup["x_std"])
+        gate._theta = np.zeros((setup["x_mean"].shape[0] + 1, K - 1))
+        gate._set_public()
+        if K == 1 or init == "random" or restart > 0:
+            source = _StartSource(
+                K, setup["offsets"], seed=random_state.randint(np.iinfo(np.int32).max)
+            )
+        else:
+            Xs, Ys, ws = setup["subsample"]
+            keep = ws > 0
+            Zs = scale_for_kmeans(Xs[keep], Ys[keep], setup["kmeans_scaling"])
+            labels = kmeans_labels(Zs, ws[keep], K, random_state)
+            centres = np.full((K, Zs.shape[1]), np.nan)
+            for k in range(K):
+                mass = ws[keep][labels == k]
+                if mass.sum() > 0:
+                    centres[k] = mass @ Zs[labels == k] / mass.sum()
+            source = _StartSource(
+                K, setup["offsets"], centres=centres, scaling=setup["kmeans_scaling"]
+            )
+        return MixtureState(None, gate, None), self._pass(source, gate)
+
+    def assign(self, posterior, training, random_state):
+        return posterior  # soft EM only (see the capability table)
+
+    def reseed(self, posterior):
+        source, stats, gate = posterior
+        K = self.n_experts
+        dead = dead_experts(stats[1], self.total_weight)
+        if dead.size == 0 or dead.size == K:
+            return posterior
+        if isinstance(source, _EStepSource):
+            Xs, Ys, ws = self.setup["subsample"]
+            _, row_ll = source(Xs, Ys, ws, None)
+            thresholds = reseed_thresholds(row_ll, ws, dead.size, K)
+            source = _Reseeded(source, dead, thresholds=thresholds)
+        else:
+            source = _Reseeded(
+                source,
+                dead,
+                chunk_weights=self.setup["chunk_weights"],
+                share=self.total_weight / (2 * K),
+            )
+        warn_reseeded(dead, stacklevel=4)
+        return self._pass(source, gate)
+
+    def m_step(self, state, posterior, warm_gate):
+        setup = self.setup
+        source, stats, _ = posterior
+        grams, loss0, grad0 = stats[0], stats[5], stats[6]
+        x_shift, y_shift = setup["x_shift"], setup["y_shift"]
+        y_is_1d = self.likelihood.y_is_1d
+        plain = plain_grams(grams, x_shift)
+        experts, variances = [], []
+        for k, template in enumerate(self.templates):
+            shift, G = x_shift, grams[k]
+            if not plain[k]:
+                # the in-memory guard, its recomputation one more pass
+                shift, G = recentred_gram(
+                    G,
+                    x_shift,
+                    lambda s, k=k: self.stream.map_reduce(
+                        _expert_gram_chunk, source, k, s, y_shift
+                    )[0],
+                )
+            est = fit_linear_closed_form(template, self.alphas[k], G, shift, y_is_1d)
+            # the Gram matrices hold y - y_shift
+            if y_is_1d:
+                est.intercept_ = float(est.intercept_ + y_shift[0])
+            else:
+                est.intercept_ = est.intercept_ + y_shift
+            experts.append(est)
+            variances.append(residual_variance_from_gram(est, G, shift, y_shift))
+        var = np.stack(variances)
+        scale = np.maximum(var, self.likelihood.noise_floor)
+        gate = self._fit_gate(state.gate, source, loss0, grad0, warm_gate)
+        return MixtureState(experts, gate, scale)
+
+    def _fit_gate(self, gate, source, loss0, grad0, warm):
+        """The gate's M-step: Newton on the summed objective, as in memory.
+
+        The first evaluation comes from the EM pass already made; each trial
+        point is one pass (the chunk's responsibilities recomputed from
+        ``source``); the Hessian is estimated on the in-memory subsample,
+        as the in-memory backend estimates it on a strided subsample.
+        """
+        gate = copy.deepcopy(gate)
+        d1, K1 = gate._theta.shape
+        if K1 == 0:
+            gate.n_iter_ = 0
+            gate._set_public()
+            return gate
+        alpha = float(gate.alpha)
+        total = self.total_weight
+        mean, scale = gate._mean, gate._scale
+
+        def objective(flat, first=False):
+            theta = flat.reshape(d1, K1)
+            if first:
+                loss, grad = loss0, grad0.copy()
+            else:
+                loss, grad = self.stream.map_reduce(
+                    _gate_chunk, source, mean, scale, theta
+                )
+                grad = grad.copy()
+            W = theta[:-1]
+            grad[:-1] += alpha * W
+            loss = loss + 0.5 * alpha * np.sum(W * W)
+            return loss / total, grad.ravel() / total
+
+        Xs, _, ws = self.setup["subsample"]
+        max_iter = gate.max_iter
+        if warm and gate.warm_max_iter is not None:
+            max_iter = min(max_iter, gate.warm_max_iter)
+        with single_threaded_blas():
+            hessian_solver = newton_hessian_solver(gate, Xs, ws, alpha, total)
+            flat, n_iter, ok = newton_minimize(
+                objective,
+                hessian_solver,
+                gate._theta.ravel().copy(),
+                max_iter=max_iter,
+                tol=gate.tol,
+            )
+            if not ok:
+                gate._theta = flat.reshape(d1, K1)
+                L = softmax_preconditioner(gate, Xs, ws, alpha, total)
+                flat, n_iter = lbfgs_minimize(
+                    objective,
+                    flat,
+                    max_iter=gate.max_iter,
+                    tol=gate.tol,
+                    preconditioner=L,
+                )
+        gate._theta = flat.reshape(d1, K1)
+        gate.n_iter_ = n_iter
+        gate._set_public()
+        return gate
+
+    def e_step(self, state):
+        return self._pass(_EStepSource(self.likelihood, state), state.gate)
+
+    def log_likelihood(self, posterior):
+        return posterior.stats[2]
+
+    def classification_log_likelihood(self, posterior):  # pragma: no cover
+        raise NotImplementedError("the streamed fit is soft EM")
+
+    def penalty(self, state):
+        return state.gate.penalty()
+
+    def result(self, state, posterior, *, curves, n_iter, converged):
+        stats = posterior.stats
+        summary = {
+            "mean_gate": stats[4] / self.total_weight,
+            "effective_samples": stats[1],
+            "log_likelihood": stats[3],
+        }
+        return EMResult(
+            experts=state.experts,
+            gate=state.gate,
+            scale=state.scale,
+            log_likelihood=float(stats[2]),
+            log_likelihood_curve=np.asarray(curves[0]),
+            objective_curve=np.asarray(curves[1]),
+            n_iter=n_iter,
+            converged=converged,
+            summary=summary,
+            counts={"passes": self.stream.passes - self._passes_at_start},
+        )
+
+
+def prepare_streamed(estimator, X, y, sample_weight, *, warm):
+    """Check the Dask arrays and take their moments; see :class:`Prepared`."""
+    X, Y, sample_weight, y_is_1d = _check_arrays(estimator, X, y, sample_weight, warm)
+    stream = _Stream(X, Y, sample_weight)
+    n_rows, n_pos, total, mean, m2, sq, bad, negative = stream.map_reduce(
+        _moments_chunk, combine=_combine_moments
+    )
+    if bad:
+        raise ValueError(
+            f"Input contains NaN or infinity: {bad} value(s) in X, y or sample_weight."
+        )
+    if negative:
+        raise ValueError(f"sample_weight has {negative} negative value(s).")
+    if total <= 0:
+        raise ValueError("sample_weight sums to zero; nothing to fit.")
+    d = X.shape[1]
+    var = m2 / total
+    x_mean, x_var = mean[:d], var[:d]
+    y_mean, y_var = mean[d:], var[d:]
+    likelihood = GaussianLikelihood(
+        noise_floor(y_mean, y_var, sq / total, n_rows), y_is_1d
+    )
+    x_std, y_std = np.sqrt(x_var), np.sqrt(y_var)
+    # an evenly strided subsample, held in memory, for the k-means start,
+    # the re-seeding thresholds and the gate's Hessian
+    step = max(1, -(-n_rows // _SUBSAMPLE_ROWS))
+    Xs, Ys = X[::step].compute(), Y[::step].compute()
+    ws = np.ones(len(Xs)) if sample_weight is None else sample_weight[::step]
+    ws = np.asarray(ws, dtype=np.float64)
+    setup = {
+        "total": float(total),
+        "offsets": np.r_[0, np.cumsum(X.chunks[0])[:-1]],
+        "chunk_weights": np.asarray(
+            stream.map_reduce(_chunk_weight, combine=_concatenate)
+        ),
+        "x_mean": x_mean,
+        "x_std": x_std,
+        # centring for the normal equations
+        "x_shift": x_mean,
+        # as the in-memory k-means start scales inputs and targets, from the
+        # moments of all rows
+        "kmeans_scaling": (
+            x_mean,
+            np.where(x_std == 0, 1.0, x_std),
+            y_mean,
+            np.where(y_std == 0, 1.0, y_std),
+            # targets weigh as much as all inputs together
+            np.sqrt(d / Y.shape[1]),
+        ),
+        "subsample": (Xs, Ys, ws),
+    }
+
+    def build(*, templates, expert_info, make_gate, n_jobs, tree_branching):
+        # y is centred only where every expert has an intercept (otherwise
+        # the model is anchored at y = 0)
+        anchored = all(t.fit_intercept for t in templates)
+        setup["y_shift"] = y_mean if anchored else np.zeros_like(y_mean)
+        return StreamedBackend(
+            stream, setup, likelihood, templates, expert_info, make_gate
+        )
+
+    attributes = {"n_features_in_": d, "feature_names_in_": None}
+    return Prepared(likelihood, attributes, int(n_pos), build)
+
+
+def predict_blocks(estimator, X, return_std=False):
+    """``estimator.predict`` mapped over the row blocks of a Dask array X."""
+    import dask.array as da
+
+    check_is_fitted(estimator)
+    X = _as_dask_array(da, X, "X", "auto")
+    if X.ndim != 2:
+        raise ValueError(f"Expected a 2-D Dask array for X, got {X.ndim}-D.")
+    X = X.rechunk({1: -1})
+    n_outputs = estimator._noise_variance_2d().shape[1]
+    y_is_1d = estimator._likelihood.y_is_1d
+
+    def part(i):
+        def block(Xb):
+            out = estimator.predict(Xb, return_std=return_std)
+            return out[i] if return_std else out
+
+        if y_is_1d:
+            return X.map_blocks(block, dtype=np.float64, drop_axis=1)
+        return X.map_blocks(block, dtype=np.float64, chunks=(X.chunks[0], (n_outputs,)))
+
+    return (part(0), part(1)) if return_std else part(0)

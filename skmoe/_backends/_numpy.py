@@ -1,0 +1,339 @@
+"""The in-memory backend: NumPy arrays, numba kernels, any expert and gate.
+
+It supplies the statistics of EM's iterations (see ``skmoe/_em/_loop.py``)
+for data held in memory. Its workspace, the linear gate's
+:class:`SoftmaxGateFit` and the experts' outputs and gate log-probabilities
+handed from each M-step to the next E-step, belongs to one run: ``fresh()``
+gives a copy without it for each restart.
+"""
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .._em._loop import EMResult
+from .._em._start import (
+    initial_responsibilities,
+    reseed_dead_experts,
+    warn_reseeded,
+)
+from .._experts import fit_experts
+from .._gates._softmax import SoftmaxGate, SoftmaxGateFit
+from .._validation import validate_fit_data
+
+# The first (cold) gate fit, on the start's hard clusters, runs on at most
+# this many rows (an evenly strided subsample, weights scaled to the whole),
+# then takes one warm Newton step on every row: at 1e6 rows Newton from zero
+# took 6 steps over all rows, about 2 s, for a gate EM then moves anyway.
+COLD_GATE_MAX_ROWS = 100_000
+
+
+class MixtureState(NamedTuple):
+    """The parameters of a mixture: fitted experts, gate and scale."""
+
+    experts: list
+    gate: object
+    scale: object
+
+
+class Posterior(NamedTuple):
+    """Responsibilities (n, K) and per-row log-likelihoods (n,)."""
+
+    resp: np.ndarray
+    row_ll: np.ndarray
+
+
+@dataclass
+class Prepared:
+    """Validated data of one fit, before the backend is built.
+
+    Attributes
+    ----------
+    likelihood : likelihood object
+    attributes : dict
+        Fitted attributes that validation gives (``n_features_in_``,
+        ``feature_names_in_``).
+    n_positive : int
+        Rows of positive weight.
+    build : callable
+        ``build(templates=, expert_info=, make_gate=, n_jobs=,
+        tree_branching=)``: the backend.
+    """
+
+    likelihood: object
+    attributes: dict
+    n_positive: int
+    build: Callable
+
+
+def prepare_in_memory(estimator, X, y, sample_weight, *, warm):
+    """Validate data for the in-memory backend; see :class:`Prepared`."""
+    X, y, sample_weight, attributes = validate_fit_data(
+        estimator, X, y, sample_weight, reset=not warm
+    )
+    likelihood, Y = estimator._likelihood_for(y, sample_weight)
+
+    def build(*, templates, expert_info, make_gate, n_jobs, tree_branching):
+        return InMemoryBackend(
+            X,
+            Y,
+            sample_weight,
+            likelihood,
+            templates,
+            make_gate,
+            n_jobs,
+            tree_branching,
+            expert_info,
+        )
+
+    return Prepared(likelihood, attributes, int(np.count_nonzero(sample_weight)), build)
+
+
+class InMemoryBackend:
+    """EM's statistics for data in memory.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    Y : ndarray
+        Internal targets, as the likelihood encodes them.
+    sample_weight : ndarray of shape (n_samples,)
+    likelihood : likelihood object
+        The experts' likelihood (Gaussian, categorical, ...).
+    templates : list of estimators
+        The experts' unfitted templates.
+    make_gate : callable
+        ``make_gate(seed)``: an unfitted gate.
+    n_jobs : int or None
+        Jobs for the experts' fits.
+    tree_branching : int or None
+        The branching of a hierarchical gate (for the k-means start).
+    expert_info : list or None
+        What the capability table says of each expert on this path
+        (gradient training's penalties).
+    """
+
+    def __init__(
+        self,
+        X,
+        Y,
+        sample_weight,
+        likelihood,
+        templates,
+        make_gate,
+        n_jobs=None,
+        tree_branching=None,
+        expert_info=None,
+    ):
+        self.X, self.Y, self.sample_weight = X, Y, sample_weight
+        self.likelihood = likelihood
+        self.templates = templates
+        self.make_gate = make_gate
+        self.n_jobs = n_jobs
+        self.tree_branching = tree_branching
+        self.expert_info = expert_info
+        self.total_weight = float(sample_weight.sum())
+        # unit weights (the usual case): the responsibilities themselves
+        self.unit_weights = bool(sample_weight[0] == 1 and np.all(sample_weight == 1))
+        self._gate_fit = None
+        self._handed = None  # (state, outputs, log_gate) from the last M-step
+        self.counts = {}  # the work of a run (see SoftmaxGateFit), for benchmarks
+
+    @property
+    def n_experts(self):
+        return len(self.templates)
+
+    def warm_state(self, estimator):
+        """The parameters of a fitted ``estimator``, to continue from."""
+        return MixtureState(
+            estimator.experts_, estimator.gate_, self.likelihood.scale_of(estimator)
+        )
+
+    def fresh(self):
+        """A copy for one run, with an empty workspace."""
+        backend = copy.copy(self)
+        backend._gate_fit = None
+        backend._handed = None
+        backend.counts = {}
+        return backend
+
+    # -- the steps of an iteration
+
+    def start(self, init, restart, random_state, gate_seed):
+        """Unfitted parameters and the starting responsibilities."""
+        gate = self.make_gate(gate_seed)
+        tree = None
+        if self.tree_branching is not None:
+            columns = getattr(gate, "features", None)
+            tree = (self.tree_branching, columns)
+        resp = initial_responsibilities(
+            self.X,
+            self.likelihood.kmeans_columns(self.Y),
+            self.sample_weight,
+            self.n_experts,
+            init,
+            restart,
+            random_state,
+            tree,
+        )
+        # nothing is explained yet: an expert that the start left empty
+        # (fewer distinct rows than experts) is re-seeded on the first rows
+        return MixtureState(None, gate, None), Posterior(resp, np.zeros(len(resp)))
+
+    def assign(self, posterior, training, random_state):
+        """The responsibilities the M-step uses under ``training``.
+
+        Soft EM uses them as they are; classification EM replaces each row by
+        its most probable expert (argmax), stochastic EM by an expert drawn
+        from the row's responsibilities.
+        """
+        resp = posterior.resp
+        if training == "cem":
+            labels = resp.argmax(axis=1)
+        elif training == "sem":
+            u = random_state.random_sample(resp.shape[0])
+            labels = (np.cumsum(resp, axis=1) < u[:, None]).sum(axis=1)
+            labels = np.minimum(labels, resp.shape[1] - 1)
+        else:
+            return posterior
+        hard = np.zeros_like(resp)
+        hard[np.arange(resp.shape[0]), labels] = 1.0
+        return Posterior(hard, posterior.row_ll)
+
+    def reseed(self, posterior):
+        """Collapsed experts re-seeded on the worst-explained rows (warns)."""
+        resp, dead = reseed_dead_experts(
+            posterior.resp, posterior.row_ll, self.sample_weight
+        )
+        if dead.size:
+            warn_reseeded(dead, stacklevel=4)
+        return Posterior(resp, posterior.row_ll)
+
+    def m_step(self, state, posterior, warm_gate):
+        """Refit the experts, their scale and the gate on the responsibilities."""
+        X, Y, sw = self.X, self.Y, self.sample_weight
+        resp = posterior.resp
+        weights = resp if self.unit_weights else resp * sw[:, None]
+        likelihood = self.likelihood
+        self.counts["m_steps"] = self.counts.get("m_steps", 0) + 1
+        experts, weight_sums = fit_experts(
+            self.templates,
+            X,
+            Y,
+            weights,
+            is_classifier=likelihood.is_classifier,
+            y_is_1d=likelihood.y_is_1d,
+            n_jobs=self.n_jobs,
+            return_weight_sums=True,
+        )
+        outputs = likelihood.outputs(experts, X)
+        scale = likelihood.m_step_scale(Y, outputs, weights)
+        gate, log_gate = self._m_step_gate(state.gate, resp, warm_gate, weight_sums)
+        new = MixtureState(experts, gate, scale)
+        self._handed = (new, outputs, log_gate)
+        return new
+
+    def _m_step_gate(self, gate, resp, warm_gate, weight_sums):
+        """The refitted gate (a new object) and its log-probabilities on X.
+
+        The linear softmax gate goes through the run's :class:`SoftmaxGateFit`,
+        which hands the E-step the log-probabilities of Newton's last
+        evaluation and starts from those the previous M-step left (two
+        passes over ``X`` fewer per iteration); where the experts' fit gives
+        the weights' sums (linear experts: their Gram matrices hold them),
+        its first gradient needs no pass over ``X`` at all. Other gates are
+        fitted as they are, and the E-step computes their log-probabilities
+        (None here).
+        """
+        X, sw = self.X, self.sample_weight
+        gate = copy.deepcopy(gate)
+        if type(gate) is not SoftmaxGate:
+            gate.fit(X, resp, sw, warm_start=warm_gate)
+            return gate, None
+        if self._gate_fit is None:
+            self._gate_fit = SoftmaxGateFit(X, sw, counts=self.counts)
+        n = X.shape[0]
+        if not warm_gate and n > COLD_GATE_MAX_ROWS:
+            rows = slice(None, None, -(-n // COLD_GATE_MAX_ROWS))
+            sw_rows = sw[rows]
+            if sw_rows.sum() > 0:
+                scale = sw.sum() / sw_rows.sum()
+                # contiguous once, not at each of the fit's passes
+                SoftmaxGateFit(
+                    np.ascontiguousarray(X[rows]),
+                    sw_rows * scale,
+                    keep=False,
+                    counts=self.counts,
+                ).fit(gate, np.ascontiguousarray(resp[rows]), False)
+                warm_gate = True
+        # with the sums the next first gradient reads no probabilities: the
+        # fit then does not write them (a pass of stores over an (n, K) array)
+        self._gate_fit.fit(
+            gate,
+            resp,
+            warm_gate,
+            target_sums=weight_sums,
+            keep_proba=weight_sums is None,
+        )
+        return gate, self._gate_fit.log_proba
+
+    def e_step(self, state):
+        """Responsibilities and per-row log-likelihoods at ``state``."""
+        handed = self._handed
+        if handed is not None and handed[0] is state:
+            _, outputs, log_gate = handed
+        else:
+            outputs = self.likelihood.outputs(state.experts, self.X)
+            log_gate = None
+        if log_gate is None:
+            log_gate = state.gate.predict_log_proba(self.X)
+            self.counts["gate_predict_rows"] = (
+                self.counts.get("gate_predict_rows", 0) + self.X.shape[0]
+            )
+            if type(state.gate) is SoftmaxGate:
+                if self._gate_fit is None:
+                    self._gate_fit = SoftmaxGateFit(
+                        self.X, self.sample_weight, counts=self.counts
+                    )
+                # a warm M-step starts from them
+                self._gate_fit.remember(state.gate, log_gate)
+        resp, row_ll = self.likelihood.posterior(log_gate, outputs, self.Y, state.scale)
+        return Posterior(resp, row_ll)
+
+    # -- what the loop monitors and keeps
+
+    def log_likelihood(self, posterior):
+        return float(self.sample_weight @ posterior.row_ll)
+
+    def classification_log_likelihood(self, posterior):
+        """``sum_i w_i max_k log(g_k p_k)``: log p(y | x) + log max_k h_k."""
+        resp, row_ll = posterior
+        return float(self.sample_weight @ (row_ll + np.log(resp.max(axis=1))))
+
+    def penalty(self, state):
+        return state.gate.penalty()
+
+    def result(self, state, posterior, *, curves, n_iter, converged):
+        """The :class:`EMResult` of a run ending at ``(state, posterior)``."""
+        sw = self.sample_weight
+        resp, row_ll = posterior
+        summary = {
+            "mean_gate": sw / sw.sum() @ state.gate.predict_proba(self.X),
+            "effective_samples": sw @ resp,
+            "log_likelihood": (sw * row_ll) @ resp,
+        }
+        return EMResult(
+            experts=state.experts,
+            gate=state.gate,
+            scale=state.scale,
+            log_likelihood=self.log_likelihood(posterior),
+            log_likelihood_curve=np.asarray(curves[0]),
+            objective_curve=np.asarray(curves[1]),
+            n_iter=n_iter,
+            converged=converged,
+            summary=summary,
+            counts=dict(self.counts),
+        )
