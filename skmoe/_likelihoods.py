@@ -12,7 +12,6 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ._em._stats import linear_expert_means
 from ._kernels import (
-    gaussian_log_prob,
     gaussian_responsibilities,
     responsibilities,
     weighted_sq_residuals,
@@ -125,10 +124,6 @@ class GaussianLikelihood:
         """Noise variances: weighted residual spreads, floored; (K, n_outputs)."""
         sq_resid, n_eff = weighted_sq_residuals(Y, means, weights)
         return np.maximum(sq_resid / n_eff[:, None], self.noise_floor)
-
-    def log_prob(self, means, Y, scale):
-        """log p_k(y_i | x_i), shape (n_samples, n_experts)."""
-        return gaussian_log_prob(Y, means, scale)
 
     def posterior(self, log_gate, means, Y, scale):
         """Responsibilities and per-row log-likelihoods."""

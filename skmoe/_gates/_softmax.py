@@ -274,10 +274,15 @@ class SoftmaxGateFit:
         self._gate_sums = None  # (theta, sum_i w_i g_i z_i) at an evaluation
 
     def values_for(self, gate):
-        """The kept ``(log_proba, proba)`` when they are ``gate``'s, else None."""
-        if self.log_proba is None or not hasattr(gate, "_theta"):
-            return None
-        if not np.array_equal(self._values_at, gate._theta):
+        """The kept ``(log_proba, proba)`` when they are ``gate``'s, else None.
+
+        A gate's fits rebind its parameter arrays, never write into them, so
+        the very ``_theta`` array the values were kept for identifies them
+        (copies of a gate share it).
+        """
+        if self.log_proba is None or self._values_at is not getattr(
+            gate, "_theta", None
+        ):
             return None
         return self.log_proba, self.proba
 
@@ -286,7 +291,7 @@ class SoftmaxGateFit:
         if not self.keep:
             return
         self.log_proba, self.proba = log_proba, None
-        self._values_at = gate._theta.copy()
+        self._values_at = gate._theta
         self._gate_sums = None
 
     def fit(self, gate, resp, warm_start, *, target_sums=None, keep_proba=False):
@@ -335,7 +340,7 @@ class SoftmaxGateFit:
         start_sums = None
         if start is not None and targets is not None and self._gate_sums is not None:
             at, sums = self._gate_sums
-            if np.array_equal(at, gate._theta):
+            if at is gate._theta:
                 start_sums = sums
         log_buffer = proba_buffer = None
         if self.keep:
@@ -407,11 +412,11 @@ class SoftmaxGateFit:
                 self.log_proba = log_buffer
                 self.proba = proba_buffer
                 if last[0] is not None and np.array_equal(last[0][0], theta):
-                    self._gate_sums = (gate._theta.copy(), last[0][1])
+                    self._gate_sums = (gate._theta, last[0][1])
             else:
                 self.log_proba = gate.predict_log_proba(X)
                 self.proba = None
-            self._values_at = gate._theta.copy()
+            self._values_at = gate._theta
         return gate
 
     def _count(self, name, value):
