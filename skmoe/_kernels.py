@@ -18,6 +18,7 @@ temporaries are made at each L-BFGS evaluation.
 import math
 import os
 import threading
+import types
 from contextlib import contextmanager
 
 import numpy as np
@@ -37,6 +38,20 @@ else:
 
 # Below this many rows a parallel launch costs more than it saves.
 _PARALLEL_MIN_ROWS = 20_000
+
+# The experts' weighted Gram matrices are summed over fixed parts of
+# _GRAM_PART_ROWS rows (one partial sum each, added in order: the result does
+# not depend on the threads), each part in blocks of _GRAM_BLOCK_ROWS rows
+# (at 1e6 x 20 x 8: 128 rows 85-110 ms, 256 rows 113 ms, 2048 rows 180 ms).
+_GRAM_PART_ROWS = 32_768
+_GRAM_BLOCK_ROWS = 128
+
+# Responsibilities below this are set to 0: they weigh nothing in any sum
+# (an expert's Gram matrix or the gate's targets change by less than their
+# round-off), and the subnormal numbers among them (0.26% of the
+# responsibilities of a converged 1e6 x 20 x 8 fit) slowed every product
+# they entered (the Gram matrices by 40%).
+RESPONSIBILITY_FLOOR = 1e-250
 
 # Rows per block of the fused gate objective: each block sums its own part of
 # the gradient. Fixed (not one block per thread) so that the result does not
@@ -155,7 +170,8 @@ def responsibilities_numpy(log_gate, log_prob):
     """Posterior expert probabilities and per-row log-likelihood.
 
     Returns ``(resp, row_ll)`` with ``resp[i, k] = g_ik p_ik / sum_j g_ij p_ij``
-    and ``row_ll[i] = log sum_k g_ik p_ik``, computed in log space.
+    and ``row_ll[i] = log sum_k g_ik p_ik``, computed in log space;
+    responsibilities below ``RESPONSIBILITY_FLOOR`` are 0.
     """
     joint = log_gate + log_prob
     row_ll = logsumexp(joint, axis=1)
@@ -163,6 +179,7 @@ def responsibilities_numpy(log_gate, log_prob):
     # a row no expert can explain has no finite posterior: spread it evenly
     row_ll_safe = np.where(dead, 0.0, row_ll)
     resp = np.exp(joint - row_ll_safe[:, None])
+    resp[resp < RESPONSIBILITY_FLOOR] = 0.0
     resp[dead] = 1.0 / joint.shape[1]
     return resp, row_ll
 
@@ -313,18 +330,23 @@ def gate_hessian_numpy(X, mean, scale, theta, sample_weight, stride=1):
     return H
 
 
-def weighted_design_numpy(X, x_shift, Y, weights, Z, ZW):
-    """Fill ``Z = [X - x_shift, 1, Y]`` and ``ZW[i, k] = weights[i, k] * Z[i]``.
+def weighted_grams_numpy(X, x_shift, Y, weights):
+    """Weighted Gram matrices of ``Z = [X - x_shift, 1, Y]`` for every expert.
 
-    The rows of one chunk of the experts' normal equations: ``Z.T @ ZW``
-    (reshaped to (m, K * p)) then holds every expert's weighted Gram matrix.
-    ``Z`` has shape (m, p) and ``ZW`` (m, K, p), ``p = d + 1 + n_outputs``.
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    x_shift : ndarray of shape (d,)
+    Y : ndarray of shape (n, q)
+    weights : ndarray of shape (n, K)
+
+    Returns
+    -------
+    grams : ndarray of shape (K, p, p), ``p = d + 1 + q``
+        ``grams[k] = Z^T diag(weights[:, k]) Z``.
     """
-    d = X.shape[1]
-    np.subtract(X, x_shift, out=Z[:, :d])
-    Z[:, d] = 1.0
-    Z[:, d + 1 :] = Y
-    np.multiply(Z[:, None, :], weights[:, :, None], out=ZW)
+    Z = np.hstack([X - x_shift, np.ones((X.shape[0], 1)), Y])
+    return np.einsum("ik,ia,ib->kab", weights, Z, Z, optimize=True)
 
 
 # ---------------------------------------------------------------------------
@@ -333,7 +355,32 @@ def weighted_design_numpy(X, x_shift, Y, weights, Z, ZW):
 
 if NUMBA_AVAILABLE:
     _njit = numba.njit(cache=True, fastmath=False, nogil=True)
-    _njit_parallel = numba.njit(cache=True, fastmath=False, nogil=True, parallel=True)
+    _njit_parallel_flags = numba.njit(
+        cache=True, fastmath=False, nogil=True, parallel=True
+    )
+
+    def _njit_parallel(func):
+        """The parallel build of ``func``, cached apart from its serial build.
+
+        Numba names a function's on-disk cache after its qualified name and
+        first line, and keys the entries by signature, not by the compile
+        flags: a serial and a parallel dispatcher over one Python function
+        share the entries, and the one compiled first is what both load (the
+        cached "parallel" kernels ran on one core). The parallel build is
+        therefore made from a copy of the function under its own name;
+        ``tests/test_kernels.py`` checks that it runs on several cores from a
+        warm cache.
+        """
+        twin = types.FunctionType(
+            func.__code__,
+            func.__globals__,
+            func.__name__ + "_parallel",
+            func.__defaults__,
+            func.__closure__,
+        )
+        twin.__qualname__ = func.__qualname__ + "_parallel"
+        twin.__module__ = func.__module__
+        return _njit_parallel_flags(twin)
 
     def _log_softmax_rows(logits, out):
         n, K = logits.shape
@@ -388,7 +435,9 @@ if NUMBA_AVAILABLE:
             s += e
         inv_s = 1.0 / s  # one division per row, not per expert
         for k in range(K):
-            resp[i, k] *= inv_s
+            r = resp[i, k] * inv_s
+            # see RESPONSIBILITY_FLOOR
+            resp[i, k] = r if r >= RESPONSIBILITY_FLOOR else 0.0
         row_ll[i] = m + math.log(s)
 
     _normalise_joint_row = _njit(_normalise_joint_row)
@@ -575,21 +624,41 @@ if NUMBA_AVAILABLE:
                         acc[k, o] += w * r * r
                     acc[k, q] += w
 
-    def _weighted_design_rows(X, x_shift, Y, weights, Z, ZW):
-        m, d = X.shape
+    def _weighted_grams_parts(X, x_shift, Y, weights, parts):
+        # parts[j] collects the Gram matrices (K * p stacked: parts[j, a,
+        # k * p + c] = sum_i w_ik z_ia z_ic) of the rows of part j, fixed
+        # ranges of _GRAM_PART_ROWS rows, so that the sum does not depend on
+        # the number of threads. Within a part the rows go in blocks of
+        # _GRAM_BLOCK_ROWS: a block's Z and its weighted copies [w_1 Z, ...]
+        # stay in cache while BLAS multiplies them (larger blocks ran slower:
+        # a few hundred rows of K * p columns overflow the L2 cache)
+        n, d = X.shape
         q = Y.shape[1]
-        K = weights.shape[1]
         p = d + 1 + q
-        for i in range(m):
-            for j in range(d):
-                Z[i, j] = X[i, j] - x_shift[j]
-            Z[i, d] = 1.0
-            for j in range(q):
-                Z[i, d + 1 + j] = Y[i, j]
-            for k in range(K):
-                w = weights[i, k]
-                for j in range(p):
-                    ZW[i, k, j] = w * Z[i, j]
+        K = weights.shape[1]
+        block = _GRAM_BLOCK_ROWS
+        for part in numba.prange(parts.shape[0]):
+            G = parts[part]
+            Z_block = np.empty((block, p))
+            ZW_block = np.empty((block, K * p))
+            lo = part * _GRAM_PART_ROWS
+            hi = min(n, lo + _GRAM_PART_ROWS)
+            for start in range(lo, hi, block):
+                m = min(hi, start + block) - start
+                Z = Z_block[:m]
+                ZW = ZW_block[:m]
+                for r in range(m):
+                    i = start + r
+                    for j in range(d):
+                        Z[r, j] = X[i, j] - x_shift[j]
+                    Z[r, d] = 1.0
+                    for j in range(q):
+                        Z[r, d + 1 + j] = Y[i, j]
+                    for k in range(K):
+                        w = weights[i, k]
+                        for j in range(p):
+                            ZW[r, k * p + j] = w * Z[r, j]
+                G += np.dot(Z.T, ZW)
 
     _log_softmax_serial = _njit(_log_softmax_rows)
     _log_softmax_parallel = _njit_parallel(_log_softmax_rows)
@@ -607,8 +676,8 @@ if NUMBA_AVAILABLE:
     _gate_hessian_parallel = _njit_parallel(_gate_hessian_blocks)
     _sq_resid_serial = _njit(_weighted_sq_residuals_blocks)
     _sq_resid_parallel = _njit_parallel(_weighted_sq_residuals_blocks)
-    # serial only: called per chunk from several Python threads (nogil)
-    _weighted_design_serial = _njit(_weighted_design_rows)
+    _weighted_grams_serial = _njit(_weighted_grams_parts)
+    _weighted_grams_parallel = _njit_parallel(_weighted_grams_parts)
 
     def _pick(serial, parallel, n_rows):
         return parallel if n_rows >= _PARALLEL_MIN_ROWS else serial
@@ -745,9 +814,24 @@ if NUMBA_AVAILABLE:
         total = parts.sum(axis=0)
         return total[:, :q], total[:, q].copy()
 
-    def weighted_design_numba(X, x_shift, Y, weights, Z, ZW):
-        """Numba twin of :func:`weighted_design_numpy` (serial, releases the GIL)."""
-        _weighted_design_serial(X, x_shift, Y, weights, Z, ZW)
+    def weighted_grams_numba(X, x_shift, Y, weights):
+        """Numba twin of :func:`weighted_grams_numpy`: one pass, BLAS per block."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+        x_shift = np.ascontiguousarray(x_shift, dtype=np.float64)
+        n, d = X.shape
+        K = weights.shape[1]
+        p = d + 1 + Y.shape[1]
+        parts = np.zeros((max(1, -(-n // _GRAM_PART_ROWS)), p, K * p))
+        # one BLAS thread under numba's own threads
+        with single_threaded_blas():
+            _pick(_weighted_grams_serial, _weighted_grams_parallel, n)(
+                X, x_shift, Y, weights, parts
+            )
+        G = parts.sum(axis=0)
+        # G[a, k * p + c] = sum_i w_ik z_ia z_ic
+        return np.ascontiguousarray(G.reshape(p, K, p).transpose(1, 0, 2))
 
     log_softmax = log_softmax_numba
     gaussian_log_prob = gaussian_log_prob_numba
@@ -756,7 +840,7 @@ if NUMBA_AVAILABLE:
     gate_loss = gate_loss_numba
     gate_objective = gate_objective_numba
     gate_hessian = gate_hessian_numba
-    weighted_design = weighted_design_numba
+    weighted_grams = weighted_grams_numba
     weighted_sq_residuals = weighted_sq_residuals_numba
 else:  # pragma: no cover
     log_softmax = log_softmax_numpy
@@ -766,7 +850,7 @@ else:  # pragma: no cover
     gate_loss = gate_loss_numpy
     gate_objective = gate_objective_numpy
     gate_hessian = gate_hessian_numpy
-    weighted_design = weighted_design_numpy
+    weighted_grams = weighted_grams_numpy
     weighted_sq_residuals = weighted_sq_residuals_numpy
 
 

@@ -190,7 +190,6 @@ def test_row_chunks_over_threads_give_the_whole_products(monkeypatch):
     import skmoe._em._stats as experts_module
 
     monkeypatch.setattr(experts_module, "_MEANS_CHUNK_ROWS", 1000)
-    monkeypatch.setattr(experts_module, "_GRAM_CHUNK_ROWS", 700)
     monkeypatch.setattr(experts_module, "n_threads", lambda: 3)
     rng = np.random.RandomState(4)
     X = rng.standard_normal((12_345, 4)) + 10.0

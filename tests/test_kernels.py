@@ -1,5 +1,10 @@
 """Each numba kernel against its plain NumPy reference."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy.special import logsumexp
@@ -245,13 +250,130 @@ def test_gate_hessian_is_the_derivative_of_the_gradient():
         np.testing.assert_allclose((up - down).ravel() / (2 * eps), H[:, j], atol=1e-6)
 
 
-def test_weighted_design_matches_numpy():
-    rng = np.random.RandomState(7)
-    X, Y = rng.standard_normal((30, 3)), rng.standard_normal((30, 2))
-    weights, shift = rng.uniform(size=(30, 4)), rng.standard_normal(3)
-    Z, ZW = np.empty((30, 6)), np.empty((30, 4, 6))
-    Z_ref, ZW_ref = np.empty((30, 6)), np.empty((30, 4, 6))
-    kern.weighted_design_numba(X, shift, Y, weights, Z, ZW)
-    kern.weighted_design_numpy(X, shift, Y, weights, Z_ref, ZW_ref)
-    np.testing.assert_array_equal(Z, Z_ref)
-    np.testing.assert_allclose(ZW, ZW_ref, rtol=1e-15)
+def test_weighted_grams_match_numpy_and_ignore_the_thread_count(n_rows):
+    rng = np.random.RandomState(11)
+    X = rng.standard_normal((n_rows, 4)) + 5.0
+    Y = rng.standard_normal((n_rows, 2))
+    weights = rng.dirichlet(np.ones(3), size=n_rows)
+    shift = X[::7].mean(axis=0)
+    grams = kern.weighted_grams_numba(X, shift, Y, weights)
+    ref = kern.weighted_grams_numpy(X, shift, Y, weights)
+    np.testing.assert_allclose(grams, ref, rtol=1e-12, atol=1e-9)
+    # fixed parts summed in order: one thread gives the same bits
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        one = kern.weighted_grams_numba(X, shift, Y, weights)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(one, grams)
+
+
+_PARALLEL_KERNELS = """
+import json, sys, time
+import numpy as np
+from skmoe import _kernels as kern
+
+
+def make_calls(n, d=8, K=6):
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((n, d))
+    Y = rng.standard_normal((n, 1))
+    means = rng.standard_normal((n, K, 1))
+    var = np.ones((K, 1))
+    logits = rng.standard_normal((n, K))
+    resp = rng.dirichlet(np.ones(K), size=n)
+    w = np.ones(n)
+    theta = 0.1 * rng.standard_normal((d + 1, K - 1))
+    codes = rng.randint(0, 3, n)
+    expert_logits = rng.standard_normal((n, K, 3))
+    mean, scale = np.zeros(d), np.ones(d)
+    return {
+        "log_softmax": lambda: kern.log_softmax_numba(logits),
+        "gaussian_log_prob": lambda: kern.gaussian_log_prob_numba(Y, means, var),
+        "responsibilities": lambda: kern.responsibilities_numba(logits, logits),
+        "gaussian_responsibilities": lambda: kern.gaussian_responsibilities_numba(
+            logits, Y, means, var),
+        "gate_loss": lambda: kern.gate_loss_numba(logits, resp, w),
+        "gate_objective": lambda: kern.gate_objective_numba(
+            X, mean, scale, theta, resp, w),
+        "gate_hessian": lambda: kern.gate_hessian_numba(X, mean, scale, theta, w),
+        "weighted_sq_residuals": lambda: kern.weighted_sq_residuals_numba(
+            Y, means, resp),
+        "weighted_grams": lambda: kern.weighted_grams_numba(
+            X, mean, Y, resp),
+        "gaussian_moe_gradient": lambda: kern.gaussian_moe_gradient_numba(
+            logits, means, Y, np.zeros((K, 1)), w),
+        "logistic_moe_gradient": lambda: kern.logistic_moe_gradient_numba(
+            logits, expert_logits, codes, w),
+    }
+
+
+calls = make_calls(400_000)
+if sys.argv[1] == "warm":
+    # the serial builds first, as a fit on small data makes them: the
+    # parallel builds must not load their cache entries
+    for call in make_calls(100).values():
+        call()
+    for call in calls.values():
+        call()
+    sys.exit()
+usage = {}
+for name, call in calls.items():
+    call()
+    best = 0.0
+    for _ in range(3):
+        c0, t0 = time.process_time(), time.perf_counter()
+        while time.perf_counter() - t0 < 0.15:
+            call()
+        best = max(best, (time.process_time() - c0) / (time.perf_counter() - t0))
+    usage[name] = best
+print(json.dumps(usage))
+"""
+
+
+@pytest.mark.skipif(
+    not kern.NUMBA_AVAILABLE or (os.cpu_count() or 1) < 2,
+    reason="needs numba and two cores",
+)
+def test_parallel_kernels_run_in_parallel_from_a_warm_cache(tmp_path):
+    # Numba once gave a function's serial and parallel builds one cache
+    # entry: from a warm cache the "parallel" kernels ran on one core. In a
+    # fresh process with a fresh cache, compile everything (serial builds
+    # first), then in another process, loading from that cache, each
+    # parallel kernel must use more than one core (a serial one cannot
+    # exceed 1 CPU second per second).
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_NUM_THREADS="2")
+    for stage in ("warm", "measure"):
+        run = subprocess.run(
+            [sys.executable, "-c", _PARALLEL_KERNELS, stage],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        assert run.returncode == 0, run.stderr
+    usage = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(usage) == {n[: -len("_parallel")] for n in _parallel_builds()}
+    slow = {name: round(u, 2) for name, u in usage.items() if u < 1.25}
+    assert not slow, f"CPU seconds per wall second below 1.25: {slow}"
+
+
+def _parallel_builds():
+    """The kernel wrappers whose row loops have a parallel build."""
+    names = {
+        "log_softmax",
+        "gaussian_log_prob",
+        "responsibilities",
+        "gaussian_responsibilities",
+        "gate_loss",
+        "gate_objective",
+        "gate_hessian",
+        "weighted_sq_residuals",
+        "weighted_grams",
+        "gaussian_moe_gradient",
+        "logistic_moe_gradient",
+    }
+    return {f"{name}_parallel" for name in names}

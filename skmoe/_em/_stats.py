@@ -15,11 +15,8 @@ from scipy import linalg
 from scipy.linalg import lapack
 from sklearn.linear_model import LinearRegression, Ridge
 
-from .._kernels import n_threads, single_threaded_blas, weighted_design
-
-# Rows per chunk of the experts' normal equations: a chunk and its weighted
-# copies stay in cache while BLAS multiplies them.
-_GRAM_CHUNK_ROWS = 2048
+from .._kernels import n_threads, single_threaded_blas
+from .._kernels import weighted_grams as kernel_weighted_grams
 
 # Rows per chunk of the linear experts' predictions (see linear_expert_means).
 _MEANS_CHUNK_ROWS = 8192
@@ -79,30 +76,10 @@ def weighted_grams(X, x_shift, Y, weights):
     Returns ``G`` of shape (n_experts, p, p), ``p = n_features + 1 + n_outputs``,
     with ``G[k] = Z^T diag(weights[:, k]) Z``: in one pass over the rows it
     holds each expert's ``X0^T W X0``, ``X0^T W Y``, ``W``-weighted column sums
-    and total weight. The rows go in chunks (``Z`` is never formed whole), each
-    chunk one BLAS product for all experts at once, ``Z_c^T [w_1 Z_c, ...]``;
-    the chunks are split over threads (:func:`map_row_chunks`).
+    and total weight (the kernel ``weighted_grams``: ``Z`` is never formed
+    whole, each block of rows one BLAS product for all experts at once).
     """
-    n, d = X.shape
-    q = Y.shape[1]
-    K = weights.shape[1]
-    p = d + 1 + q
-    size = min(_GRAM_CHUNK_ROWS, n)
-
-    def part(share):
-        G = np.zeros((p, K * p))
-        Z = np.empty((size, p))
-        ZW = np.empty((size, K, p))
-        for rows in share:
-            m = rows.stop - rows.start
-            z, zw = Z[:m], ZW[:m]
-            weighted_design(X[rows], x_shift, Y[rows], weights[rows], z, zw)
-            G += z.T @ zw.reshape(m, K * p)
-        return G
-
-    G = sum(map_row_chunks(part, n, _GRAM_CHUNK_ROWS))
-    # G[a, k * p + c] = sum_i w_ik z_ia z_ic
-    return G.reshape(p, K, p).transpose(1, 0, 2)
+    return kernel_weighted_grams(X, x_shift, Y, weights)
 
 
 def _solve_positive_definite(A, B):
