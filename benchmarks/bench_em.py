@@ -171,6 +171,26 @@ def _warm_up():
             np.full((big, 2), 0.5),
             np.ones(big),
         )
+        kern.weighted_grams_numba(
+            rng.standard_normal((big, 3)),
+            np.zeros(3),
+            np.ones((big, 1)),
+            np.full((big, 2), 0.5),
+        )
+        kern.em_pass_numba(
+            rng.standard_normal((big, 3)),
+            rng.standard_normal((big, 1)),
+            np.ones(big),
+            np.zeros(3),
+            np.ones(3),
+            np.zeros((4, 1)),
+            np.zeros((3, 2)),
+            np.zeros(2),
+            np.ones((2, 1)),
+            np.full((big, 2), 0.5),
+            np.zeros(3),
+            np.zeros(1),
+        )
     return time.perf_counter() - t0
 
 

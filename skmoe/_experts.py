@@ -1,5 +1,7 @@
 """Fitting experts on responsibility-weighted data (the experts' M-step)."""
 
+from typing import NamedTuple
+
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
@@ -66,6 +68,19 @@ def _fit_one(template, X, y, w, is_classifier):
     return est
 
 
+class ClosedFormStats(NamedTuple):
+    """What the experts' Gram matrices give beside the fitted experts.
+
+    ``weight_sums``: ``(centre, totals, centred_sums)`` with ``totals[k] =
+    sum_i weights[i, k]`` and ``centred_sums[k] = sum_i weights[i, k] (X[i]
+    - centre)`` (the gate's M-step starts from them, see ``SoftmaxGateFit``);
+    ``variances``: each expert's weighted mean squared residual, (K, q).
+    """
+
+    weight_sums: tuple
+    variances: np.ndarray
+
+
 def fit_experts(
     templates,
     X,
@@ -75,7 +90,9 @@ def fit_experts(
     is_classifier,
     y_is_1d,
     n_jobs=None,
-    return_weight_sums=False,
+    return_stats=False,
+    grams=None,
+    shifts=None,
 ):
     """Fit one expert per column of ``weights``.
 
@@ -93,38 +110,39 @@ def fit_experts(
         Whether the user's regression target was one-dimensional.
     n_jobs : int, default=None
         Parallel jobs for experts without the closed-form path.
-    return_weight_sums : bool, default=False
-        Whether to return the weights' sums over the rows too.
+    return_stats : bool, default=False
+        Whether to return the Gram matrices' :class:`ClosedFormStats` too.
+    grams, shifts : ndarray and tuple, default=None
+        The closed-form experts' Gram matrices and their centres, where a
+        fused EM pass made them (see ``closed_form_experts``).
 
     Returns
     -------
     experts : list of fitted estimators
-    weight_sums : tuple or None
-        Only with ``return_weight_sums``: ``(centre, totals, centred_sums)``
-        with ``totals[k] = sum_i weights[i, k]`` and ``centred_sums[k] =
-        sum_i weights[i, k] (X[i] - centre)``, where every expert took the
-        closed form (its Gram matrices hold them, so they cost nothing);
-        else None. The gate's M-step starts from them (see
-        ``SoftmaxGateFit``).
+    stats : ClosedFormStats or None
+        Only with ``return_stats``: where every expert took the closed form
+        (its Gram matrix holds them, so they cost nothing); else None.
     """
     K = weights.shape[1]
     experts = [None] * K
     alphas = [None if is_classifier else fast_linear_alpha(t) for t in templates]
     fast = [k for k in range(K) if alphas[k] is not None]
-    weight_sums = None
+    stats = None
     if fast:
-        fitted, weight_sums = closed_form_experts(
+        fitted, weight_sums, variances = closed_form_experts(
             [templates[k] for k in fast],
             [alphas[k] for k in fast],
             X,
             Y,
             weights if len(fast) == K else weights[:, fast],
             y_is_1d,
+            grams=grams,
+            shifts=shifts,
         )
         for k, est in zip(fast, fitted, strict=True):
             experts[k] = est
-        if len(fast) < K:
-            weight_sums = None
+        if len(fast) == K:
+            stats = ClosedFormStats(weight_sums, variances)
     slow = [k for k in range(K) if alphas[k] is None]
     if slow:
         y_fit = Y[:, 0] if (not is_classifier and y_is_1d) else Y
@@ -134,4 +152,4 @@ def fit_experts(
         )
         for k, est in zip(slow, fitted, strict=True):
             experts[k] = est
-    return (experts, weight_sums) if return_weight_sums else experts
+    return (experts, stats) if return_stats else experts

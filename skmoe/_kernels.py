@@ -330,8 +330,8 @@ def gate_hessian_numpy(X, mean, scale, theta, sample_weight, stride=1):
     return H
 
 
-def weighted_grams_numpy(X, x_shift, Y, weights):
-    """Weighted Gram matrices of ``Z = [X - x_shift, 1, Y]`` for every expert.
+def weighted_grams_numpy(X, x_shift, Y, weights, y_shift=None):
+    """Weighted Gram matrices of ``Z = [X - x_shift, 1, Y - y_shift]`` for every expert.
 
     Parameters
     ----------
@@ -339,14 +339,84 @@ def weighted_grams_numpy(X, x_shift, Y, weights):
     x_shift : ndarray of shape (d,)
     Y : ndarray of shape (n, q)
     weights : ndarray of shape (n, K)
+    y_shift : ndarray of shape (q,), default=None
+        None: 0.
 
     Returns
     -------
     grams : ndarray of shape (K, p, p), ``p = d + 1 + q``
         ``grams[k] = Z^T diag(weights[:, k]) Z``.
     """
+    Y = Y if y_shift is None else Y - y_shift
     Z = np.hstack([X - x_shift, np.ones((X.shape[0], 1)), Y])
     return np.einsum("ik,ia,ib->kab", weights, Z, Z, optimize=True)
+
+
+def em_pass_numpy(
+    X,
+    Y,
+    sample_weight,
+    gate_mean,
+    gate_scale,
+    theta,
+    coef,
+    intercept,
+    variances,
+    previous,
+    x_shift,
+    y_shift,
+):
+    """One pass over the rows for an EM iteration of linear experts.
+
+    With the linear softmax gate at ``theta`` (standardised by ``gate_mean``
+    and ``gate_scale``, as in :func:`gate_objective_numpy`) and linear
+    Gaussian experts (means ``X @ coef + intercept``, ``coef`` of shape
+    (d, K * q) expert-major, noise ``variances`` (K, q)), in one pass:
+
+    - the gate's loss against the ``previous`` responsibilities,
+      ``-sum_i w_i sum_k previous_ik log g_ik`` (the line search's test of a
+      trial point; nan when ``previous`` is None);
+    - the E-step: responsibilities and per-row log-likelihoods, as
+      :func:`gaussian_responsibilities_numpy` gives them;
+    - what the next M-step needs of them: the experts' Gram matrices of
+      ``[X - x_shift, 1, Y - y_shift]`` weighted by ``w * resp``
+      (:func:`weighted_grams_numpy`), the gate's own weighted sums
+      ``sum_i w_i g_ik z_i`` (``z_i`` the standardised row and a 1; experts
+      1..K-1), and the gate's loss against the new responsibilities.
+
+    Returns
+    -------
+    resp : ndarray of shape (n, K)
+    row_ll : ndarray of shape (n,)
+    grams : ndarray of shape (K, p, p)
+    gate_sums : ndarray of shape (d + 1, K - 1)
+    scalars : tuple of float
+        ``(loss against previous, loss against resp, log-likelihood)``, the
+        log-likelihood ``sum_i w_i row_ll_i``.
+    """
+    n = X.shape[0]
+    K, q = variances.shape
+    w = sample_weight
+    Xs = (X - gate_mean) / gate_scale
+    logits = np.zeros((n, K))
+    logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
+    log_g = log_softmax_numpy(logits)
+    loss_previous = np.nan
+    if previous is not None:
+        loss_previous = weighted_cross_entropy(log_g, previous, w)
+    means = (X @ coef + intercept).reshape(n, K, q)
+    resp, row_ll = gaussian_responsibilities_numpy(log_g, Y, means, variances)
+    g = np.exp(log_g[:, 1:])
+    g[g < RESPONSIBILITY_FLOOR] = 0.0
+    wg = w[:, None] * g
+    gate_sums = np.vstack([Xs.T @ wg, wg.sum(axis=0)])
+    grams = weighted_grams_numpy(X, x_shift, Y, resp * w[:, None], y_shift)
+    scalars = (
+        loss_previous,
+        weighted_cross_entropy(log_g, resp, w),
+        float(w @ row_ll),
+    )
+    return resp, row_ll, grams, gate_sums, scalars
 
 
 # ---------------------------------------------------------------------------
@@ -624,7 +694,7 @@ if NUMBA_AVAILABLE:
                         acc[k, o] += w * r * r
                     acc[k, q] += w
 
-    def _weighted_grams_parts(X, x_shift, Y, weights, parts):
+    def _weighted_grams_parts(X, x_shift, Y, y_shift, weights, parts):
         # parts[j] collects the Gram matrices (K * p stacked: parts[j, a,
         # k * p + c] = sum_i w_ik z_ia z_ic) of the rows of part j, fixed
         # ranges of _GRAM_PART_ROWS rows, so that the sum does not depend on
@@ -653,12 +723,207 @@ if NUMBA_AVAILABLE:
                         Z[r, j] = X[i, j] - x_shift[j]
                     Z[r, d] = 1.0
                     for j in range(q):
-                        Z[r, d + 1 + j] = Y[i, j]
+                        Z[r, d + 1 + j] = Y[i, j] - y_shift[j]
                     for k in range(K):
                         w = weights[i, k]
                         for j in range(p):
                             ZW[r, k * p + j] = w * Z[r, j]
                 G += np.dot(Z.T, ZW)
+
+    def _exp_nonpositive(x, out, scratch, n):
+        # out[:n] = exp(x[:n]) for x <= 0 (NaN stays NaN), to within one ulp
+        # of libm's, in three loops that vectorise (libm's scalar exp does
+        # not: 4.4 against 0.8 ns an element, in cache). exp(x) = 2^t exp(r)
+        # with t = round(x / ln 2) (the 1.5 * 2^52 shift rounds to nearest)
+        # and |r| <= ln(2) / 2, exp(r) by its Taylor polynomial of degree
+        # 13, 2^t built in the exponent bits. Below -700 the argument is
+        # clamped: exp(-700) = 1e-304, as good as 0 for every use here
+        for i in range(n):
+            v = x[i]
+            v = v if not (v < -700.0) else -700.0
+            t = (v * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0
+            r = v - t * 0.6931471803691238 - t * 1.9082149292705877e-10
+            e = 1.6059043836821613e-10
+            e = e * r + 2.08767569878681e-09
+            e = e * r + 2.505210838544172e-08
+            e = e * r + 2.755731922398589e-07
+            e = e * r + 2.7557319223985893e-06
+            e = e * r + 2.48015873015873e-05
+            e = e * r + 0.0001984126984126984
+            e = e * r + 0.001388888888888889
+            e = e * r + 0.008333333333333333
+            e = e * r + 0.041666666666666664
+            e = e * r + 0.16666666666666666
+            e = e * r + 0.5
+            e = e * r + 1.0
+            out[i] = e * r + 1.0
+            scratch[i] = t + 1023.0
+        bits = scratch.view(np.int64)
+        for i in range(n):
+            bits[i] = np.int64(scratch[i]) << 52
+        powers = bits.view(np.float64)
+        for i in range(n):
+            out[i] *= powers[i]
+
+    _exp_nonpositive = numba.njit(
+        cache=True, fastmath=False, nogil=True, error_model="numpy", inline="always"
+    )(_exp_nonpositive)
+
+    def _em_pass_parts(
+        X,
+        Y,
+        weight,
+        mean,
+        inv_scale,
+        theta,
+        coef,
+        intercept,
+        variances,
+        previous,
+        x_shift,
+        y_shift,
+        resp,
+        row_ll,
+        gram_parts,
+        sum_parts,
+        scalar_parts,
+    ):
+        # the parts and blocks of _weighted_grams_parts; per block of rows the
+        # three products (gate logits, expert means, Gram matrices) and the
+        # gate's sums are BLAS calls, the rest row by row while the block is
+        # in cache. ``previous`` has no rows when there is none.
+        n, d = X.shape
+        K, q = variances.shape
+        K1 = K - 1
+        p = d + 1 + q
+        has_previous = previous.shape[0] > 0
+        block = _GRAM_BLOCK_ROWS
+        log_norm = np.empty(K)
+        inv_variances = np.empty((K, q))
+        for k in range(K):
+            acc = q * _LOG_2PI
+            for o in range(q):
+                acc += math.log(variances[k, o])
+                inv_variances[k, o] = 1.0 / variances[k, o]
+            log_norm[k] = acc
+        gate_coef = np.ascontiguousarray(theta[:d])
+        for part in numba.prange(gram_parts.shape[0]):
+            G = gram_parts[part]
+            S = sum_parts[part]
+            xs_block = np.empty((block, d))
+            wg_block = np.empty((block, K1))
+            Z_block = np.empty((block, p))
+            ZW_block = np.empty((block, K * p))
+            # the block's exponents and their exponentials, flat for the
+            # vectorised exp; the gate's log-probabilities; each row's top
+            exponents = np.empty(block * K)
+            powers = np.empty(block * K)
+            scratch = np.empty(block * K)
+            log_g = np.empty((block, K))
+            tops = np.empty(block)
+            loss_previous = 0.0
+            loss = 0.0
+            ll = 0.0
+            lo = part * _GRAM_PART_ROWS
+            hi = min(n, lo + _GRAM_PART_ROWS)
+            for start in range(lo, hi, block):
+                m = min(hi, start + block) - start
+                xs = xs_block[:m]
+                wg = wg_block[:m]
+                Z = Z_block[:m]
+                ZW = ZW_block[:m]
+                for r in range(m):
+                    for j in range(d):
+                        xs[r, j] = (X[start + r, j] - mean[j]) * inv_scale[j]
+                logit = np.dot(xs, gate_coef)
+                means = np.dot(X[start : start + m], coef)
+                # the gate's log-softmax, expert 0 the reference: exponents
+                # of the block, then their exponentials at once
+                for r in range(m):
+                    top = 0.0
+                    for k in range(K1):
+                        v = logit[r, k] + theta[d, k]
+                        logit[r, k] = v
+                        if v > top:
+                            top = v
+                    tops[r] = top
+                    exponents[r * K] = -top
+                    for k in range(K1):
+                        exponents[r * K + k + 1] = logit[r, k] - top
+                _exp_nonpositive(exponents, powers, scratch, m * K)
+                for r in range(m):
+                    i = start + r
+                    w = weight[i]
+                    total = 0.0
+                    for k in range(K):
+                        total += powers[r * K + k]
+                    log_total = math.log(total)
+                    inv_total = 1.0 / total
+                    for k in range(K):
+                        log_g[r, k] = exponents[r * K + k] - log_total
+                    for k in range(K1):
+                        g = powers[r * K + k + 1] * inv_total
+                        wg[r, k] = w * g if g >= RESPONSIBILITY_FLOOR else 0.0
+                        S[d, k] += wg[r, k]
+                    if has_previous:
+                        acc = 0.0
+                        for k in range(K):
+                            acc += previous[i, k] * log_g[r, k]
+                        loss_previous -= w * acc
+                    # the E-step's joint log-densities, less the row's best
+                    best = -np.inf
+                    for k in range(K):
+                        quad = 0.0
+                        for o in range(q):
+                            res = Y[i, o] - means[r, k * q + o] - intercept[k * q + o]
+                            quad += res * res * inv_variances[k, o]
+                        v = log_g[r, k] - 0.5 * (quad + log_norm[k])
+                        exponents[r * K + k] = v
+                        if v > best:
+                            best = v
+                    tops[r] = best
+                    for k in range(K):
+                        exponents[r * K + k] -= best
+                _exp_nonpositive(exponents, powers, scratch, m * K)
+                for r in range(m):
+                    i = start + r
+                    w = weight[i]
+                    best = tops[r]
+                    if best == -np.inf:
+                        # no expert explains the row: no finite posterior
+                        for k in range(K):
+                            resp[i, k] = 1.0 / K
+                        row_ll[i] = -np.inf
+                    else:
+                        total = 0.0
+                        for k in range(K):
+                            total += powers[r * K + k]
+                        inv_total = 1.0 / total
+                        for k in range(K):
+                            h = powers[r * K + k] * inv_total
+                            resp[i, k] = h if h >= RESPONSIBILITY_FLOOR else 0.0
+                        row_ll[i] = best + math.log(total)
+                    acc = 0.0
+                    for k in range(K):
+                        acc += resp[i, k] * log_g[r, k]
+                    loss -= w * acc
+                    ll += w * row_ll[i]
+                    # the row of [X - x_shift, 1, Y - y_shift], and its
+                    # copies weighted by each expert's new responsibility
+                    for j in range(d):
+                        Z[r, j] = X[i, j] - x_shift[j]
+                    Z[r, d] = 1.0
+                    for o in range(q):
+                        Z[r, d + 1 + o] = Y[i, o] - y_shift[o]
+                    for k in range(K):
+                        wr = w * resp[i, k]
+                        for j in range(p):
+                            ZW[r, k * p + j] = wr * Z[r, j]
+                S[:d] += np.dot(xs.T, wg)
+                G += np.dot(Z.T, ZW)
+            scalar_parts[part, 0] = loss_previous
+            scalar_parts[part, 1] = loss
+            scalar_parts[part, 2] = ll
 
     _log_softmax_serial = _njit(_log_softmax_rows)
     _log_softmax_parallel = _njit_parallel(_log_softmax_rows)
@@ -678,6 +943,8 @@ if NUMBA_AVAILABLE:
     _sq_resid_parallel = _njit_parallel(_weighted_sq_residuals_blocks)
     _weighted_grams_serial = _njit(_weighted_grams_parts)
     _weighted_grams_parallel = _njit_parallel(_weighted_grams_parts)
+    _em_pass_serial = _njit(_em_pass_parts)
+    _em_pass_parallel = _njit_parallel(_em_pass_parts)
 
     def _pick(serial, parallel, n_rows):
         return parallel if n_rows >= _PARALLEL_MIN_ROWS else serial
@@ -814,8 +1081,11 @@ if NUMBA_AVAILABLE:
         total = parts.sum(axis=0)
         return total[:, :q], total[:, q].copy()
 
-    def weighted_grams_numba(X, x_shift, Y, weights):
+    def weighted_grams_numba(X, x_shift, Y, weights, y_shift=None):
         """Numba twin of :func:`weighted_grams_numpy`: one pass, BLAS per block."""
+        if y_shift is None:
+            y_shift = np.zeros(np.shape(Y)[1])
+        y_shift = np.ascontiguousarray(y_shift, dtype=np.float64)
         X = np.ascontiguousarray(X, dtype=np.float64)
         Y = np.ascontiguousarray(Y, dtype=np.float64)
         weights = np.ascontiguousarray(weights, dtype=np.float64)
@@ -827,11 +1097,79 @@ if NUMBA_AVAILABLE:
         # one BLAS thread under numba's own threads
         with single_threaded_blas():
             _pick(_weighted_grams_serial, _weighted_grams_parallel, n)(
-                X, x_shift, Y, weights, parts
+                X, x_shift, Y, y_shift, weights, parts
             )
         G = parts.sum(axis=0)
         # G[a, k * p + c] = sum_i w_ik z_ia z_ic
         return np.ascontiguousarray(G.reshape(p, K, p).transpose(1, 0, 2))
+
+    def em_pass_numba(
+        X,
+        Y,
+        sample_weight,
+        gate_mean,
+        gate_scale,
+        theta,
+        coef,
+        intercept,
+        variances,
+        previous,
+        x_shift,
+        y_shift,
+    ):
+        """Numba twin of :func:`em_pass_numpy`: the whole pass, once."""
+
+        def c(a):
+            return np.ascontiguousarray(a, dtype=np.float64)
+
+        X, Y, sample_weight, theta = c(X), c(Y), c(sample_weight), c(theta)
+        coef, intercept, variances = c(coef), c(intercept), c(variances)
+        n, d = X.shape
+        K, q = variances.shape
+        p = d + 1 + q
+        previous = np.empty((0, K)) if previous is None else c(previous)
+        resp = np.empty((n, K))
+        row_ll = np.empty(n)
+        n_parts = max(1, -(-n // _GRAM_PART_ROWS))
+        gram_parts = np.zeros((n_parts, p, K * p))
+        sum_parts = np.zeros((n_parts, d + 1, K - 1))
+        scalar_parts = np.zeros((n_parts, 3))
+        with single_threaded_blas():
+            _pick(_em_pass_serial, _em_pass_parallel, n)(
+                X,
+                Y,
+                sample_weight,
+                c(gate_mean),
+                1.0 / c(gate_scale),
+                theta,
+                coef,
+                intercept,
+                variances,
+                previous,
+                c(x_shift),
+                c(y_shift),
+                resp,
+                row_ll,
+                gram_parts,
+                sum_parts,
+                scalar_parts,
+            )
+        G = gram_parts.sum(axis=0)
+        grams = np.ascontiguousarray(G.reshape(p, K, p).transpose(1, 0, 2))
+        loss_previous, loss, ll = scalar_parts.sum(axis=0)
+        if previous.shape[0] == 0:
+            loss_previous = np.nan
+        return (
+            resp,
+            row_ll,
+            grams,
+            sum_parts.sum(axis=0),
+            (
+                float(loss_previous),
+                float(loss),
+                float(ll),
+            ),
+        )
 
     log_softmax = log_softmax_numba
     gaussian_log_prob = gaussian_log_prob_numba
@@ -841,6 +1179,7 @@ if NUMBA_AVAILABLE:
     gate_objective = gate_objective_numba
     gate_hessian = gate_hessian_numba
     weighted_grams = weighted_grams_numba
+    em_pass = em_pass_numba
     weighted_sq_residuals = weighted_sq_residuals_numba
 else:  # pragma: no cover
     log_softmax = log_softmax_numpy
@@ -851,6 +1190,7 @@ else:  # pragma: no cover
     gate_objective = gate_objective_numpy
     gate_hessian = gate_hessian_numpy
     weighted_grams = weighted_grams_numpy
+    em_pass = em_pass_numpy
     weighted_sq_residuals = weighted_sq_residuals_numpy
 
 

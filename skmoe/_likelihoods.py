@@ -120,8 +120,14 @@ class GaussianLikelihood:
                 )
         return means
 
-    def m_step_scale(self, Y, means, weights):
-        """Noise variances: weighted residual spreads, floored; (K, n_outputs)."""
+    def m_step_scale(self, Y, means, weights, stats=None):
+        """Noise variances: weighted residual spreads, floored; (K, n_outputs).
+
+        ``stats``: the experts' :class:`ClosedFormStats`, whose Gram
+        matrices hold the residual spreads already (no pass over the rows).
+        """
+        if stats is not None:
+            return np.maximum(stats.variances, self.noise_floor)
         sq_resid, n_eff = weighted_sq_residuals(Y, means, weights)
         return np.maximum(sq_resid / n_eff[:, None], self.noise_floor)
 
@@ -229,7 +235,7 @@ class CategoricalLikelihood:
                 proba[idx, k, :] = aligned
         return proba
 
-    def m_step_scale(self, Y, outputs, weights):
+    def m_step_scale(self, Y, outputs, weights, stats=None):
         """No scale parameters."""
         return None
 

@@ -53,18 +53,23 @@ def test_fit_experts_returns_the_weights_sums_from_the_gram_matrices():
     X = rng.standard_normal((300, 3)) + [0.0, 100.0, -5.0]
     Y = rng.standard_normal((300, 1))
     weights = rng.uniform(size=(300, 3))
-    experts, (centre, totals, centred) = fit_experts(
+    experts, ((centre, totals, centred), variances) = fit_experts(
         [LinearRegression(), Ridge(), LinearRegression()],
         X,
         Y,
         weights,
         is_classifier=False,
         y_is_1d=True,
-        return_weight_sums=True,
+        return_stats=True,
     )
     assert len(experts) == 3
     np.testing.assert_allclose(totals, weights.sum(axis=0), rtol=1e-13)
     np.testing.assert_allclose(centred, weights.T @ (X - centre), rtol=1e-10, atol=1e-9)
+    # and each expert's weighted mean squared residual, from its Gram matrix
+    for k, est in enumerate(experts):
+        residual = Y[:, 0] - est.predict(X)
+        expected = weights[:, k] @ residual**2 / weights[:, k].sum()
+        np.testing.assert_allclose(variances[k], [expected], rtol=1e-10)
     _, none = fit_experts(
         [LinearRegression(), DecisionTreeRegressor(max_depth=2), Ridge()],
         X,
@@ -72,7 +77,7 @@ def test_fit_experts_returns_the_weights_sums_from_the_gram_matrices():
         weights,
         is_classifier=False,
         y_is_1d=True,
-        return_weight_sums=True,
+        return_stats=True,
     )
     assert none is None
 
@@ -153,9 +158,9 @@ def test_check_experts_names_the_offender():
 
 def test_plain_grams_flags_what_the_per_expert_check_would_change():
     # fit_experts tests all experts' Gram matrices at once and sends only the
-    # flagged ones through expert_centred_gram: the two must agree on which
+    # flagged ones through recentred_gram: the two must agree on which
     # matrices that check returns unchanged
-    from skmoe._em._stats import expert_centred_gram, plain_grams, weighted_grams
+    from skmoe._em._stats import plain_grams, recentred_gram, weighted_grams
 
     rng = np.random.RandomState(0)
     X = rng.standard_normal((400, 3)) + [0.0, 50.0, 0.0]
@@ -174,7 +179,10 @@ def test_plain_grams_flags_what_the_per_expert_check_would_change():
     plain = plain_grams(grams, x_shift)
     unchanged = []
     for k, gram in enumerate(grams):
-        shift, out = expert_centred_gram(X, x_shift, Y, weights[:, k], gram)
+        w = np.ascontiguousarray(weights[:, k : k + 1])
+        shift, out = recentred_gram(
+            gram, x_shift, lambda s, w=w: weighted_grams(X, s, Y, w)[0]
+        )
         unchanged.append(out is gram and shift is x_shift)
     assert plain.tolist() == [True, False, False, False]
     assert unchanged[0] and not unchanged[1] and not unchanged[2]

@@ -377,3 +377,63 @@ def _parallel_builds():
         "logistic_moe_gradient",
     }
     return {f"{name}_parallel" for name in names}
+
+
+def test_vectorised_exp_is_within_an_ulp_of_numpy():
+    if not kern.NUMBA_AVAILABLE:
+        pytest.skip("numba kernels only")
+    rng = np.random.RandomState(12)
+    x = np.concatenate(
+        [-rng.exponential(30.0, 5000), np.linspace(-700.0, 0.0, 1001), [-0.0, -1e-300]]
+    )
+    out, scratch = np.empty_like(x), np.empty_like(x)
+    kern._exp_nonpositive(x, out, scratch, x.size)
+    ref = np.exp(x)
+    assert np.all(np.abs(out - ref) <= np.spacing(ref))
+    # clamped below -700, where every use treats it as 0; NaN stays NaN
+    y = np.array([-800.0, -np.inf, np.nan])
+    out, scratch = np.empty(3), np.empty(3)
+    kern._exp_nonpositive(y, out, scratch, 3)
+    assert out[0] == out[1] == np.exp(-700.0) and np.isnan(out[2])
+
+
+@pytest.mark.parametrize("previous", [True, False])
+def test_em_pass_matches_numpy(n_rows, previous):
+    rng = np.random.RandomState(13)
+    d, K, q = 3, 4, 2
+    X = rng.standard_normal((n_rows, d)) * [1.0, 10.0, 0.1] + [0.0, 50.0, -3.0]
+    Y = rng.standard_normal((n_rows, q)) + 7.0
+    w = rng.uniform(0.2, 2.0, n_rows)
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    theta = rng.standard_normal((d + 1, K - 1))
+    coef = rng.standard_normal((d, K * q))
+    intercept = rng.standard_normal(K * q)
+    variances = rng.uniform(0.05, 2.0, (K, q))
+    prev = rng.dirichlet(np.ones(K), size=n_rows) if previous else None
+    shifts = X[::7].mean(axis=0), Y[::7].mean(axis=0)
+    args = (X, Y, w, mean, scale, theta, coef, intercept, variances, prev, *shifts)
+    resp, row_ll, grams, sums, scalars = kern.em_pass_numba(*args)
+    ref = kern.em_pass_numpy(*args)
+    # responsibilities are exponentials of differences of log-densities of
+    # hundreds: their round-off is a few hundred ulps of those
+    np.testing.assert_allclose(resp, ref[0], rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(row_ll, ref[1], rtol=1e-12)
+    np.testing.assert_allclose(grams, ref[2], rtol=1e-11, atol=1e-8)
+    np.testing.assert_allclose(sums, ref[3], rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(scalars, ref[4], rtol=1e-11)
+    assert np.isnan(scalars[0]) == (not previous)
+    # and it is the E-step and the Gram matrices of the kernels apart
+    n = n_rows
+    Xs = (X - mean) / scale
+    logits = np.zeros((n, K))
+    logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
+    log_g = kern.log_softmax_numpy(logits)
+    means = (X @ coef + intercept).reshape(n, K, q)
+    r, ll = kern.gaussian_responsibilities_numpy(log_g, Y, means, variances)
+    np.testing.assert_allclose(resp, r, rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(
+        grams,
+        kern.weighted_grams_numpy(X, shifts[0], Y, r * w[:, None], shifts[1]),
+        rtol=1e-11,
+        atol=1e-8,
+    )

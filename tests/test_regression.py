@@ -191,14 +191,44 @@ def test_cold_gate_on_a_subsample_reaches_the_same_optimum(monkeypatch):
     monkeypatch.setattr(numpy_backend, "COLD_GATE_MAX_ROWS", 500)
     monkeypatch.setattr(softmax.SoftmaxGateFit, "fit", recording_fit)
     sub = MixtureOfExpertsRegressor(**kw).fit(X, y)
-    # the first M-step fits the gate on 500 rows, then on every row
-    assert rows_seen[:2] == [500, 4000] and set(rows_seen[2:]) == {4000}
+    # the first M-step fits the gate on 500 rows, then on every row (the
+    # later M-steps take their one Newton step in the fused pass)
+    assert rows_seen[:2] == [500, 4000] and set(rows_seen[1:]) == {4000}
     curve = sub.objective_curve_
     assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:]))
     # the first iteration's gate differs; where EM ends does not
     assert sub.log_likelihood_curve_[0] != whole.log_likelihood_curve_[0]
     np.testing.assert_allclose(sub.log_likelihood_, whole.log_likelihood_, rtol=1e-6)
     np.testing.assert_allclose(sub.gate_.coef_, whole.gate_.coef_, rtol=1e-3, atol=1e-3)
+
+
+def test_fused_iterations_equal_the_unfused_ones(monkeypatch):
+    # with linear experts and the softmax gate an EM iteration is one fused
+    # pass over the rows (E-step, the gate's trial point, the next M-step's
+    # Gram matrices and sums) and an M-step from those statistics; without
+    # the fusion the same iteration takes its separate passes: the same
+    # curve, iteration by iteration, to round-off
+    import skmoe._backends._numpy as numpy_backend
+
+    X, y = make_moe_regression(
+        n_samples=3000, n_features=4, n_experts=4, noise=0.3, random_state=5
+    )
+    w = np.random.RandomState(0).uniform(0.5, 2.0, len(y))
+    kw = dict(n_experts=4, max_iter=40, tol=1e-10, random_state=0)
+    fused = MixtureOfExpertsRegressor(**kw).fit(X, y, sample_weight=w)
+    # one pass per iteration (more only where the line search halves a step)
+    assert fused.n_iter_ <= fused._fit_counts["fused_passes"] <= fused.n_iter_ + 2
+    monkeypatch.setattr(
+        numpy_backend.InMemoryBackend, "_fused_gate", lambda self, gate: False
+    )
+    plain = MixtureOfExpertsRegressor(**kw).fit(X, y, sample_weight=w)
+    assert "fused_passes" not in plain._fit_counts
+    assert fused.n_iter_ == plain.n_iter_ > 10
+    np.testing.assert_allclose(
+        fused.log_likelihood_curve_, plain.log_likelihood_curve_, rtol=1e-10
+    )
+    np.testing.assert_allclose(fused.noise_variance_, plain.noise_variance_, rtol=1e-8)
+    np.testing.assert_allclose(fused.gate_.coef_, plain.gate_.coef_, rtol=1e-6)
 
 
 def test_same_random_state_same_fit():

@@ -492,12 +492,9 @@ class StreamedBackend:
                         _expert_gram_chunk, source, k, s, y_shift
                     )[0],
                 )
-            est = fit_linear_closed_form(template, self.alphas[k], G, shift, y_is_1d)
-            # the Gram matrices hold y - y_shift
-            if y_is_1d:
-                est.intercept_ = float(est.intercept_ + y_shift[0])
-            else:
-                est.intercept_ = est.intercept_ + y_shift
+            est = fit_linear_closed_form(
+                template, self.alphas[k], G, shift, y_is_1d, y_shift
+            )
             experts.append(est)
             variances.append(residual_variance_from_gram(est, G, shift, y_shift))
         var = np.stack(variances)

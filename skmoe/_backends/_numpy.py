@@ -20,8 +20,17 @@ from .._em._start import (
     reseed_dead_experts,
     warn_reseeded,
 )
+from .._em._stats import fast_linear_alpha, gram_shifts
 from .._experts import fit_experts
-from .._gates._softmax import SoftmaxGate, SoftmaxGateFit
+from .._gates._softmax import (
+    NEWTON_MAX_PARAMETERS,
+    SoftmaxGate,
+    SoftmaxGateFit,
+    mean_penalised_loss,
+    warm_newton_step,
+)
+from .._gates._solvers import ARMIJO, MAX_HALVINGS
+from .._kernels import em_pass
 from .._validation import validate_fit_data
 
 # The first (cold) gate fit, on the start's hard clusters, runs on at most
@@ -44,6 +53,15 @@ class Posterior(NamedTuple):
 
     resp: np.ndarray
     row_ll: np.ndarray
+
+
+class _PassStats(NamedTuple):
+    """What a fused EM pass leaves for the next M-step (see ``em_pass``)."""
+
+    posterior: Posterior
+    grams: np.ndarray
+    gate_sums: np.ndarray
+    gate_loss: float
 
 
 @dataclass
@@ -141,6 +159,14 @@ class InMemoryBackend:
         self._gate_fit = None
         self._handed = None  # (state, outputs, log_gate) from the last M-step
         self.counts = {}  # the work of a run (see SoftmaxGateFit), for benchmarks
+        # linear experts, the Gaussian likelihood and the softmax gate: one
+        # fused pass over the rows per iteration (see _fused_m_step)
+        self._fusable = not likelihood.is_classifier and all(
+            fast_linear_alpha(t) is not None for t in templates
+        )
+        self._shifts = gram_shifts(X, Y, templates) if self._fusable else None
+        self._pass = None  # the _PassStats of the last fused pass
+        self._soft = True  # whether the last assign left the responsibilities
 
     @property
     def n_experts(self):
@@ -157,6 +183,7 @@ class InMemoryBackend:
         backend = copy.copy(self)
         backend._gate_fit = None
         backend._handed = None
+        backend._pass = None
         backend.counts = {}
         return backend
 
@@ -191,6 +218,7 @@ class InMemoryBackend:
         from the row's responsibilities.
         """
         resp = posterior.resp
+        self._soft = training == "em"
         if training == "cem":
             labels = resp.argmax(axis=1)
         elif training == "sem":
@@ -213,14 +241,29 @@ class InMemoryBackend:
         warn_reseeded(dead, stacklevel=4)
         return Posterior(resp, posterior.row_ll)
 
+    def _fused_gate(self, gate):
+        """Whether this gate's warm M-step can be the fused one-step Newton."""
+        if type(gate) is not SoftmaxGate or gate.warm_max_iter != 1:
+            return False
+        d1, K1 = gate._theta.shape
+        return 0 < d1 * K1 <= NEWTON_MAX_PARAMETERS
+
     def m_step(self, state, posterior, warm_gate):
         """Refit the experts, their scale and the gate on the responsibilities."""
+        stats = self._pass
+        if (
+            warm_gate
+            and stats is not None
+            and stats.posterior is posterior
+            and self._fused_gate(state.gate)
+        ):
+            return self._fused_m_step(state, posterior, stats)
         X, Y, sw = self.X, self.Y, self.sample_weight
         resp = posterior.resp
         weights = resp if self.unit_weights else resp * sw[:, None]
         likelihood = self.likelihood
         self.counts["m_steps"] = self.counts.get("m_steps", 0) + 1
-        experts, weight_sums = fit_experts(
+        experts, stats = fit_experts(
             self.templates,
             X,
             Y,
@@ -228,10 +271,11 @@ class InMemoryBackend:
             is_classifier=likelihood.is_classifier,
             y_is_1d=likelihood.y_is_1d,
             n_jobs=self.n_jobs,
-            return_weight_sums=True,
+            return_stats=True,
         )
         outputs = likelihood.outputs(experts, X)
-        scale = likelihood.m_step_scale(Y, outputs, weights)
+        scale = likelihood.m_step_scale(Y, outputs, weights, stats)
+        weight_sums = None if stats is None else stats.weight_sums
         gate, log_gate = self._m_step_gate(state.gate, resp, warm_gate, weight_sums)
         new = MixtureState(experts, gate, scale)
         self._handed = (new, outputs, log_gate)
@@ -288,9 +332,117 @@ class InMemoryBackend:
         )
         return gate, self._gate_fit.log_proba
 
+    def _fused_pass(self, state, theta, previous):
+        """One fused pass at the experts of ``state`` and the gate at ``theta``.
+
+        Kept as the next M-step's statistics; returns them.
+        """
+        experts, gate = state.experts, state.gate
+        d = self.X.shape[1]
+        q = self.Y.shape[1]
+        coef = np.concatenate([np.reshape(e.coef_, (q, d)) for e in experts]).T
+        intercept = np.concatenate(
+            [np.broadcast_to(e.intercept_, (q,)) for e in experts]
+        )
+        resp, row_ll, grams, gate_sums, scalars = em_pass(
+            self.X,
+            self.Y,
+            self.sample_weight,
+            gate._mean,
+            gate._scale,
+            theta,
+            coef,
+            intercept,
+            state.scale,
+            previous,
+            *self._shifts,
+        )
+        self.counts["fused_passes"] = self.counts.get("fused_passes", 0) + 1
+        self._pass = _PassStats(Posterior(resp, row_ll), grams, gate_sums, scalars[1])
+        return self._pass, scalars[0]
+
+    def _fused_m_step(self, state, posterior, stats):
+        """The M-step from the last fused pass's statistics, and the next pass.
+
+        The experts are solved from the Gram matrices of ``posterior`` (which
+        the pass that computed it made), their noise variances come from the
+        same matrices, and the gate takes the one warm Newton step of
+        :class:`SoftmaxGateFit` (``warm_max_iter=1``) from the pass's sums:
+        no pass over the rows so far. The trial point's line-search test (its
+        loss against ``posterior``) is then computed by the next pass, with
+        the E-step at the new parameters and the statistics for the M-step
+        after: one pass per iteration, and a second only where the line
+        search halves the step. The same iteration as the unfused M-step and
+        E-step, its sums taken in another order.
+        """
+        X, Y, sw = self.X, self.Y, self.sample_weight
+        resp = posterior.resp
+        weights = resp if self.unit_weights else resp * sw[:, None]
+        likelihood = self.likelihood
+        self.counts["m_steps"] = self.counts.get("m_steps", 0) + 1
+        experts, closed = fit_experts(
+            self.templates,
+            X,
+            Y,
+            weights,
+            is_classifier=False,
+            y_is_1d=likelihood.y_is_1d,
+            return_stats=True,
+            grams=stats.grams,
+            shifts=self._shifts,
+        )
+        scale = likelihood.m_step_scale(Y, None, weights, closed)
+        gate = object.__new__(SoftmaxGate)
+        gate.__dict__.update(state.gate.__dict__)
+        step, slope, loss, done = warm_newton_step(
+            gate,
+            X,
+            sw,
+            stats.gate_sums,
+            closed.weight_sums,
+            stats.gate_loss,
+            self.counts,
+        )
+        new = MixtureState(experts, gate, scale)
+        total = self.total_weight
+        theta = gate._theta
+        gate.n_iter_ = 0
+        if not done:
+            t = 1.0
+            for _ in range(MAX_HALVINGS):
+                trial = theta + t * step
+                _, trial_loss = self._fused_pass(new, trial, resp)
+                trial_loss = mean_penalised_loss(gate, trial, trial_loss, total)
+                if trial_loss <= loss + ARMIJO * t * slope:
+                    gate._theta, gate.n_iter_ = trial, 1
+                    break
+                t *= 0.5
+        if gate.n_iter_ == 0:
+            # no step: the E-step at the new experts and the gate as it was
+            self._fused_pass(new, theta, None)
+        gate._set_public()
+        self._count("gate_fits", 1)
+        self._count("gate_steps", gate.n_iter_)
+        self._handed = (new, None, None)
+        return new
+
+    def _count(self, name, value):
+        self.counts[name] = self.counts.get(name, 0) + value
+
     def e_step(self, state):
         """Responsibilities and per-row log-likelihoods at ``state``."""
         handed = self._handed
+        if (
+            handed is not None
+            and handed[0] is state
+            and handed[1] is None
+            and self._pass is not None
+        ):
+            # the fused M-step's pass made the E-step already
+            return self._pass.posterior
+        if self._fusable and self._soft and self._fused_gate(state.gate):
+            # the E-step, and the next M-step's statistics, in one pass
+            return self._fused_pass(state, state.gate._theta, None)[0].posterior
         if handed is not None and handed[0] is state:
             _, outputs, log_gate = handed
         else:

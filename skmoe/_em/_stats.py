@@ -70,8 +70,8 @@ def map_row_chunks(work, n, chunk):
             return list(pool.map(work, shares))
 
 
-def weighted_grams(X, x_shift, Y, weights):
-    """Weighted Gram matrices of ``Z = [X - x_shift, 1, Y]`` for every expert.
+def weighted_grams(X, x_shift, Y, weights, y_shift=None):
+    """Weighted Gram matrices of ``Z = [X - x_shift, 1, Y - y_shift]`` for every expert.
 
     Returns ``G`` of shape (n_experts, p, p), ``p = n_features + 1 + n_outputs``,
     with ``G[k] = Z^T diag(weights[:, k]) Z``: in one pass over the rows it
@@ -79,7 +79,9 @@ def weighted_grams(X, x_shift, Y, weights):
     and total weight (the kernel ``weighted_grams``: ``Z`` is never formed
     whole, each block of rows one BLAS product for all experts at once).
     """
-    return kernel_weighted_grams(X, x_shift, Y, weights)
+    if y_shift is None:
+        y_shift = np.zeros(Y.shape[1])
+    return kernel_weighted_grams(X, x_shift, Y, weights, y_shift)
 
 
 def _solve_positive_definite(A, B):
@@ -102,16 +104,17 @@ def _solve_positive_definite(A, B):
     return coef if info == 0 else None
 
 
-def fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d):
+def fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d, y_shift=None):
     """Weighted least squares (plus ridge) through the normal equations.
 
     Hand-written because LinearRegression solves an SVD of the whole weighted
     design per call, several times the work of one X^T W X product; the
     result equals LinearRegression/Ridge with the expert's sample weights.
-    ``G`` is the expert's weighted Gram matrix of ``[X0, 1, Y]`` (see
-    :func:`weighted_grams`), with ``X0 = X - x_shift`` centred once per
-    M-step for stability; the expert's own weighted mean is then removed by
-    a rank-one correction.
+    ``G`` is the expert's weighted Gram matrix of ``[X0, 1, Y0]`` (see
+    :func:`weighted_grams`), with ``X0 = X - x_shift`` and ``Y0 = Y -
+    y_shift`` centred once per M-step for stability (``y_shift`` only for
+    experts with an intercept; None: 0); the expert's own weighted mean is
+    then removed by a rank-one correction.
     """
     d = x_shift.shape[0]
     fit_intercept = template.fit_intercept
@@ -147,6 +150,8 @@ def fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d):
     est.__dict__.update(template.__dict__)
     if fit_intercept:
         intercept = dy - (dx + x_shift) @ coef
+        if y_shift is not None:
+            intercept = intercept + y_shift
     else:
         intercept = np.zeros(wy.shape[0])
     est.coef_ = coef[:, 0] if y_is_1d else coef.T.copy()
@@ -188,16 +193,6 @@ def _column_spread(grams, x_shift):
     return raw, centred, round_off
 
 
-def expert_centred_gram(X, x_shift, Y, w, G):
-    """The expert's Gram matrix, recomputed about its own mean where needed.
-
-    :func:`recentred_gram` with the recomputation a pass over the rows in
-    memory (``w`` the expert's weights).
-    """
-    w = np.ascontiguousarray(w[:, None])
-    return recentred_gram(G, x_shift, lambda shift: weighted_grams(X, shift, Y, w)[0])
-
-
 def recentred_gram(G, x_shift, recompute):
     """An expert's Gram matrix made safe to solve: ``(shift, gram)``.
 
@@ -229,7 +224,7 @@ def recentred_gram(G, x_shift, recompute):
 
 
 def plain_grams(grams, x_shift):
-    """Which Gram matrices :func:`expert_centred_gram` would return as they are.
+    """Which Gram matrices :func:`recentred_gram` would return as they are.
 
     The same tests, for all experts at once (one set of small array
     operations instead of one per expert): positive weight, no centring
@@ -281,12 +276,36 @@ def linear_expert_means(experts, X, n_outputs):
     return index, means.reshape(n, len(index), n_outputs)
 
 
-def closed_form_experts(templates, alphas, X, Y, weights, y_is_1d):
+def gram_shifts(X, Y, templates):
+    """The centres ``(x_shift, y_shift)`` of the experts' Gram matrices.
+
+    A centre for the Gram matrices' stability, not an estimate: a strided
+    subsample's means serve and skip a pass over ``X``. ``Y`` is centred
+    only where every expert has an intercept (otherwise the model is
+    anchored at y = 0).
+    """
+    step = max(1, X.shape[0] // _SHIFT_ROWS)
+    rows = X[::step]
+    # a product, not rows.mean(axis=0): NumPy's reduction down a few
+    # columns cost 0.25 ms per M-step on 1e4 rows, a twentieth of one
+    mean = np.full(rows.shape[0], 1.0 / rows.shape[0])
+    x_shift = mean @ rows
+    if all(t.fit_intercept for t in templates):
+        y_shift = mean @ Y[::step]
+    else:
+        y_shift = np.zeros(Y.shape[1])
+    return x_shift, y_shift
+
+
+def closed_form_experts(
+    templates, alphas, X, Y, weights, y_is_1d, *, grams=None, shifts=None
+):
     """Fit LinearRegression / Ridge experts from their weighted Gram matrices.
 
-    One chunked pass builds every expert's Gram matrix of ``[X - centre, 1,
-    Y]``; each is solved in closed form (re-centred on the expert's own mean
-    where centring on the common one would cancel its digits).
+    One pass builds every expert's Gram matrix of ``[X - x_shift, 1, Y -
+    y_shift]`` (or they are given, with their ``shifts``, as a fused EM pass
+    made them); each is solved in closed form (re-centred on the expert's own
+    mean where centring on the common one would cancel its digits).
 
     Parameters
     ----------
@@ -297,6 +316,10 @@ def closed_form_experts(templates, alphas, X, Y, weights, y_is_1d):
     Y : ndarray of shape (n_samples, n_outputs)
     weights : ndarray of shape (n_samples, n_experts)
     y_is_1d : bool
+    grams : ndarray of shape (n_experts, p, p), default=None
+        The Gram matrices of ``weights``, where already made.
+    shifts : tuple of (x_shift, y_shift), default=None
+        Their centres (:func:`gram_shifts`); required with ``grams``.
 
     Returns
     -------
@@ -305,46 +328,58 @@ def closed_form_experts(templates, alphas, X, Y, weights, y_is_1d):
         ``(centre, totals, centred_sums)``: ``totals[k] = sum_i weights[i,
         k]`` and ``centred_sums[k] = sum_i weights[i, k] (X[i] - centre)``,
         which the Gram matrices hold.
+    variances : ndarray of shape (n_experts, n_outputs)
+        Each expert's weighted mean squared residual, from the Gram matrix
+        it was solved from (:func:`residual_variance_from_gram`).
     """
-    # a centre for the Gram matrices' stability, not an estimate: a
-    # strided subsample's mean serves and skips a pass over X
-    rows = X[:: max(1, X.shape[0] // _SHIFT_ROWS)]
-    # a product, not rows.mean(axis=0): NumPy's reduction down a few
-    # columns cost 0.25 ms per M-step on 1e4 rows, a twentieth of one
-    x_shift = np.full(rows.shape[0], 1.0 / rows.shape[0]) @ rows
-    grams = weighted_grams(X, x_shift, Y, weights)
+    x_shift, y_shift = gram_shifts(X, Y, templates) if shifts is None else shifts
+    if grams is None:
+        grams = weighted_grams(X, x_shift, Y, weights, y_shift)
     plain = plain_grams(grams, x_shift)
     d = x_shift.shape[0]
     weight_sums = (x_shift, grams[:, d, d].copy(), grams[:, :d, d].copy())
-    experts = []
+    experts, variances = [], []
     for j, (template, alpha) in enumerate(zip(templates, alphas, strict=True)):
         shift, gram = x_shift, grams[j]
         if not plain[j]:
-            shift, gram = expert_centred_gram(X, x_shift, Y, weights[:, j], gram)
-        experts.append(fit_linear_closed_form(template, alpha, gram, shift, y_is_1d))
-    return experts, weight_sums
+            w = np.ascontiguousarray(weights[:, j : j + 1])
+            shift, gram = recentred_gram(
+                gram,
+                x_shift,
+                lambda s, w=w: weighted_grams(X, s, Y, w, y_shift)[0],
+            )
+        est = fit_linear_closed_form(template, alpha, gram, shift, y_is_1d, y_shift)
+        experts.append(est)
+        variances.append(residual_variance_from_gram(est, gram, shift, y_shift))
+    return experts, weight_sums, np.stack(variances)
 
 
 def residual_variance_from_gram(expert, gram, x_shift, y_shift):
     """Each output's weighted mean squared residual, from a Gram matrix.
 
     ``gram`` is the expert's weighted Gram matrix of ``[X - x_shift, 1, Y -
-    y_shift]``. The residual of output ``o`` is ``Z v`` with ``v = (-coef,
-    -(intercept - y_shift + x_shift @ coef), e_o)``, so its weighted sum of
-    squares is ``v^T G v``; centring X and Y keeps that quadratic form well
-    conditioned. Divided by the expert's total weight (inf without any).
+    y_shift]``. The sum of squares is taken about the expert's own weighted
+    means (the blocks of ``gram`` downdated to them, as the closed-form
+    solve does), ``S - 2 b^T B + b^T A b`` plus the weight times the squared
+    mean residual, so that its round-off is that of the expert's spread,
+    not of the targets' offsets. Divided by the expert's total weight (inf
+    without any).
     """
     p = gram.shape[0]
     d = x_shift.shape[0]
     q = p - d - 1
+    w = gram[d, d]
+    if not w > 0:
+        return np.full(q, np.inf)
     coef = np.reshape(np.asarray(expert.coef_, dtype=float), (q, d))
-    intercept = np.broadcast_to(np.asarray(expert.intercept_, float), (q,)) - y_shift
-    n_eff = gram[d, d]
-    var = np.empty(q)
-    for o in range(q):
-        v = np.zeros(p)
-        v[:d] = -coef[o]
-        v[d] = -(intercept[o] + x_shift @ coef[o])
-        v[d + 1 + o] = 1.0
-        var[o] = max(v @ gram @ v, 0.0) / n_eff if n_eff > 0 else np.inf
-    return var
+    intercept = np.broadcast_to(np.asarray(expert.intercept_, float), (q,))
+    mx = gram[:d, d] / w  # the expert's means of X - x_shift and Y - y_shift
+    my = gram[d, d + 1 :] / w
+    A = gram[:d, :d] - w * np.outer(mx, mx)
+    B = gram[:d, d + 1 :] - w * np.outer(mx, my)
+    S = np.diagonal(gram)[d + 1 :] - w * my * my
+    # mean residual: the expert's mean target minus its prediction there
+    c = (my + y_shift) - intercept - coef @ (mx + x_shift)
+    rss = S - 2 * np.einsum("od,do->o", coef, B)
+    rss += np.einsum("od,de,oe->o", coef, A, coef) + w * c * c
+    return np.maximum(rss, 0.0) / w

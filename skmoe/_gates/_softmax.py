@@ -24,6 +24,7 @@ from ._solvers import (
     cholesky_solver,
     lbfgs_minimize,
     mean_hessian_factor,
+    newton_direction,
     newton_minimize,
 )
 
@@ -336,7 +337,7 @@ class SoftmaxGateFit:
         # the gradient is sum_i w_i (g_i - resp_i) z_i: with the targets' part
         # known, the gate's part kept at the point this fit starts from gives
         # its first gradient without a pass
-        targets = None if target_sums is None else _standardised_sums(gate, target_sums)
+        targets = None if target_sums is None else standardised_sums(gate, target_sums)
         start_sums = None
         if start is not None and targets is not None and self._gate_sums is not None:
             at, sums = self._gate_sums
@@ -491,7 +492,42 @@ def newton_hessian_solver(gate, X, sw, alpha, total, counts=None):
     return hessian_solver
 
 
-def _standardised_sums(gate, target_sums):
+def warm_newton_step(gate, X, sw, gate_sums, target_sums, loss, counts=None):
+    """Newton's step for the gate from weighted sums: no pass over ``X``.
+
+    At the gate's current parameters, the gradient of the weighted
+    cross-entropy is ``sum_i w_i (g_i - r_i) z_i``: the gate's own sums
+    ``gate_sums`` minus the targets' (``target_sums``, as the experts' Gram
+    matrices hold them, see :meth:`SoftmaxGateFit.fit`), and ``loss`` its
+    value there (unpenalised, summed), as a fused EM pass computed them. The
+    Hessian is :func:`newton_hessian_solver`'s. Returns ``(step, slope,
+    mean_loss, done)`` in the objective of :meth:`SoftmaxGateFit.fit` (the
+    mean penalised loss over the flat parameters): the caller evaluates the
+    trial point and tests it against ``mean_loss + ARMIJO * t * slope``.
+    """
+    total = sw.sum()
+    alpha = float(gate.alpha)
+    theta = gate._theta
+    W = theta[:-1]
+    grad = gate_sums - standardised_sums(gate, target_sums)
+    grad[:-1] += alpha * W
+    mean_loss = (loss + 0.5 * alpha * np.sum(W * W)) / total
+    grad = grad.ravel() / total
+    with single_threaded_blas():
+        solve = newton_hessian_solver(gate, X, sw, alpha, total, counts)(theta.ravel())
+    if solve is None:
+        return None, 0.0, mean_loss, True
+    step, slope, done = newton_direction(solve, grad, mean_loss, gate.tol)
+    return step.reshape(theta.shape), slope, mean_loss, done
+
+
+def mean_penalised_loss(gate, theta, loss, total):
+    """The mean penalised objective of :meth:`SoftmaxGateFit.fit` at ``theta``."""
+    W = theta[:-1]
+    return (loss + 0.5 * float(gate.alpha) * np.sum(W * W)) / total
+
+
+def standardised_sums(gate, target_sums):
     """The targets' weighted sums in the layout of the gate's gradient.
 
     ``sum_i w_i resp[i, k] z_i`` for experts 1..K-1, ``z_i`` the

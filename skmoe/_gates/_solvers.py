@@ -30,7 +30,7 @@ def cholesky_solver(H):
     return lambda b: lapack.dpotrs(factor, b, lower=True)[0]
 
 
-def _newton_step(solve, grad, loss, tol):
+def newton_direction(solve, grad, loss, tol):
     """Newton step ``-H^{-1} grad``: ``(step, slope, done)``.
 
     ``slope = grad @ step`` is minus the squared Newton decrement; ``done``
@@ -83,12 +83,12 @@ def newton_minimize(objective, hessian_solver, theta, *, max_iter, tol):
         if solve is not None:
             # after a step: stop if even the previous Hessian sees nothing
             # left to gain, before paying for a new one
-            if _newton_step(solve, grad, loss, tol)[2] or n_iter == max_iter:
+            if newton_direction(solve, grad, loss, tol)[2] or n_iter == max_iter:
                 return theta, n_iter, True
         solve = hessian_solver(theta)
         if solve is None:
             return theta, n_iter, False
-        step, slope, done = _newton_step(solve, grad, loss, tol)
+        step, slope, done = newton_direction(solve, grad, loss, tol)
         if done or n_iter == max_iter:
             return theta, n_iter, True
         t = 1.0
