@@ -393,6 +393,8 @@ def em_pass_numpy(
     scalars : tuple of float
         ``(loss against previous, loss against resp, log-likelihood)``, the
         log-likelihood ``sum_i w_i row_ll_i``.
+    expert_ll : ndarray of shape (K,)
+        Each expert's part of it, ``sum_i w_i resp_ik row_ll_i``.
     """
     n = X.shape[0]
     K, q = variances.shape
@@ -416,7 +418,7 @@ def em_pass_numpy(
         weighted_cross_entropy(log_g, resp, w),
         float(w @ row_ll),
     )
-    return resp, row_ll, grams, gate_sums, scalars
+    return resp, row_ll, grams, gate_sums, scalars, (w * row_ll) @ resp
 
 
 # ---------------------------------------------------------------------------
@@ -821,6 +823,9 @@ if NUMBA_AVAILABLE:
             scratch = np.empty(block * K)
             log_g = np.empty((block, K))
             tops = np.empty(block)
+            # the part's sums in locals, written to the parts at the end
+            gate_mass = np.zeros(K1)
+            expert_ll = np.zeros(K)
             loss_previous = 0.0
             loss = 0.0
             ll = 0.0
@@ -864,7 +869,7 @@ if NUMBA_AVAILABLE:
                     for k in range(K1):
                         g = powers[r * K + k + 1] * inv_total
                         wg[r, k] = w * g if g >= RESPONSIBILITY_FLOOR else 0.0
-                        S[d, k] += wg[r, k]
+                        gate_mass[k] += wg[r, k]
                     if has_previous:
                         acc = 0.0
                         for k in range(K):
@@ -904,10 +909,12 @@ if NUMBA_AVAILABLE:
                             resp[i, k] = h if h >= RESPONSIBILITY_FLOOR else 0.0
                         row_ll[i] = best + math.log(total)
                     acc = 0.0
+                    weighted_ll = w * row_ll[i]
                     for k in range(K):
                         acc += resp[i, k] * log_g[r, k]
+                        expert_ll[k] += weighted_ll * resp[i, k]
                     loss -= w * acc
-                    ll += w * row_ll[i]
+                    ll += weighted_ll
                     # the row of [X - x_shift, 1, Y - y_shift], and its
                     # copies weighted by each expert's new responsibility
                     for j in range(d):
@@ -924,6 +931,8 @@ if NUMBA_AVAILABLE:
             scalar_parts[part, 0] = loss_previous
             scalar_parts[part, 1] = loss
             scalar_parts[part, 2] = ll
+            scalar_parts[part, 3:] = expert_ll
+            S[d] += gate_mass
 
     _log_softmax_serial = _njit(_log_softmax_rows)
     _log_softmax_parallel = _njit_parallel(_log_softmax_rows)
@@ -1133,7 +1142,7 @@ if NUMBA_AVAILABLE:
         n_parts = max(1, -(-n // _GRAM_PART_ROWS))
         gram_parts = np.zeros((n_parts, p, K * p))
         sum_parts = np.zeros((n_parts, d + 1, K - 1))
-        scalar_parts = np.zeros((n_parts, 3))
+        scalar_parts = np.zeros((n_parts, 3 + K))
         with single_threaded_blas():
             _pick(_em_pass_serial, _em_pass_parallel, n)(
                 X,
@@ -1156,20 +1165,12 @@ if NUMBA_AVAILABLE:
             )
         G = gram_parts.sum(axis=0)
         grams = np.ascontiguousarray(G.reshape(p, K, p).transpose(1, 0, 2))
-        loss_previous, loss, ll = scalar_parts.sum(axis=0)
+        totals = scalar_parts.sum(axis=0)
+        loss_previous, loss, ll = totals[:3]
         if previous.shape[0] == 0:
             loss_previous = np.nan
-        return (
-            resp,
-            row_ll,
-            grams,
-            sum_parts.sum(axis=0),
-            (
-                float(loss_previous),
-                float(loss),
-                float(ll),
-            ),
-        )
+        scalars = (float(loss_previous), float(loss), float(ll))
+        return resp, row_ll, grams, sum_parts.sum(axis=0), scalars, totals[3:]
 
     log_softmax = log_softmax_numba
     gaussian_log_prob = gaussian_log_prob_numba

@@ -412,7 +412,7 @@ def test_em_pass_matches_numpy(n_rows, previous):
     prev = rng.dirichlet(np.ones(K), size=n_rows) if previous else None
     shifts = X[::7].mean(axis=0), Y[::7].mean(axis=0)
     args = (X, Y, w, mean, scale, theta, coef, intercept, variances, prev, *shifts)
-    resp, row_ll, grams, sums, scalars = kern.em_pass_numba(*args)
+    resp, row_ll, grams, sums, scalars, expert_ll = kern.em_pass_numba(*args)
     ref = kern.em_pass_numpy(*args)
     # responsibilities are exponentials of differences of log-densities of
     # hundreds: their round-off is a few hundred ulps of those
@@ -421,6 +421,8 @@ def test_em_pass_matches_numpy(n_rows, previous):
     np.testing.assert_allclose(grams, ref[2], rtol=1e-11, atol=1e-8)
     np.testing.assert_allclose(sums, ref[3], rtol=1e-11, atol=1e-9)
     np.testing.assert_allclose(scalars, ref[4], rtol=1e-11)
+    np.testing.assert_allclose(expert_ll, ref[5], rtol=1e-10)
+    np.testing.assert_allclose(expert_ll.sum(), scalars[2], rtol=1e-10)
     assert np.isnan(scalars[0]) == (not previous)
     # and it is the E-step and the Gram matrices of the kernels apart
     n = n_rows

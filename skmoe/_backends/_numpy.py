@@ -16,6 +16,7 @@ import numpy as np
 
 from .._em._loop import EMResult
 from .._em._start import (
+    dead_experts,
     initial_responsibilities,
     reseed_dead_experts,
     warn_reseeded,
@@ -56,12 +57,20 @@ class Posterior(NamedTuple):
 
 
 class _PassStats(NamedTuple):
-    """What a fused EM pass leaves for the next M-step (see ``em_pass``)."""
+    """What a fused EM pass leaves for the next M-step (see ``em_pass``).
+
+    ``theta`` is the gate's parameter array the pass was made at;
+    ``log_likelihood`` and ``expert_ll`` its log-likelihood and each
+    expert's part of it.
+    """
 
     posterior: Posterior
     grams: np.ndarray
     gate_sums: np.ndarray
     gate_loss: float
+    theta: np.ndarray
+    log_likelihood: float
+    expert_ll: np.ndarray
 
 
 @dataclass
@@ -231,8 +240,19 @@ class InMemoryBackend:
         hard[np.arange(resp.shape[0]), labels] = 1.0
         return Posterior(hard, posterior.row_ll)
 
+    def _stats_of(self, posterior):
+        """The fused pass's statistics when it made ``posterior``, else None."""
+        stats = self._pass
+        return stats if stats is not None and stats.posterior is posterior else None
+
     def reseed(self, posterior):
         """Collapsed experts re-seeded on the worst-explained rows (warns)."""
+        stats = self._stats_of(posterior)
+        if stats is not None:
+            # the Gram matrices hold the experts' weights: no pass to test them
+            d = self.X.shape[1]
+            if not dead_experts(stats.grams[:, d, d], self.total_weight).size:
+                return posterior
         resp, dead = reseed_dead_experts(
             posterior.resp, posterior.row_ll, self.sample_weight
         )
@@ -344,7 +364,7 @@ class InMemoryBackend:
         intercept = np.concatenate(
             [np.broadcast_to(e.intercept_, (q,)) for e in experts]
         )
-        resp, row_ll, grams, gate_sums, scalars = em_pass(
+        resp, row_ll, grams, gate_sums, scalars, expert_ll = em_pass(
             self.X,
             self.Y,
             self.sample_weight,
@@ -358,7 +378,15 @@ class InMemoryBackend:
             *self._shifts,
         )
         self.counts["fused_passes"] = self.counts.get("fused_passes", 0) + 1
-        self._pass = _PassStats(Posterior(resp, row_ll), grams, gate_sums, scalars[1])
+        self._pass = _PassStats(
+            Posterior(resp, row_ll),
+            grams,
+            gate_sums,
+            scalars[1],
+            theta,
+            scalars[2],
+            expert_ll,
+        )
         return self._pass, scalars[0]
 
     def _fused_m_step(self, state, posterior, stats):
@@ -466,6 +494,9 @@ class InMemoryBackend:
     # -- what the loop monitors and keeps
 
     def log_likelihood(self, posterior):
+        stats = self._stats_of(posterior)
+        if stats is not None:
+            return stats.log_likelihood
         return float(self.sample_weight @ posterior.row_ll)
 
     def classification_log_likelihood(self, posterior):
@@ -480,11 +511,23 @@ class InMemoryBackend:
         """The :class:`EMResult` of a run ending at ``(state, posterior)``."""
         sw = self.sample_weight
         resp, row_ll = posterior
-        summary = {
-            "mean_gate": sw / sw.sum() @ state.gate.predict_proba(self.X),
-            "effective_samples": sw @ resp,
-            "log_likelihood": (sw * row_ll) @ resp,
-        }
+        stats = self._stats_of(posterior)
+        if stats is not None and stats.theta is state.gate._theta:
+            # the pass at these parameters summed them all
+            d = self.X.shape[1]
+            gate_mass = stats.gate_sums[d]
+            mass = np.r_[self.total_weight - gate_mass.sum(), gate_mass]
+            summary = {
+                "mean_gate": mass / self.total_weight,
+                "effective_samples": stats.grams[:, d, d].copy(),
+                "log_likelihood": stats.expert_ll,
+            }
+        else:
+            summary = {
+                "mean_gate": sw / sw.sum() @ state.gate.predict_proba(self.X),
+                "effective_samples": sw @ resp,
+                "log_likelihood": (sw * row_ll) @ resp,
+            }
         return EMResult(
             experts=state.experts,
             gate=state.gate,

@@ -42,21 +42,45 @@ def seed_unset_random_states(estimator, random_state):
 def kmeans_space(X, T, sample_weight):
     """The standardised inputs and targets that k-means clusters, and their scaling.
 
-    Returns ``(Z, scaling)`` with ``scaling = (x_mean, x_std, t_mean, t_std,
-    t_scale)``: the targets weigh as much as all inputs together (``t_scale
+    Returns ``(Z, scaling)`` with ``scaling`` as :func:`kmeans_scaling`
+    gives it.
+    """
+    scaling = kmeans_scaling(X, T, sample_weight)
+    return scale_for_kmeans(X, T, scaling), scaling
+
+
+def kmeans_scaling(X, T, sample_weight):
+    """``(x_mean, x_std, t_mean, t_std, t_scale)`` of the k-means space.
+
+    The inputs and targets standardised by their weighted means and standard
+    deviations; the targets weigh as much as all inputs together (``t_scale
     = sqrt(n_features / n_target_columns)``), so that clusters separate
-    regions where y behaves differently, not just x.
+    regions where y behaves differently, not just x. Above
+    ``_KMEANS_MAX_ROWS`` rows the spreads are summed by chunks of rows: the
+    whole ``(X - mean) ** 2`` temporary cost more than the k-means fit.
     """
     w = sample_weight / sample_weight.sum()
+
+    def std(A, mean):
+        if A.shape[0] <= _KMEANS_MAX_ROWS:
+            out = np.sqrt(w @ (A - mean) ** 2)
+        else:
+            out = np.sqrt(
+                sum(
+                    w[i : i + _KMEANS_MAX_ROWS]
+                    @ (A[i : i + _KMEANS_MAX_ROWS] - mean) ** 2
+                    for i in range(0, A.shape[0], _KMEANS_MAX_ROWS)
+                )
+            )
+        out[out == 0] = 1.0
+        return out
+
     x_mean = w @ X
-    x_std = np.sqrt(w @ (X - x_mean) ** 2)
-    x_std[x_std == 0] = 1.0
+    x_std = std(X, x_mean)
     t_mean = w @ T if T.shape[1] else np.zeros(0)
-    t_std = np.sqrt(w @ (T - t_mean) ** 2) if T.shape[1] else np.zeros(0)
-    t_std[t_std == 0] = 1.0
+    t_std = std(T, t_mean) if T.shape[1] else np.zeros(0)
     t_scale = np.sqrt(X.shape[1] / T.shape[1]) if T.shape[1] else 1.0
-    scaling = (x_mean, x_std, t_mean, t_std, t_scale)
-    return scale_for_kmeans(X, T, scaling), scaling
+    return x_mean, x_std, t_mean, t_std, t_scale
 
 
 def scale_for_kmeans(X, T, scaling):
@@ -147,7 +171,7 @@ def initial_responsibilities(
     tree : tuple of (branching, columns) or None
         For a hierarchical gate: its branching and the columns it sees
         (None: all). k-means clusters are then numbered so that sibling
-        leaves get nearby clusters.
+        leaves get nearby clusters (:func:`tree_order`).
     """
     n, K = X.shape[0], n_experts
     if K == 1:
@@ -158,36 +182,59 @@ def initial_responsibilities(
     # with five k-means starts)
     if init == "random" or restart > 0:
         return random_state.dirichlet(np.ones(K), size=n)
-    Z, _ = kmeans_space(X, T, sample_weight)
-    labels = kmeans_labels(Z, sample_weight, K, random_state)
+    scaling = kmeans_scaling(X, T, sample_weight)
+    rows = slice(None, None, -(-n // _KMEANS_MAX_ROWS))
+    if n > _KMEANS_MAX_ROWS and sample_weight[rows].sum() > 0:
+        # the centres from an evenly strided subsample; every row then to its
+        # nearest centre, by chunks of rows (the whole standardised data
+        # would be a copy the size of X)
+        Zs = scale_for_kmeans(X[rows], T[rows], scaling)
+        kmeans = _kmeans_fit(Zs, sample_weight[rows], K, random_state)
+        labels = np.concatenate(
+            [
+                kmeans.predict(
+                    scale_for_kmeans(
+                        X[i : i + _KMEANS_MAX_ROWS],
+                        T[i : i + _KMEANS_MAX_ROWS],
+                        scaling,
+                    )
+                )
+                for i in range(0, n, _KMEANS_MAX_ROWS)
+            ]
+        )
+        Zx = None
+    else:
+        Z = scale_for_kmeans(X, T, scaling)
+        labels = kmeans_labels(Z, sample_weight, K, random_state)
+        Zx = Z[:, : X.shape[1]]
     if tree is not None:
         branching, columns = tree
-        Zx = Z[:, : X.shape[1]]
-        labels = _tree_ordered_labels(
-            Zx if columns is None else Zx[:, columns],
-            labels,
-            sample_weight,
-            K,
-            branching,
-        )
+        if Zx is None:
+            # the clusters' centres are linear in the rows: from X itself
+            x_mean, x_std = scaling[:2]
+            centres = (_cluster_centres(X, labels, sample_weight, K) - x_mean) / x_std
+        else:
+            centres = _cluster_centres(Zx, labels, sample_weight, K)
+        if columns is not None:
+            centres = centres[:, columns]
+        order = tree_order(centres, branching)
+        leaf = np.empty(K, dtype=np.intp)
+        leaf[order] = np.arange(K)
+        labels = leaf[labels]
     resp = np.zeros((n, K))
     resp[np.arange(n), labels] = 1.0
     return resp
 
 
-def _tree_ordered_labels(Z, labels, sample_weight, K, branching):
-    """k-means labels renumbered so that sibling leaves get nearby clusters."""
+def _cluster_centres(Z, labels, sample_weight, K):
+    """Each cluster's weighted mean row of Z, shape (K, n_columns)."""
     mass = np.bincount(labels, weights=sample_weight, minlength=K)
-    centres = np.stack(
+    return np.stack(
         [
             sample_weight[labels == k] @ Z[labels == k] / max(mass[k], 1e-300)
             for k in range(K)
         ]
     )
-    order = tree_order(centres, branching)
-    leaf = np.empty(K, dtype=np.intp)
-    leaf[order] = np.arange(K)
-    return leaf[labels]
 
 
 def dead_experts(n_eff, total):
