@@ -21,6 +21,7 @@ from ._em._loop import EMSettings, run_em, run_restarts
 from ._em._start import seed_unset_random_states
 from ._experts import check_experts
 from ._gates._builder import build_gate, gate_n_parameters
+from ._kernels import fit_threads
 from ._plan import check_supported, select_path
 from ._selection import expert_n_parameters
 from ._validation import check_no_categorical
@@ -328,14 +329,15 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         n_init = 1 if warm else self.n_init
         # seeds drawn up front: each restart is the same wherever it runs
         seeds = random_state.randint(np.iinfo(np.int32).max, size=n_init)
-        result = run_restarts(
-            run_gradient if self.training == "gradient" else run_em,
-            backend,
-            self._settings(),
-            seeds,
-            n_jobs=self.n_jobs,
-            warm_state=backend.warm_state(self) if warm else None,
-        )
+        with fit_threads(prepared.n_positive):
+            result = run_restarts(
+                run_gradient if self.training == "gradient" else run_em,
+                backend,
+                self._settings(),
+                seeds,
+                n_jobs=self.n_jobs,
+                warm_state=backend.warm_state(self) if warm else None,
+            )
         result.attributes.update(attributes)
         result.attributes.update(
             n_experts_=K,

@@ -41,10 +41,22 @@ _PARALLEL_MIN_ROWS = 20_000
 
 # The experts' weighted Gram matrices are summed over fixed parts of
 # _GRAM_PART_ROWS rows (one partial sum each, added in order: the result does
-# not depend on the threads), each part in blocks of _GRAM_BLOCK_ROWS rows
-# (at 1e6 x 20 x 8: 128 rows 85-110 ms, 256 rows 113 ms, 2048 rows 180 ms).
+# not depend on the threads), each part in blocks of rows whose weighted
+# copies [w_1 Z, ..., w_K Z] hold about _GRAM_BLOCK_VALUES numbers, at least
+# _GRAM_BLOCK_MIN_ROWS rows: the block stays in cache while BLAS multiplies
+# it (at 1e6 x 20 x 8, K p = 176: 128 rows 85-110 ms, 256 rows 113 ms, 2048
+# rows 180 ms), and small problems do not pay a BLAS call per few rows.
 _GRAM_PART_ROWS = 32_768
-_GRAM_BLOCK_ROWS = 128
+_GRAM_BLOCK_VALUES = 24_576
+_GRAM_BLOCK_MIN_ROWS = 128
+
+
+def gram_block_rows(n_columns):
+    """Rows per block of the Gram kernels for ``n_columns = K * p``."""
+    return max(
+        _GRAM_BLOCK_MIN_ROWS, min(_GRAM_PART_ROWS, _GRAM_BLOCK_VALUES // n_columns)
+    )
+
 
 # Responsibilities below this are set to 0: they weigh nothing in any sum
 # (an expert's Gram matrix or the gate's targets change by less than their
@@ -58,16 +70,60 @@ RESPONSIBILITY_FLOOR = 1e-250
 # depend on the number of threads.
 _GATE_BLOCK_ROWS = 4096
 
-_THREADPOOL_CONTROLLER = None  # the BLAS libraries' controllers
-# Concurrent callers share one limit: the first to enter sets it, the last to
-# leave restores the original. Each taking and restoring its own would let a
-# thread restore another's limit of 1 and leave BLAS on one thread for good.
-_BLAS_LIMIT_LOCK = threading.Lock()
-_BLAS_LIMIT_USERS = 0
-_BLAS_LIMITER = None
+
+class _OneThread:
+    """Holds the libraries of one threadpoolctl API to one thread.
+
+    Concurrent users share one limit: the first to enter sets it, the last
+    to leave restores the original. Each taking and restoring its own would
+    let a thread restore another's limit of 1 and leave the library on one
+    thread for good.
+    """
+
+    def __init__(self, user_api):
+        self.user_api = user_api
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = None
+        self.libraries = None
+
+    @contextmanager
+    def __call__(self):
+        with self.lock:
+            if self.libraries is None:
+                from threadpoolctl import ThreadpoolController
+
+                # the libraries once: ThreadpoolController.limit() inspects
+                # every loaded library per call (~0.1 ms, 4 calls per EM step)
+                self.libraries = (
+                    ThreadpoolController()
+                    .select(user_api=self.user_api)
+                    .lib_controllers
+                )
+            if self.users == 0:
+                self.saved = [
+                    (lib, lib.num_threads)
+                    for lib in self.libraries
+                    if lib.num_threads != 1
+                ]
+                for lib, _ in self.saved:
+                    lib.set_num_threads(1)
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.users -= 1
+                if self.users == 0:
+                    for lib, threads in self.saved:
+                        lib.set_num_threads(threads)
+                    self.saved = None
 
 
-@contextmanager
+_ONE_BLAS_THREAD = _OneThread("blas")
+_ONE_OPENMP_THREAD = _OneThread("openmp")
+
+
 def single_threaded_blas():
     """Hold BLAS to one thread inside the block (restored on exit).
 
@@ -79,34 +135,55 @@ def single_threaded_blas():
     Thread-safe: blocks entered concurrently share one limit, lifted when
     the last of them exits.
     """
-    global _THREADPOOL_CONTROLLER, _BLAS_LIMIT_USERS, _BLAS_LIMITER
-    with _BLAS_LIMIT_LOCK:
-        if _THREADPOOL_CONTROLLER is None:
-            from threadpoolctl import ThreadpoolController
+    return _ONE_BLAS_THREAD()
 
-            # the BLAS libraries once: ThreadpoolController.limit() inspects
-            # every loaded library per call (~0.1 ms, 4 calls per EM step)
-            _THREADPOOL_CONTROLLER = (
-                ThreadpoolController().select(user_api="blas").lib_controllers
-            )
-        if _BLAS_LIMIT_USERS == 0:
-            _BLAS_LIMITER = [
-                (lib, lib.num_threads)
-                for lib in _THREADPOOL_CONTROLLER
-                if lib.num_threads != 1
-            ]
-            for lib, _ in _BLAS_LIMITER:
-                lib.set_num_threads(1)
-        _BLAS_LIMIT_USERS += 1
+
+@contextmanager
+def single_threaded_libraries():
+    """Hold BLAS and OpenMP to one thread inside the block (restored on exit).
+
+    For fits too small for any thread to pay: there, BLAS and OpenMP threads
+    (in scikit-learn's experts and k-means) only hand work back and forth,
+    and fight other processes for the cores. Thread-safe as
+    :func:`single_threaded_blas`.
+    """
+    with _ONE_BLAS_THREAD(), _ONE_OPENMP_THREAD():
+        yield
+
+
+@contextmanager
+def fit_threads(n_rows):
+    """The threads a fit of ``n_rows`` rows may use, inside the block.
+
+    Below ``_PARALLEL_MIN_ROWS`` rows the kernels run serially and BLAS and
+    OpenMP are held to one thread (see :func:`single_threaded_libraries`:
+    a 1e4-row fit took 62 against 51 ms with default threads on an idle
+    2-core machine, 217 against 47 ms beside a busy process). Above, numba's
+    parallel kernels take no more threads than the OpenMP limit in force,
+    so that joblib's limits on its workers' inner threads (``n_jobs`` in
+    ``GridSearchCV``, say) hold for them too.
+    """
+    if n_rows < _PARALLEL_MIN_ROWS:
+        with single_threaded_libraries():
+            yield
+        return
+    if not NUMBA_AVAILABLE:  # pragma: no cover
+        yield
+        return
+    with _ONE_OPENMP_THREAD.lock:
+        libraries = _ONE_OPENMP_THREAD.libraries
+    if libraries is None:
+        from threadpoolctl import ThreadpoolController
+
+        libraries = ThreadpoolController().select(user_api="openmp").lib_controllers
+    limits = [lib.num_threads for lib in libraries]
+    threads = numba.get_num_threads()
+    allowed = min([threads, *limits]) if limits else threads
+    numba.set_num_threads(max(1, allowed))
     try:
         yield
     finally:
-        with _BLAS_LIMIT_LOCK:
-            _BLAS_LIMIT_USERS -= 1
-            if _BLAS_LIMIT_USERS == 0:
-                for lib, threads in _BLAS_LIMITER:
-                    lib.set_num_threads(threads)
-                _BLAS_LIMITER = None
+        numba.set_num_threads(threads)
 
 
 def n_threads():
@@ -696,19 +773,18 @@ if NUMBA_AVAILABLE:
                         acc[k, o] += w * r * r
                     acc[k, q] += w
 
-    def _weighted_grams_parts(X, x_shift, Y, y_shift, weights, parts):
+    def _weighted_grams_parts(X, x_shift, Y, y_shift, weights, block, parts):
         # parts[j] collects the Gram matrices (K * p stacked: parts[j, a,
         # k * p + c] = sum_i w_ik z_ia z_ic) of the rows of part j, fixed
         # ranges of _GRAM_PART_ROWS rows, so that the sum does not depend on
         # the number of threads. Within a part the rows go in blocks of
-        # _GRAM_BLOCK_ROWS: a block's Z and its weighted copies [w_1 Z, ...]
+        # ``block`` rows: a block's Z and its weighted copies [w_1 Z, ...]
         # stay in cache while BLAS multiplies them (larger blocks ran slower:
         # a few hundred rows of K * p columns overflow the L2 cache)
         n, d = X.shape
         q = Y.shape[1]
         p = d + 1 + q
         K = weights.shape[1]
-        block = _GRAM_BLOCK_ROWS
         for part in numba.prange(parts.shape[0]):
             G = parts[part]
             Z_block = np.empty((block, p))
@@ -784,6 +860,7 @@ if NUMBA_AVAILABLE:
         previous,
         x_shift,
         y_shift,
+        block,
         resp,
         row_ll,
         gram_parts,
@@ -799,7 +876,6 @@ if NUMBA_AVAILABLE:
         K1 = K - 1
         p = d + 1 + q
         has_previous = previous.shape[0] > 0
-        block = _GRAM_BLOCK_ROWS
         log_norm = np.empty(K)
         inv_variances = np.empty((K, q))
         for k in range(K):
@@ -1106,7 +1182,7 @@ if NUMBA_AVAILABLE:
         # one BLAS thread under numba's own threads
         with single_threaded_blas():
             _pick(_weighted_grams_serial, _weighted_grams_parallel, n)(
-                X, x_shift, Y, y_shift, weights, parts
+                X, x_shift, Y, y_shift, weights, gram_block_rows(K * p), parts
             )
         G = parts.sum(axis=0)
         # G[a, k * p + c] = sum_i w_ik z_ia z_ic
@@ -1157,6 +1233,7 @@ if NUMBA_AVAILABLE:
                 previous,
                 c(x_shift),
                 c(y_shift),
+                gram_block_rows(K * p),
                 resp,
                 row_ll,
                 gram_parts,

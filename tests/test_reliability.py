@@ -5,6 +5,8 @@ bad input gets scikit-learn's usual error (or warning) naming the problem,
 degenerate data a finite fit (with a warning where the result is doubtful).
 """
 
+import json
+import os
 import pickle
 import re
 import subprocess
@@ -759,3 +761,74 @@ def test_concurrent_predictions_leave_the_blas_thread_count_alone(fitted_reg, tm
         timeout=300,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+_THREADS_IN_FIT = """
+import json
+import numba
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.linear_model import LinearRegression
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from skmoe import MixtureOfExpertsRegressor
+
+seen = []
+
+
+class Recorder(RegressorMixin, BaseEstimator):
+    def fit(self, X, y, sample_weight=None):
+        info = threadpool_info()
+        seen.append({
+            "blas": max(i["num_threads"] for i in info if i["user_api"] == "blas"),
+            "numba": numba.get_num_threads(),
+        })
+        self.model_ = LinearRegression().fit(X, y, sample_weight=sample_weight)
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+
+def blas():
+    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
+rng = np.random.RandomState(0)
+out = {"blas_before": blas(), "numba_before": numba.get_num_threads()}
+X, y = rng.standard_normal((500, 2)), rng.standard_normal(500)
+MixtureOfExpertsRegressor(Recorder(), n_experts=2, max_iter=2, tol=0).fit(X, y)
+out["small"] = seen[-1]
+out["blas_after"] = blas()
+X, y = rng.standard_normal((30_000, 2)), rng.standard_normal(30_000)
+with threadpool_limits(limits=1, user_api="openmp"):  # as joblib limits workers
+    MixtureOfExpertsRegressor(Recorder(), n_experts=2, max_iter=2, tol=0).fit(X, y)
+out["limited"] = seen[-1]
+out["numba_after"] = numba.get_num_threads()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores")
+def test_fits_use_threads_only_where_they_pay_and_respect_outer_limits():
+    # a small fit holds BLAS (and OpenMP) to one thread, and gives them back;
+    # a large one keeps numba's kernels within an OpenMP limit set around it
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+    }
+    run = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _THREADS_IN_FIT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["blas_before"] > 1 and out["numba_before"] > 1
+    assert out["small"]["blas"] == 1
+    assert out["blas_after"] == out["blas_before"]
+    assert out["limited"]["numba"] == 1
+    assert out["numba_after"] == out["numba_before"]

@@ -338,7 +338,7 @@ def closed_form_experts(
     plain = plain_grams(grams, x_shift)
     d = x_shift.shape[0]
     weight_sums = (x_shift, grams[:, d, d].copy(), grams[:, :d, d].copy())
-    experts, variances = [], []
+    experts, solved_from = [], []
     for j, (template, alpha) in enumerate(zip(templates, alphas, strict=True)):
         shift, gram = x_shift, grams[j]
         if not plain[j]:
@@ -348,38 +348,55 @@ def closed_form_experts(
                 x_shift,
                 lambda s, w=w: weighted_grams(X, s, Y, w, y_shift)[0],
             )
-        est = fit_linear_closed_form(template, alpha, gram, shift, y_is_1d, y_shift)
-        experts.append(est)
-        variances.append(residual_variance_from_gram(est, gram, shift, y_shift))
-    return experts, weight_sums, np.stack(variances)
+            solved_from.append((j, shift, gram))
+        experts.append(
+            fit_linear_closed_form(template, alpha, gram, shift, y_is_1d, y_shift)
+        )
+    variances = residual_variances_from_grams(experts, grams, x_shift, y_shift)
+    for j, shift, gram in solved_from:
+        variances[j] = residual_variances_from_grams(
+            experts[j : j + 1], gram[None], shift, y_shift
+        )[0]
+    return experts, weight_sums, variances
 
 
 def residual_variance_from_gram(expert, gram, x_shift, y_shift):
-    """Each output's weighted mean squared residual, from a Gram matrix.
+    """:func:`residual_variances_from_grams` of one expert: shape (n_outputs,)."""
+    return residual_variances_from_grams([expert], gram[None], x_shift, y_shift)[0]
 
-    ``gram`` is the expert's weighted Gram matrix of ``[X - x_shift, 1, Y -
-    y_shift]``. The sum of squares is taken about the expert's own weighted
-    means (the blocks of ``gram`` downdated to them, as the closed-form
-    solve does), ``S - 2 b^T B + b^T A b`` plus the weight times the squared
-    mean residual, so that its round-off is that of the expert's spread,
-    not of the targets' offsets. Divided by the expert's total weight (inf
-    without any).
+
+def residual_variances_from_grams(experts, grams, x_shift, y_shift):
+    """Each output's weighted mean squared residual, from the Gram matrices.
+
+    ``grams[k]`` is expert ``k``'s weighted Gram matrix of ``[X - x_shift,
+    1, Y - y_shift]``. The sum of squares is taken about the expert's own
+    weighted means (the blocks of the matrix downdated to them, as the
+    closed-form solve does), ``S - 2 b^T B + b^T A b`` plus the weight times
+    the squared mean residual, so that its round-off is that of the
+    expert's spread, not of the targets' offsets. Divided by the expert's
+    total weight (inf without any); shape (n_experts, n_outputs).
     """
-    p = gram.shape[0]
+    K, p, _ = grams.shape
     d = x_shift.shape[0]
     q = p - d - 1
-    w = gram[d, d]
-    if not w > 0:
-        return np.full(q, np.inf)
-    coef = np.reshape(np.asarray(expert.coef_, dtype=float), (q, d))
-    intercept = np.broadcast_to(np.asarray(expert.intercept_, float), (q,))
-    mx = gram[:d, d] / w  # the expert's means of X - x_shift and Y - y_shift
-    my = gram[d, d + 1 :] / w
-    A = gram[:d, :d] - w * np.outer(mx, mx)
-    B = gram[:d, d + 1 :] - w * np.outer(mx, my)
-    S = np.diagonal(gram)[d + 1 :] - w * my * my
+    coef = np.stack(
+        [np.reshape(np.asarray(e.coef_, dtype=float), (q, d)) for e in experts]
+    )
+    intercept = np.stack(
+        [np.broadcast_to(np.asarray(e.intercept_, float), (q,)) for e in experts]
+    )
+    w = grams[:, d, d]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mx = grams[:, :d, d] / w[:, None]  # means of X - x_shift, (K, d)
+        my = grams[:, d, d + 1 :] / w[:, None]  # and of Y - y_shift, (K, q)
+    A = grams[:, :d, :d] - w[:, None, None] * mx[:, :, None] * mx[:, None, :]
+    B = grams[:, :d, d + 1 :] - w[:, None, None] * mx[:, :, None] * my[:, None, :]
+    S = np.diagonal(grams, axis1=1, axis2=2)[:, d + 1 :] - w[:, None] * my * my
     # mean residual: the expert's mean target minus its prediction there
-    c = (my + y_shift) - intercept - coef @ (mx + x_shift)
-    rss = S - 2 * np.einsum("od,do->o", coef, B)
-    rss += np.einsum("od,de,oe->o", coef, A, coef) + w * c * c
-    return np.maximum(rss, 0.0) / w
+    c = (my + y_shift) - intercept - np.einsum("kod,kd->ko", coef, mx + x_shift)
+    rss = S - 2 * np.einsum("kod,kdo->ko", coef, B)
+    rss += np.einsum("kod,kde,koe->ko", coef, A, coef) + w[:, None] * c * c
+    with np.errstate(divide="ignore", invalid="ignore"):
+        variances = np.maximum(rss, 0.0) / w[:, None]
+    variances[~(w > 0)] = np.inf
+    return variances
