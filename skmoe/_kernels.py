@@ -498,6 +498,45 @@ def em_pass_numpy(
     return resp, row_ll, grams, gate_sums, scalars, (w * row_ll) @ resp
 
 
+def mlp_gate_objective_numpy(flat, shapes, Xs, targets, sample_weight, alpha):
+    """Soft-target cross-entropy of a softmax gating network, and its gradient.
+
+    The network (:class:`~skmoe.SoftmaxMLPGate`) has tanh hidden layers and
+    a linear output layer whose expert 0 logit is 0; its layers are the
+    consecutive blocks of ``flat`` of shapes ``shapes`` (fan-in + 1, fan-out),
+    the weights then the bias row. Returns the summed weighted cross-entropy
+    plus ``alpha / 2`` times the squared weights (not the biases), and its
+    gradient in ``flat``.
+    """
+    layers, start = [], 0
+    for rows, cols in shapes:
+        layers.append(flat[start : start + rows * cols].reshape(rows, cols))
+        start += rows * cols
+    activations = [Xs]
+    a = Xs
+    for layer in layers[:-1]:
+        a = np.tanh(a @ layer[:-1] + layer[-1])
+        activations.append(a)
+    out = layers[-1]
+    logits = np.zeros((Xs.shape[0], out.shape[1] + 1))
+    logits[:, 1:] = a @ out[:-1] + out[-1]
+    loss, dlogits = gate_loss_numpy(logits, targets, sample_weight)
+    grads = [None] * len(layers)
+    delta = dlogits[:, 1:]
+    for j in range(len(layers) - 1, -1, -1):
+        W = layers[j][:-1]
+        a = activations[j]
+        grad = np.empty_like(layers[j])
+        grad[:-1] = a.T @ delta + alpha * W
+        grad[-1] = delta.sum(axis=0)
+        grads[j] = grad
+        loss += 0.5 * alpha * np.sum(W * W)
+        if j > 0:
+            # tanh' = 1 - tanh^2
+            delta = (delta @ W.T) * (1.0 - a * a)
+    return float(loss), np.concatenate([g.ravel() for g in grads])
+
+
 # ---------------------------------------------------------------------------
 # Numba kernels
 # ---------------------------------------------------------------------------
@@ -1010,6 +1049,70 @@ if NUMBA_AVAILABLE:
             scalar_parts[part, 3:] = expert_ll
             S[d] += gate_mass
 
+    def _mlp_gate_objective(flat, shapes, Xs, targets, weight, alpha, grad):
+        # the NumPy twin's passes, each a BLAS product or one loop over the
+        # rows: the small arrays of a gating network made NumPy's per-call
+        # overhead most of an evaluation (90 us on 133 rows, 16 units)
+        L = shapes.shape[0]
+        n = Xs.shape[0]
+        offsets = np.zeros(L + 1, dtype=np.int64)
+        for j in range(L):
+            offsets[j + 1] = offsets[j] + shapes[j, 0] * shapes[j, 1]
+        activations = numba.typed.List()
+        activations.append(np.ascontiguousarray(Xs))
+        for j in range(L - 1):
+            rows, cols = shapes[j, 0], shapes[j, 1]
+            layer = flat[offsets[j] : offsets[j + 1]].reshape((rows, cols))
+            a = np.dot(activations[j], np.ascontiguousarray(layer[:-1]))
+            for i in range(n):
+                for c in range(cols):
+                    a[i, c] = math.tanh(a[i, c] + layer[rows - 1, c])
+            activations.append(a)
+        rows, cols = shapes[L - 1, 0], shapes[L - 1, 1]
+        out = flat[offsets[L - 1] : offsets[L]].reshape((rows, cols))
+        z = np.dot(activations[L - 1], np.ascontiguousarray(out[:-1]))
+        loss = 0.0
+        delta = np.empty((n, cols))
+        for i in range(n):
+            top = 0.0
+            for k in range(cols):
+                z[i, k] += out[rows - 1, k]
+                if z[i, k] > top:
+                    top = z[i, k]
+            total = math.exp(-top)
+            for k in range(cols):
+                total += math.exp(z[i, k] - top)
+            lse = top + math.log(total)
+            w = weight[i]
+            acc = -targets[i, 0] * lse
+            for k in range(cols):
+                lg = z[i, k] - lse
+                acc += targets[i, k + 1] * lg
+                delta[i, k] = w * (math.exp(lg) - targets[i, k + 1])
+            loss -= w * acc
+        for j in range(L - 1, -1, -1):
+            rows, cols = shapes[j, 0], shapes[j, 1]
+            layer = flat[offsets[j] : offsets[j + 1]].reshape((rows, cols))
+            g = grad[offsets[j] : offsets[j + 1]].reshape((rows, cols))
+            a = activations[j]
+            g[:-1] = np.dot(a.T, delta)
+            for c in range(cols):
+                acc = 0.0
+                for i in range(n):
+                    acc += delta[i, c]
+                g[rows - 1, c] = acc
+            for r in range(rows - 1):
+                for c in range(cols):
+                    g[r, c] += alpha * layer[r, c]
+                    loss += 0.5 * alpha * layer[r, c] * layer[r, c]
+            if j > 0:
+                back = np.dot(delta, np.ascontiguousarray(layer[:-1].T))
+                for i in range(n):
+                    for r in range(rows - 1):
+                        back[i, r] *= 1.0 - a[i, r] * a[i, r]
+                delta = back
+        return loss
+
     _log_softmax_serial = _njit(_log_softmax_rows)
     _log_softmax_parallel = _njit_parallel(_log_softmax_rows)
     _gaussian_serial = _njit(_gaussian_log_prob_rows)
@@ -1029,6 +1132,7 @@ if NUMBA_AVAILABLE:
     _weighted_grams_serial = _njit(_weighted_grams_parts)
     _weighted_grams_parallel = _njit_parallel(_weighted_grams_parts)
     _em_pass_serial = _njit(_em_pass_parts)
+    _mlp_gate_objective_serial = _njit(_mlp_gate_objective)
     _em_pass_parallel = _njit_parallel(_em_pass_parts)
 
     def _pick(serial, parallel, n_rows):
@@ -1249,6 +1353,21 @@ if NUMBA_AVAILABLE:
         scalars = (float(loss_previous), float(loss), float(ll))
         return resp, row_ll, grams, sum_parts.sum(axis=0), scalars, totals[3:]
 
+    def mlp_gate_objective_numba(flat, shapes, Xs, targets, sample_weight, alpha):
+        """Numba twin of :func:`mlp_gate_objective_numpy`."""
+        flat = np.ascontiguousarray(flat, dtype=np.float64)
+        grad = np.empty_like(flat)
+        loss = _mlp_gate_objective_serial(
+            flat,
+            np.asarray(shapes, dtype=np.int64).reshape(-1, 2),
+            np.ascontiguousarray(Xs, dtype=np.float64),
+            np.ascontiguousarray(targets, dtype=np.float64),
+            np.ascontiguousarray(sample_weight, dtype=np.float64),
+            float(alpha),
+            grad,
+        )
+        return float(loss), grad
+
     log_softmax = log_softmax_numba
     gaussian_log_prob = gaussian_log_prob_numba
     responsibilities = responsibilities_numba
@@ -1258,6 +1377,7 @@ if NUMBA_AVAILABLE:
     gate_hessian = gate_hessian_numba
     weighted_grams = weighted_grams_numba
     em_pass = em_pass_numba
+    mlp_gate_objective = mlp_gate_objective_numba
     weighted_sq_residuals = weighted_sq_residuals_numba
 else:  # pragma: no cover
     log_softmax = log_softmax_numpy
@@ -1269,6 +1389,7 @@ else:  # pragma: no cover
     gate_hessian = gate_hessian_numpy
     weighted_grams = weighted_grams_numpy
     em_pass = em_pass_numpy
+    mlp_gate_objective = mlp_gate_objective_numpy
     weighted_sq_residuals = weighted_sq_residuals_numpy
 
 
