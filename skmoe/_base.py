@@ -24,7 +24,11 @@ from ._gates._builder import build_gate, gate_n_parameters
 from ._kernels import fit_threads
 from ._plan import check_supported, select_path
 from ._selection import expert_n_parameters
-from ._validation import check_no_categorical
+from ._validation import check_no_categorical, check_safe_range
+
+# Fewer rows (of positive weight) per expert than this get a warning: each
+# expert is then fitted on a handful of rows, its noise at the floor.
+_MIN_ROWS_PER_EXPERT = 3
 
 
 class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
@@ -67,7 +71,12 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions({"kmeans", "random"})],
         "top_k": [None, Interval(Integral, 1, None, closed="left")],
-        "n_jobs": [None, Integral],
+        # None, or a number of jobs (-1 for all cores): 0 means nothing
+        "n_jobs": [
+            None,
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Integral, None, -1, closed="right"),
+        ],
         "device": [StrOptions({"cpu", "cuda"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -180,11 +189,23 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
 
     def _expert_templates(self):
         """Names and unfitted templates of the experts, checked."""
+        if isinstance(self.n_experts, (bool, np.bool_)):
+            raise TypeError(
+                f"n_experts must be an int, got {self.n_experts!r} (a bool)."
+            )
         if self.estimators is not None:
             if self.estimator is not None:
                 raise ValueError(
                     "Give either estimator (cloned n_experts times) or "
                     "estimators (a list of (name, estimator)), not both."
+                )
+            default = type(self)().n_experts
+            if self.n_experts not in (default, len(self.estimators)):
+                raise ValueError(
+                    f"n_experts={self.n_experts} conflicts with the "
+                    f"{len(self.estimators)} experts given in estimators; "
+                    "estimators sets the number of experts: leave n_experts "
+                    "at its default or set it to len(estimators)."
                 )
             if len(self.estimators) == 0:
                 raise ValueError("estimators is empty; give at least one expert.")
@@ -223,6 +244,14 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             raise ValueError(
                 f"n_samples={n_samples} should be >= {bound}: each expert needs "
                 "a sample (of positive weight) to start from."
+            )
+        if K > 1 and n_samples < _MIN_ROWS_PER_EXPERT * K:
+            warnings.warn(
+                f"{n_samples} samples for {K} experts: each expert is fitted on "
+                f"about {n_samples / K:.1f} of them, too few for a reliable fit; "
+                "use fewer experts.",
+                UserWarning,
+                stacklevel=4,
             )
 
     def _gate_factory(self, n_experts, n_features, feature_names):
@@ -338,6 +367,14 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
                 n_jobs=self.n_jobs,
                 warm_state=backend.warm_state(self) if warm else None,
             )
+        if not np.isfinite(result.log_likelihood):
+            # never a fitted model that explains nothing: say so, and leave
+            # the estimator as it was
+            raise ValueError(
+                f"The fit reached a log-likelihood of {result.log_likelihood}: "
+                "the data are out of the range the model can hold in float64. "
+                "Rescale X and y (e.g. with StandardScaler)."
+            )
         result.attributes.update(attributes)
         result.attributes.update(
             n_experts_=K,
@@ -348,7 +385,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         result.apply_to(self)
         if not result.converged:
             warnings.warn(
-                f"{'EM' if self.training == 'em' else 'Gradient training'} did "
+                f"{'Gradient training' if self.training == 'gradient' else 'EM'} did "
                 f"not converge in max_iter={self.max_iter} iterations "
                 f"(tol={self.tol}); increase max_iter or tol, or try another "
                 "initialisation.",
@@ -363,7 +400,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
     def _check_X(self, X):
         check_is_fitted(self)
         check_no_categorical(X)
-        return validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        # beyond the safe range the experts' means and the mixture's spread
+        # overflow: a clear error rather than inf or NaN
+        check_safe_range(X, "X", spread=False)
+        return X
 
     def predict_gate(self, X):
         """Gate probabilities of each expert for each row.
@@ -394,7 +435,28 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         rows = None
         if self.top_k is not None and self.top_k < self.n_experts_:
             rows = [np.flatnonzero(gate[:, k] > 0) for k in range(self.n_experts_)]
-        return self._likelihood.outputs(self.experts_, X, rows)
+        return self._expert_outputs(X, rows)
+
+    def _expert_outputs(self, X, rows=None):
+        """The experts' outputs at validated ``X``: finite, or a ValueError.
+
+        An expert's own arithmetic can overflow far from the data it was
+        fitted on (GaussianNB squares distances over tiny variances): the
+        outputs are checked instead, and the expert and row named.
+        """
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            outputs = self._likelihood.outputs(self.experts_, X, rows)
+        bad = ~np.isfinite(outputs)
+        if bad.any():
+            k = int(np.flatnonzero(bad.any(axis=(0, 2)))[0])
+            rows_k = np.flatnonzero(bad[:, k].any(axis=1))
+            raise ValueError(
+                f"Expert {self.expert_names_[k]!r} gives non-finite outputs at "
+                f"{rows_k.size} row(s) of X (the first: row {rows_k[0]}): they "
+                "lie too far outside the data it was fitted on for its "
+                "arithmetic. Bring them closer, or rescale X."
+            )
+        return outputs
 
     def _check_X_y(self, X, y):
         check_is_fitted(self)
@@ -408,6 +470,9 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             multi_output=not self._is_classifier_moe,
             y_numeric=not self._is_classifier_moe,
         )
+        check_safe_range(X, "X", spread=False)
+        if not self._is_classifier_moe:
+            check_safe_range(y, "y", spread=False)
         return X, self._likelihood.encode(y)
 
     def _posterior(self, X, Y):
@@ -415,7 +480,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         likelihood = self._likelihood
         return likelihood.posterior(
             self.gate_.predict_log_proba(X),
-            likelihood.outputs(self.experts_, X),
+            self._expert_outputs(X),
             Y,
             likelihood.scale_of(self),
         )

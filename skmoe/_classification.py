@@ -322,5 +322,5 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         -------
         y_experts : ndarray of shape (n_samples, n_experts)
         """
-        proba = self._likelihood.outputs(self.experts_, self._check_X(X))
+        proba = self._expert_outputs(self._check_X(X))
         return self.classes_[np.argmax(proba, axis=2)]

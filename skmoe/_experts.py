@@ -30,6 +30,11 @@ def sample_weight_key(estimator):
 def check_experts(names, estimators, *, need_proba):
     """Raise a clear error for an expert the EM M-step cannot use."""
     for name, est in zip(names, estimators, strict=True):
+        if isinstance(est, type):
+            raise TypeError(
+                f"Expert {name!r} is the class {est.__name__}, not an estimator: "
+                f"give an instance, e.g. {est.__name__}()."
+            )
         if not hasattr(est, "fit"):
             raise TypeError(
                 f"Expert {name!r} is {est!r}, which has no fit method; experts "

@@ -310,13 +310,16 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         if not return_std:
             return mean_out
         # spread about the mixture mean (law of total variance): E[y^2] -
-        # mean^2 would cancel catastrophically when |mean| >> std
-        var = np.einsum(
-            "nk,nko->no",
-            gate,
-            (means - mean[:, None, :]) ** 2 + self._noise_variance_2d()[None],
-        )
-        std = np.sqrt(var)
+        # mean^2 would cancel catastrophically when |mean| >> std. In units
+        # of each row's largest term, as hypot does: far from the data the
+        # means' spread can be finite while its square overflows
+        spread = means - mean[:, None, :]
+        noise = self._noise_variance_2d()[None]
+        unit = np.maximum(np.abs(spread).max(axis=1), np.sqrt(noise.max(axis=1)))
+        unit = unit[:, None, :]
+        with np.errstate(under="ignore"):
+            var = np.einsum("nk,nko->no", gate, (spread / unit) ** 2 + noise / unit**2)
+        std = unit[:, 0, :] * np.sqrt(var)
         return mean_out, (std[:, 0] if self._likelihood.y_is_1d else std)
 
     def _mixture_per_output(self, X):
@@ -434,5 +437,5 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_experts : ndarray of shape (n_samples, n_experts) or \
                 (n_samples, n_experts, n_outputs)
         """
-        means = self._likelihood.outputs(self.experts_, self._check_X(X))
+        means = self._expert_outputs(self._check_X(X))
         return means[:, :, 0] if self._likelihood.y_is_1d else means

@@ -7,12 +7,30 @@ import pandas as pd
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 
+def safe_limits(dtype=np.float64):
+    """The largest magnitude and the smallest column spread a fit can hold.
+
+    Values beyond the first would have squares that, summed over rows,
+    overflow ``dtype`` in the Gram matrices, the variances and the gate's
+    standardisation (10^-4 of the square root of the largest number: 1.3e150
+    in float64). A column that varies by less than the second would have
+    squares that underflow once scaled by the variance floor (10^-6) and
+    averaged over a million rows: the standardisation and the noise
+    variances would be 0 (10^7 times the square root of the smallest normal
+    number: 1.5e-147 in float64).
+    """
+    dtype = np.dtype(dtype)
+    finfo = np.finfo(dtype if dtype.kind == "f" else np.float64)
+    return 1e-4 * np.sqrt(finfo.max), 1e7 * np.sqrt(finfo.tiny)
+
+
 def check_no_categorical(X):
-    """Refuse pandas categorical columns, which would be read as numbers.
+    """Refuse pandas categorical and date-time columns, which are not numbers.
 
     ``validate_data`` turns a categorical column into its category values:
     an obscure "could not convert string to float" for string categories,
-    and a silent, meaningless number line for numeric ones.
+    and a silent, meaningless number line for numeric ones; date-time columns
+    reached NumPy's type promotion error.
     """
     if isinstance(X, pd.DataFrame):
         categorical = [
@@ -26,6 +44,64 @@ def check_no_categorical(X):
                 "experts needs numeric inputs. Encode them first, e.g. with "
                 "OneHotEncoder in a Pipeline."
             )
+        dates = [
+            str(name)
+            for name, dtype in X.dtypes.items()
+            if pd.api.types.is_datetime64_any_dtype(dtype)
+            or pd.api.types.is_timedelta64_dtype(dtype)
+        ]
+        if dates:
+            raise ValueError(
+                f"X has date or time column(s) {dates}; a mixture of experts "
+                "needs numeric inputs. Turn them into numbers first (e.g. "
+                "seconds since a date, or day-of-week columns)."
+            )
+
+
+def check_safe_range(A, name, *, spread=True):
+    """Raise a ValueError naming the column whose values leave the safe range.
+
+    Values whose squares overflow cannot be fitted or evaluated without inf
+    or NaN; columns whose spread is so small that its square underflows
+    (checked with ``spread``) would be constant to the fit. Either is
+    refused with the column and the value, never fitted wrong; the limits
+    are :func:`safe_limits` of the array's dtype.
+    """
+    A = np.asarray(A)
+    if A.size == 0:
+        return
+    A = A.reshape(A.shape[0], -1)
+    check_extremes(
+        np.min(A, axis=0), np.max(A, axis=0), name, spread=spread, dtype=A.dtype
+    )
+
+
+def check_extremes(low, high, name, *, spread=True, dtype=np.float64):
+    """:func:`check_safe_range` from each column's smallest and largest value."""
+    largest, smallest_spread = safe_limits(dtype)
+    low = np.asarray(low, dtype=np.float64)
+    high = np.asarray(high, dtype=np.float64)
+    top = np.maximum(np.abs(low), np.abs(high))
+    beyond = np.flatnonzero(top > largest)
+    if beyond.size:
+        j = int(beyond[0])
+        raise ValueError(
+            f"{name} column {j} holds a value of {top[j]:.3g}, beyond "
+            f"{largest:.3g}: its square overflows {np.dtype(dtype).name}. "
+            "Rescale it (e.g. with StandardScaler, or by a power of ten)."
+        )
+    if not spread:
+        return
+    width = high - low
+    tiny = np.flatnonzero((width > 0) & (width < smallest_spread))
+    if tiny.size:
+        j = int(tiny[0])
+        raise ValueError(
+            f"{name} column {j} varies by only {width[j]:.3g}: below "
+            f"{smallest_spread:.3g} its squares underflow "
+            f"{np.dtype(dtype).name}. Rescale it (e.g. with StandardScaler, "
+            "or by a power of ten)."
+        )
 
 
 def validate_fit_data(estimator, X, y, sample_weight, *, reset, dtype=np.float64):
@@ -48,6 +124,11 @@ def validate_fit_data(estimator, X, y, sample_weight, *, reset, dtype=np.float64
         multi_output=not is_classifier,
         y_numeric=not is_classifier,
     )
+    check_safe_range(X, "X")
+    if not is_classifier:
+        # strings are not numbers: NumPy's "could not convert" names the value
+        y = np.asarray(y, dtype=np.float64)
+        check_safe_range(y, "y")
     sample_weight = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )

@@ -441,7 +441,9 @@ def test_em_pass_matches_numpy(n_rows, previous):
     )
 
 
-@pytest.mark.parametrize("shapes", [[(3, 5), (6, 3)], [(3, 4), (5, 3), (4, 2)], [(3, 2)]])
+@pytest.mark.parametrize(
+    "shapes", [[(3, 5), (6, 3)], [(3, 4), (5, 3), (4, 2)], [(3, 2)]]
+)
 def test_mlp_gate_objective_matches_numpy(shapes):
     rng = np.random.RandomState(14)
     n = 60
@@ -450,6 +452,8 @@ def test_mlp_gate_objective_matches_numpy(shapes):
     targets = rng.dirichlet(np.ones(shapes[-1][1] + 1), size=n)
     w = rng.uniform(0.5, 2.0, n)
     loss, grad = kern.mlp_gate_objective_numba(flat, shapes, Xs, targets, w, 0.3)
-    ref_loss, ref_grad = kern.mlp_gate_objective_numpy(flat, shapes, Xs, targets, w, 0.3)
+    ref_loss, ref_grad = kern.mlp_gate_objective_numpy(
+        flat, shapes, Xs, targets, w, 0.3
+    )
     assert loss == pytest.approx(ref_loss, rel=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)

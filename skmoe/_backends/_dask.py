@@ -41,6 +41,7 @@ from .._gates._softmax import newton_hessian_solver, softmax_preconditioner
 from .._gates._solvers import lbfgs_minimize, newton_minimize
 from .._kernels import gate_objective, single_threaded_blas
 from .._likelihoods import GaussianLikelihood, noise_floor
+from .._validation import check_extremes
 from ._numpy import MixtureState, Prepared
 
 # Rows of the in-memory subsample (evenly strided over the data) on which
@@ -190,13 +191,18 @@ def _moments_chunk(X, Y, w, index):
     W = float(w.sum())
     mean = w @ V / W if W > 0 else np.zeros(V.shape[1])
     m2 = w @ (V - mean) ** 2
-    return len(w), int(np.count_nonzero(w > 0)), W, mean, m2, w @ Y**2, bad, negative
+    if V.shape[0]:
+        low, high = np.nanmin(V, axis=0), np.nanmax(V, axis=0)
+    else:
+        low, high = np.full(V.shape[1], np.inf), np.full(V.shape[1], -np.inf)
+    positive = int(np.count_nonzero(w > 0))
+    return len(w), positive, W, mean, m2, w @ Y**2, bad, negative, low, high
 
 
 def _combine_moments(a, b):
     """Chan et al.'s pairwise update of weighted means and second moments."""
-    n_a, pos_a, W_a, mean_a, m2_a, sq_a, bad_a, neg_a = a
-    n_b, pos_b, W_b, mean_b, m2_b, sq_b, bad_b, neg_b = b
+    n_a, pos_a, W_a, mean_a, m2_a, sq_a, bad_a, neg_a, lo_a, hi_a = a
+    n_b, pos_b, W_b, mean_b, m2_b, sq_b, bad_b, neg_b, lo_b, hi_b = b
     W = W_a + W_b
     if W > 0:
         delta = mean_b - mean_a
@@ -213,6 +219,8 @@ def _combine_moments(a, b):
         sq_a + sq_b,
         bad_a + bad_b,
         neg_a + neg_b,
+        np.minimum(lo_a, lo_b),
+        np.maximum(hi_a, hi_b),
     )
 
 
@@ -599,18 +607,20 @@ def prepare_streamed(estimator, X, y, sample_weight, *, warm):
     """Check the Dask arrays and take their moments; see :class:`Prepared`."""
     X, Y, sample_weight, y_is_1d = _check_arrays(estimator, X, y, sample_weight, warm)
     stream = _Stream(X, Y, sample_weight)
-    n_rows, n_pos, total, mean, m2, sq, bad, negative = stream.map_reduce(
+    n_rows, n_pos, total, mean, m2, sq, bad, negative, low, high = stream.map_reduce(
         _moments_chunk, combine=_combine_moments
     )
     if bad:
         raise ValueError(
             f"Input contains NaN or infinity: {bad} value(s) in X, y or sample_weight."
         )
+    d = X.shape[1]
+    check_extremes(low[:d], high[:d], "X")
+    check_extremes(low[d:], high[d:], "y")
     if negative:
         raise ValueError(f"sample_weight has {negative} negative value(s).")
     if total <= 0:
         raise ValueError("sample_weight sums to zero; nothing to fit.")
-    d = X.shape[1]
     var = m2 / total
     x_mean, x_var = mean[:d], var[:d]
     y_mean, y_var = mean[d:], var[d:]

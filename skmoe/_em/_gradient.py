@@ -53,6 +53,10 @@ from ._loop import EMSettings
 _ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
 _ADAM_PATIENCE, _ADAM_STEP_DIVISOR, _ADAM_MAX_DIVISIONS = 2, 5.0, 4
 
+# The experts' noise variances are bounded above by this many times the
+# targets' variance (a variance beyond it means the expert explains nothing).
+_MAX_NOISE_RATIO = 1e6
+
 
 @dataclass(frozen=True)
 class GradientSettings(EMSettings):
@@ -199,6 +203,13 @@ class _GaussianProblem(_Problem):
         low[self.bounds[3] :] = np.tile(self.log_var_floor, self.K)
         return low
 
+    def upper_bounds(self):
+        # no expert's noise above 1e6 times the (standardised) targets'
+        # variance: beyond, exp(log_var) overflows on the way to nothing
+        high = np.full(self.bounds[-1], np.inf)
+        high[self.bounds[3] :] = np.log(_MAX_NOISE_RATIO)
+        return high
+
 
 class _LogisticProblem(_Problem):
     """Multinomial-logistic experts; a binary expert has one logit column."""
@@ -231,12 +242,17 @@ class _LogisticProblem(_Problem):
     def lower_bounds(self):
         return np.full(self.bounds[-1], -np.inf)
 
+    def upper_bounds(self):
+        return np.full(self.bounds[-1], np.inf)
+
 
 def _weighted_scale(Y, w):
     mean = w @ Y
     std = np.sqrt(w @ (Y - mean) ** 2)
-    # constant targets: nothing to scale by
-    std[~(std > 1e-12 * (1.0 + np.abs(mean)))] = 1.0
+    # constant targets (to round-off, relative to their magnitude): nothing
+    # to scale by; an absolute floor would also catch targets whose whole
+    # scale is tiny, and break the fit's equivariance to rescaling y
+    std[~(std > 1e-12 * np.abs(mean))] = 1.0
     return mean, std
 
 
@@ -331,11 +347,14 @@ def _lbfgs(problem, flat0, max_iter, tol, log_lik):
         curve.append(log_lik(pen - intermediate_result.fun * problem.total))
         objectives.append(log_lik(-intermediate_result.fun * problem.total))
 
-    low = problem.lower_bounds()
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in low]
+    low, high = problem.lower_bounds(), problem.upper_bounds()
+    bounds = [
+        (lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+        for lo, hi in zip(low, high, strict=True)
+    ]
     result = minimize(
         problem.objective,
-        np.maximum(flat0, low),
+        np.clip(flat0, low, high),
         jac=True,
         method="L-BFGS-B",
         bounds=bounds,
@@ -361,14 +380,18 @@ def _adam(problem, flat0, settings, random_state, log_lik):
     batch = (
         min(200, n) if settings.batch_size == "auto" else min(settings.batch_size, n)
     )
-    low = problem.lower_bounds()
-    flat = np.maximum(flat0, low)
+    low, high = problem.lower_bounds(), problem.upper_bounds()
+    flat = np.clip(flat0, low, high)
     m1 = np.zeros_like(flat)
     m2 = np.zeros_like(flat)
     lr = float(settings.learning_rate_init)
     step = 0
     curve, objectives = [], []
-    best, best_flat = np.inf, flat
+    # the start is the first candidate: a step too large for the problem
+    # then returns the start, not a diverged model (and says it did not
+    # converge), rather than the best of epochs that only made it worse
+    best = float(problem.objective(flat)[0])
+    best_flat, improved = flat, False
     no_change, divisions, converged = 0, 0, False
     for _ in range(settings.max_iter):
         order = random_state.permutation(n)
@@ -384,7 +407,7 @@ def _adam(problem, flat0, settings, random_state, log_lik):
             m1 = _ADAM_BETA1 * m1 + (1 - _ADAM_BETA1) * grad
             m2 = _ADAM_BETA2 * m2 + (1 - _ADAM_BETA2) * grad**2
             rate = lr * np.sqrt(1 - _ADAM_BETA2**step) / (1 - _ADAM_BETA1**step)
-            flat = np.maximum(flat - rate * m1 / (np.sqrt(m2) + _ADAM_EPSILON), low)
+            flat = np.clip(flat - rate * m1 / (np.sqrt(m2) + _ADAM_EPSILON), low, high)
         loss = problem.data_term(flat)[0]
         pen = problem.penalty(flat)[0]
         curve.append(log_lik(-loss))
@@ -392,7 +415,7 @@ def _adam(problem, flat0, settings, random_state, log_lik):
         objective = (loss + pen) / problem.total
         no_change = no_change + 1 if objective > best - settings.tol else 0
         if objective < best:
-            best, best_flat = objective, flat.copy()
+            best, best_flat, improved = objective, flat.copy(), True
         if no_change >= _ADAM_PATIENCE:
             if divisions == _ADAM_MAX_DIVISIONS:
                 converged = True
@@ -400,7 +423,7 @@ def _adam(problem, flat0, settings, random_state, log_lik):
             lr /= _ADAM_STEP_DIVISOR
             divisions += 1
             no_change = 0
-    return best_flat, curve, objectives, len(curve), converged
+    return best_flat, curve, objectives, len(curve), converged and improved
 
 
 def run_gradient(backend, settings, random_state, restart=0, warm_state=None):
@@ -495,6 +518,9 @@ def run_gradient(backend, settings, random_state, restart=0, warm_state=None):
     posterior = backend.e_step(state)
     # the exact log-likelihood of the fitted model ends the curve
     final = backend.log_likelihood(posterior)
+    # a solver that ran into non-finite values did not converge, whatever
+    # its own criterion said
+    converged = converged and bool(np.isfinite(final) and np.all(np.isfinite(flat)))
     curve = curve[:-1] + [final] if curve else [final]
     objectives = objectives[:-1] + [final - problem.penalty(flat)[0]]
     return backend.result(

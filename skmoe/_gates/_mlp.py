@@ -176,7 +176,10 @@ class SoftmaxMLPGate(BaseEstimator):
         w = sw / sw.sum()
         mean = w @ X
         std = np.sqrt(w @ (X - mean) ** 2)
-        std[std < 1e-12 * (1.0 + np.abs(mean))] = 1.0
+        # constant columns (to round-off, relative to their magnitude) are
+        # left unscaled; an absolute floor (as this had) also caught inputs
+        # whose whole scale is tiny: at X * 1e-15 the gate stopped routing
+        std[~(std > 1e-12 * np.abs(mean))] = 1.0
         self._mean, self._scale = mean, std
 
     def _init_weights(self, rng):
