@@ -358,7 +358,8 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         n_init = 1 if warm else self.n_init
         # seeds drawn up front: each restart is the same wherever it runs
         seeds = random_state.randint(np.iinfo(np.int32).max, size=n_init)
-        with fit_threads(prepared.n_positive):
+        engine_only = getattr(backend, "fits_every_expert", False)
+        with fit_threads(prepared.n_positive, hold_blas=engine_only):
             result = run_restarts(
                 run_gradient if self.training == "gradient" else run_em,
                 backend,

@@ -9,6 +9,8 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
+from ._em._logistic import fit_logistic_experts, logistic_settings
+from ._em._logistic import standardisation as standardisation_of
 from ._em._stats import closed_form_experts, fast_linear_alpha
 
 
@@ -98,6 +100,8 @@ def fit_experts(
     return_stats=False,
     grams=None,
     shifts=None,
+    previous=None,
+    standardised=None,
 ):
     """Fit one expert per column of ``weights``.
 
@@ -120,6 +124,12 @@ def fit_experts(
     grams, shifts : ndarray and tuple, default=None
         The closed-form experts' Gram matrices and their centres, where a
         fused EM pass made them (see ``closed_form_experts``).
+    previous : list of estimators, default=None
+        The experts of the last M-step: LogisticRegression experts take one
+        Newton step from them (see ``fit_logistic_experts``).
+    standardised : tuple of (mean, scale), default=None
+        The inputs' standardisation for LogisticRegression experts; None
+        computes it.
 
     Returns
     -------
@@ -149,6 +159,24 @@ def fit_experts(
         if len(fast) == K:
             stats = ClosedFormStats(weight_sums, variances)
     slow = [k for k in range(K) if alphas[k] is None]
+    logistic = [logistic_settings(t) if is_classifier else None for t in templates]
+    newton = [k for k in slow if logistic[k] is not None]
+    if newton:
+        if standardised is None:
+            standardised = standardisation_of(X, np.ones(X.shape[0]))
+        fitted = fit_logistic_experts(
+            [templates[k] for k in newton],
+            [logistic[k] for k in newton],
+            X,
+            Y,
+            weights[:, newton],
+            standardised,
+            None if previous is None else [previous[k] for k in newton],
+        )
+        for k, est in zip(newton, fitted, strict=True):
+            experts[k] = est
+        # an expert whose rows hold one class goes the general way
+        slow = [k for k in slow if experts[k] is None]
     if slow:
         y_fit = Y[:, 0] if (not is_classifier and y_is_1d) else Y
         fitted = Parallel(n_jobs=n_jobs)(

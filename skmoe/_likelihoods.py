@@ -248,6 +248,10 @@ class CategoricalLikelihood:
         """Responsibilities and per-row log-likelihoods."""
         return responsibilities(log_gate, self.log_prob(outputs, Y))
 
+    def posterior_from_log_label(self, log_gate, log_label):
+        """:meth:`posterior` from the labels' log-probabilities ``log p_k(y_i)``."""
+        return responsibilities(log_gate, np.maximum(log_label, np.log(_PROBA_FLOOR)))
+
     def scale_of(self, estimator):
         return None
 

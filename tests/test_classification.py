@@ -95,21 +95,25 @@ def test_svc_experts_with_probability():
 
 
 def test_em_log_likelihood_never_decreases_with_unpenalised_experts():
-    X, y = make_moe_classification(n_samples=800, random_state=2)
+    X, y = make_moe_classification(n_samples=800, random_state=1)
     clf = MixtureOfExpertsClassifier(
         LogisticRegression(C=1e6, tol=1e-10, max_iter=2000),
         n_experts=2,
         gate_alpha=0.0,
         max_iter=25,
         tol=0,
+        # a random start: from k-means cells of X an unpenalised gate
+        # separates the cells exactly and EM starts at its fixed point
+        init="random",
         random_state=0,
     )
     with pytest.warns(Warning):
         clf.fit(X, y)
     curve = clf.log_likelihood_curve_
-    # lbfgs stops at its tolerance, so allow a small slack per step
-    assert np.all(np.diff(curve) >= -1e-4 * np.abs(curve[1:]))
-    assert curve[-1] > curve[0]
+    # the experts' Newton steps never increase their objectives: the
+    # log-likelihood never decreases, to round-off
+    assert np.all(np.diff(curve) >= -1e-10 * np.abs(curve[1:]))
+    assert curve[-1] > curve[0] + 10
 
 
 def test_single_class_and_unseen_label_errors():

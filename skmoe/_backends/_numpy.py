@@ -14,6 +14,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._em._logistic import (
+    logistic_penalty,
+    logistic_settings,
+    newton_step_logistic_experts,
+    standardisation,
+)
 from .._em._loop import EMResult
 from .._em._start import (
     dead_experts,
@@ -174,12 +180,28 @@ class InMemoryBackend:
             fast_linear_alpha(t) is not None for t in templates
         )
         self._shifts = gram_shifts(X, Y, templates) if self._fusable else None
+        # logistic experts' Newton M-step works on standardised inputs
+        self._standardised = self._logistic = None
+        if likelihood.is_classifier:
+            self._standardised = standardisation(X, sample_weight)
+            self._logistic = [logistic_settings(t) for t in templates]
+        # every expert a LogisticRegression the engine fits: their warm
+        # M-steps are one batched Newton step (see newton_step_logistic_experts)
+        self._all_logistic = self._logistic is not None and all(
+            s is not None for s in self._logistic
+        )
+        self._logistic_outputs = None  # its LogisticOutputs at the last experts
         self._pass = None  # the _PassStats of the last fused pass
         self._soft = True  # whether the last assign left the responsibilities
 
     @property
     def n_experts(self):
         return len(self.templates)
+
+    @property
+    def fits_every_expert(self):
+        """Whether the engine fits every expert itself (closed form or Newton)."""
+        return self._fusable or self._all_logistic
 
     def warm_state(self, estimator):
         """The parameters of a fitted ``estimator``, to continue from."""
@@ -193,6 +215,7 @@ class InMemoryBackend:
         backend._gate_fit = None
         backend._handed = None
         backend._pass = None
+        backend._logistic_outputs = None
         backend.counts = {}
         return backend
 
@@ -283,17 +306,36 @@ class InMemoryBackend:
         weights = resp if self.unit_weights else resp * sw[:, None]
         likelihood = self.likelihood
         self.counts["m_steps"] = self.counts.get("m_steps", 0) + 1
-        experts, stats = fit_experts(
-            self.templates,
-            X,
-            Y,
-            weights,
-            is_classifier=likelihood.is_classifier,
-            y_is_1d=likelihood.y_is_1d,
-            n_jobs=self.n_jobs,
-            return_stats=True,
-        )
-        outputs = likelihood.outputs(experts, X)
+        stepped = None
+        if warm_gate and self._all_logistic:
+            stepped = newton_step_logistic_experts(
+                self.templates,
+                self._logistic,
+                X,
+                Y,
+                weights,
+                self._standardised,
+                state.experts,
+                self._logistic_outputs,
+            )
+        if stepped is not None:
+            # the E-step reads the labels' log-probabilities the step left
+            experts, stats, outputs = stepped.experts, None, None
+        else:
+            experts, stats = fit_experts(
+                self.templates,
+                X,
+                Y,
+                weights,
+                is_classifier=likelihood.is_classifier,
+                y_is_1d=likelihood.y_is_1d,
+                n_jobs=self.n_jobs,
+                return_stats=True,
+                previous=state.experts if warm_gate else None,
+                standardised=self._standardised,
+            )
+            outputs = likelihood.outputs(experts, X)
+        self._logistic_outputs = stepped
         scale = likelihood.m_step_scale(Y, outputs, weights, stats)
         weight_sums = None if stats is None else stats.weight_sums
         gate, log_gate = self._m_step_gate(state.gate, resp, warm_gate, weight_sums)
@@ -471,25 +513,35 @@ class InMemoryBackend:
         if self._fusable and self._soft and self._fused_gate(state.gate):
             # the E-step, and the next M-step's statistics, in one pass
             return self._fused_pass(state, state.gate._theta, None)[0].posterior
+        stepped = self._logistic_outputs
+        if stepped is not None and stepped.experts is state.experts:
+            log_gate = handed[2] if handed is not None and handed[0] is state else None
+            log_gate = self._log_gate(state) if log_gate is None else log_gate
+            return Posterior(
+                *self.likelihood.posterior_from_log_label(log_gate, stepped.log_label)
+            )
         if handed is not None and handed[0] is state:
             _, outputs, log_gate = handed
         else:
             outputs = self.likelihood.outputs(state.experts, self.X)
             log_gate = None
         if log_gate is None:
-            log_gate = state.gate.predict_log_proba(self.X)
-            self.counts["gate_predict_rows"] = (
-                self.counts.get("gate_predict_rows", 0) + self.X.shape[0]
-            )
-            if type(state.gate) is SoftmaxGate:
-                if self._gate_fit is None:
-                    self._gate_fit = SoftmaxGateFit(
-                        self.X, self.sample_weight, counts=self.counts
-                    )
-                # a warm M-step starts from them
-                self._gate_fit.remember(state.gate, log_gate)
+            log_gate = self._log_gate(state)
         resp, row_ll = self.likelihood.posterior(log_gate, outputs, self.Y, state.scale)
         return Posterior(resp, row_ll)
+
+    def _log_gate(self, state):
+        """The gate's log-probabilities on X, remembered for its warm M-step."""
+        log_gate = state.gate.predict_log_proba(self.X)
+        self._count("gate_predict_rows", self.X.shape[0])
+        if type(state.gate) is SoftmaxGate:
+            if self._gate_fit is None:
+                self._gate_fit = SoftmaxGateFit(
+                    self.X, self.sample_weight, counts=self.counts
+                )
+            # a warm M-step starts from them
+            self._gate_fit.remember(state.gate, log_gate)
+        return log_gate
 
     # -- what the loop monitors and keeps
 
@@ -505,7 +557,12 @@ class InMemoryBackend:
         return float(self.sample_weight @ (row_ll + np.log(resp.max(axis=1))))
 
     def penalty(self, state):
-        return state.gate.penalty()
+        """The penalties the M-step minimises: the gate's, and those of the
+        logistic experts it fits by Newton's method."""
+        value = state.gate.penalty()
+        if self._logistic is not None and state.experts is not None:
+            value += logistic_penalty(state.experts, self._logistic)
+        return value
 
     def result(self, state, posterior, *, curves, n_iter, converged):
         """The :class:`EMResult` of a run ending at ``(state, posterior)``."""

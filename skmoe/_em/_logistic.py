@@ -1,0 +1,496 @@
+"""LogisticRegression experts fitted by Newton's method: the classifier's M-step.
+
+Expert ``k``'s M-step minimises the weighted multinomial cross-entropy of its
+rows, ``-sum_i s_i log p(y_i | x_i)`` with ``s_i`` the responsibility times
+the sample weight (times the class weight), plus scikit-learn's penalty
+``||coef||^2 / (2 C)``: the gate's problem with one-hot targets. It is solved
+here with the gate's kernels (``gate_objective``, ``gate_hessian``) and the
+shared :func:`newton_minimize`: to convergence from a cold start, and one
+Newton step with a line search from the previous iteration's expert (a
+generalised EM step: the objective, and so the log-likelihood, never
+increases). scikit-learn's L-BFGS refit from scratch took tens of
+iterations, each a pass over the rows, at every M-step.
+
+The parameters are those of the gate: class 0 has logit 0, the others
+``Xs @ theta[:-1] + theta[-1]`` on standardised inputs ``Xs``. For two
+classes that is scikit-learn's own binary model. Its multinomial model gives
+every class coefficients with the penalty on all of them; at its minimum the
+classes' coefficients sum to zero, so in the differences ``d_j`` (one per
+feature, over classes 1..C-1, raw units) the penalty is ``sum_j d_j^T P d_j
+/ (2 C)`` with ``P = I - 1 1^T / C``: the same model, the same minimum. The
+result is a fitted :class:`~sklearn.linear_model.LogisticRegression` with
+``coef_``, ``intercept_`` and ``classes_`` as scikit-learn's fit with the
+same sample weights leaves them (intercepts of the multinomial model,
+defined up to a constant, centred).
+"""
+
+import copy
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.class_weight import compute_class_weight
+
+from .._gates._solvers import (
+    ARMIJO,
+    MAX_HALVINGS,
+    cholesky_solver,
+    newton_direction,
+    newton_minimize,
+)
+from .._kernels import (
+    gate_hessian,
+    gate_objective,
+    logistic_experts_pass,
+    single_threaded_blas,
+)
+
+# Newton from a cold start: steps at most, and the tolerance on the decrease
+# the Newton decrement predicts (relative to the mean loss).
+_COLD_MAX_ITER = 100
+_TOL = 1e-14
+
+# The Hessian is summed over max(_HESSIAN_ROWS_PER_PARAMETER * P,
+# _HESSIAN_MIN_ROWS) evenly strided rows for P parameters (a Newton step
+# with an estimated Hessian and a line search still never increases the
+# objective; on 1e5 rows, 4,000 rows instead of the gate's 2 n / P took the
+# same EM iterations).
+_HESSIAN_MIN_ROWS = 4_000
+_HESSIAN_ROWS_PER_PARAMETER = 200
+
+
+class LogisticSettings(NamedTuple):
+    """What the Newton M-step needs of a LogisticRegression template."""
+
+    penalty: float  # 1 / C, or 0 without a penalty
+    fit_intercept: bool
+    class_weight: object  # None, a dict or "balanced"
+
+
+def logistic_settings(template):
+    """The Newton M-step's settings for ``template``, or None where it does not apply.
+
+    A LogisticRegression with an L2 penalty or none, any solver but
+    liblinear (which penalises the intercept), any class weights: every
+    solver then has the same minimum, which Newton's method reaches.
+    """
+    if type(template) is not LogisticRegression:
+        return None
+    if template.solver == "liblinear":
+        return None
+    penalty = template.penalty
+    l2 = penalty in ("deprecated", "l2") and template.l1_ratio in (0, 0.0, None)
+    if penalty == "deprecated" and template.l1_ratio not in (0, 0.0, None):
+        return None
+    if penalty is None or (l2 and not np.isfinite(template.C)):
+        strength = 0.0
+    elif l2:
+        strength = 1.0 / float(template.C)
+    else:
+        return None
+    return LogisticSettings(
+        strength, bool(template.fit_intercept), template.class_weight
+    )
+
+
+def standardisation(X, sample_weight):
+    """``(mean, scale)`` of the columns of ``X``, as the softmax gate's.
+
+    Constant columns (to round-off, relative to their magnitude) keep scale 1.
+    """
+    w = sample_weight / sample_weight.sum()
+    mean = w @ X
+    scale = np.sqrt(w @ (X - mean) ** 2)
+    scale[~(scale > 1e-12 * np.abs(mean))] = 1.0
+    return mean, scale
+
+
+def fit_logistic_experts(
+    templates, settings, X, codes, weights, standardised, previous=None
+):
+    """Fit one LogisticRegression per column of ``weights`` by Newton's method.
+
+    Parameters
+    ----------
+    templates : list of LogisticRegression
+    settings : list of LogisticSettings
+        :func:`logistic_settings` of each template.
+    X : ndarray of shape (n_samples, n_features)
+    codes : ndarray of shape (n_samples,)
+        Label codes 0 .. n_classes - 1.
+    weights : ndarray of shape (n_samples, n_experts)
+        Responsibility times sample weight.
+    standardised : tuple of (mean, scale)
+        The inputs' standardisation (:func:`standardisation`).
+    previous : list of estimators, default=None
+        The experts of the last M-step: one Newton step from each that is a
+        LogisticRegression on the same classes, a cold fit for the others.
+
+    Returns
+    -------
+    experts : list of LogisticRegression or None
+        None where the expert's rows hold fewer than two classes (the
+        caller's general path fits those).
+    """
+    experts = []
+    for k, (template, setting) in enumerate(zip(templates, settings, strict=True)):
+        problem = _ExpertProblem.of(setting, X, codes, weights[:, k], standardised)
+        if problem is None:
+            experts.append(None)
+            continue
+        start = None if previous is None else previous[k]
+        theta0 = problem.theta_of(start)
+        warm = theta0 is not None
+        if not warm:
+            theta0 = np.zeros((problem.d + 1, problem.K1))
+        with single_threaded_blas():
+            flat, n_iter, _ = newton_minimize(
+                problem.objective,
+                problem.hessian_solver,
+                theta0.ravel(),
+                max_iter=1 if warm else _COLD_MAX_ITER,
+                tol=_TOL,
+            )
+        experts.append(problem.estimator(template, problem.split(flat), n_iter))
+    return experts
+
+
+class LogisticOutputs(NamedTuple):
+    """What the batched Newton M-step leaves for the E-step and the next M-step.
+
+    Both at the experts ``experts``: the log-probability of each row's label
+    under each expert (the E-step's input), and ``probability - one-hot
+    label`` in each expert's non-reference classes (times the next
+    responsibilities, the next gradient's residuals).
+    """
+
+    experts: list
+    log_label: np.ndarray  # (n, K)
+    residual: np.ndarray  # (n, sum_k (C_k - 1))
+
+
+def newton_step_logistic_experts(
+    templates, settings, X, codes, weights, standardised, previous, cache
+):
+    """One Newton step for every expert at once from its last fit.
+
+    The generalised M-step of the classifier's default experts: all experts'
+    logits in one matrix product, their losses, label log-probabilities and
+    residuals in one kernel pass (``logistic_experts_pass``), the gradient in one more
+    product; each expert's step solves with its own (subsampled) Hessian and
+    backtracks on its own Armijo condition, so no expert's objective
+    increases. ``cache`` (a :class:`LogisticOutputs` at ``previous``, or
+    None) saves the pass at the starting point.
+
+    Returns
+    -------
+    LogisticOutputs or None
+        None where an expert cannot step from its last fit (no previous
+        LogisticRegression on the classes its rows now hold): the caller
+        fits them all by :func:`fit_logistic_experts` instead.
+    """
+    K = weights.shape[1]
+    if previous is None or len(previous) != K:
+        return None
+    problems, thetas = [], []
+    for k in range(K):
+        problem = _ExpertProblem.of(settings[k], X, codes, weights[:, k], standardised)
+        theta = None if problem is None else problem.theta_of(previous[k])
+        if theta is None:
+            return None
+        problems.append(problem)
+        thetas.append(theta)
+    layout = _Layout(problems)
+    if cache is None or cache.experts is not previous:
+        cache = layout.evaluate(X, thetas, previous)
+    s = np.column_stack([p.s for p in problems])
+    # rows of weight 0 may have label log-probability -inf: they do not count
+    losses = -np.einsum("ik,ik->k", s, np.where(s > 0, cache.log_label, 0.0))
+    XtR, col_sums = layout.gradient_sums(X, cache.residual, s)
+    steps, slopes, moving = [], [], []
+    with single_threaded_blas():
+        for k, problem in enumerate(problems):
+            theta = thetas[k]
+            sl = layout.columns[k]
+            grad = problem.gradient(theta, XtR[:, sl], col_sums[sl])
+            loss = (losses[k] + problem.penalty(theta)) / problem.total
+            solve = problem.hessian_solver(theta.ravel())
+            step, slope, done = (None, 0.0, True)
+            if solve is not None:
+                step, slope, done = newton_direction(solve, grad.ravel(), loss, _TOL)
+            steps.append(None if done else step.reshape(theta.shape))
+            slopes.append(slope)
+            moving.append(not done)
+            losses[k] = loss
+    t = np.where(moving, 1.0, 0.0)
+    accepted = ~np.array(moving)
+    evaluated = None
+    for _ in range(MAX_HALVINGS):
+        if accepted.all():
+            break
+        trial = _points(thetas, steps, t)
+        evaluated = layout.evaluate(X, trial, None, s)
+        for k in np.flatnonzero(~accepted):
+            trial_loss = evaluated.losses[k] + problems[k].penalty(trial[k])
+            if trial_loss / problems[k].total <= losses[k] + ARMIJO * t[k] * slopes[k]:
+                accepted[k] = True
+            else:
+                t[k] *= 0.5
+    else:
+        t[~accepted] = 0.0  # no step decreased these experts' objectives
+    final = _points(thetas, steps, t)
+    experts = [
+        problems[k].estimator(templates[k], final[k], int(t[k] > 0)) for k in range(K)
+    ]
+    if evaluated is None and not any(moving):
+        return cache._replace(experts=experts)  # no expert moved
+    if evaluated is None or not all(
+        np.array_equal(a, b) for a, b in zip(evaluated.thetas, final, strict=True)
+    ):
+        evaluated = layout.evaluate(X, final, None, s)
+    return LogisticOutputs(experts, evaluated.log_label, evaluated.residual)
+
+
+def _points(thetas, steps, t):
+    """``theta_k + t_k step_k`` for each expert (``theta_k`` where ``t_k`` is 0)."""
+    return [
+        theta if t_k == 0 else theta + t_k * step
+        for theta, step, t_k in zip(thetas, steps, t, strict=True)
+    ]
+
+
+class _Evaluated(NamedTuple):
+    thetas: list
+    losses: np.ndarray
+    log_label: np.ndarray
+    residual: np.ndarray
+
+
+class _Layout:
+    """The experts' non-reference classes side by side in one logit matrix."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        widths = [p.K1 for p in problems]
+        self.offsets = np.r_[0, np.cumsum(widths)].astype(np.intp)
+        self.columns = [
+            slice(self.offsets[k], self.offsets[k + 1]) for k in range(len(problems))
+        ]
+        self.expert_of_column = np.repeat(np.arange(len(problems)), widths)
+        self.labels = np.ascontiguousarray(
+            np.column_stack([p.y for p in problems]), dtype=np.intp
+        )
+
+    def evaluate(self, X, thetas, experts, s=None):
+        """The pass at ``thetas``: losses (with weights ``s``), outputs, residuals."""
+        D = np.empty((X.shape[1], self.offsets[-1]))
+        b = np.empty(self.offsets[-1])
+        for k, (p, theta) in enumerate(zip(self.problems, thetas, strict=True)):
+            D[:, self.columns[k]], b[self.columns[k]] = p.raw(theta)
+        Z = X @ D
+        Z += b
+        if s is None:
+            s = np.column_stack([p.s for p in self.problems])
+        losses, log_label, residual = logistic_experts_pass(
+            Z, self.offsets, self.labels, s
+        )
+        evaluated = _Evaluated(list(thetas), losses, log_label, residual)
+        if experts is not None:
+            return LogisticOutputs(experts, log_label, residual)
+        return evaluated
+
+    def gradient_sums(self, X, residual, s):
+        """``X^T R`` and the column sums of ``R = s * residual``."""
+        n, K = s.shape
+        M = residual.shape[1]
+        if M % K == 0 and np.all(np.diff(self.offsets) == M // K):
+            # experts of one width (the usual case): a broadcast, no gather
+            R = (residual.reshape(n, K, M // K) * s[:, :, None]).reshape(n, M)
+        else:
+            R = residual * s[:, self.expert_of_column]
+        return X.T @ R, R.sum(axis=0)
+
+
+class _ExpertProblem:
+    """One expert's weighted, penalised cross-entropy in the gate's parameters."""
+
+    @classmethod
+    def of(cls, setting, X, codes, w, standardised):
+        """The problem of the rows with weights ``w``, or None below two classes."""
+        # the classes of positive weight (weights are never negative)
+        present = np.flatnonzero(np.bincount(codes, weights=w) > 0)
+        if present.size < 2:
+            return None
+        return cls(setting, X, codes, w, standardised, present)
+
+    def __init__(self, setting, X, codes, w, standardised, present):
+        self.setting = setting
+        self.X = X
+        self.present = present
+        mean, scale = standardised
+        if not setting.fit_intercept:
+            # no intercept to absorb a centring: scaled only
+            mean = np.zeros_like(mean)
+        self.mean, self.scale = mean, scale
+        self.d = d = X.shape[1]
+        self.C = C = present.size
+        self.K1 = K1 = C - 1
+        n_codes = int(codes.max()) + 1
+        if n_codes == C:  # every class: the codes are the labels
+            self.y = codes
+        else:
+            # rows of a class the expert does not hold (all of weight 0)
+            # get label -1: probability 0 under this expert
+            local = np.full(n_codes, -1, dtype=np.intp)
+            local[present] = np.arange(C)
+            self.y = local[codes]
+        s = np.ascontiguousarray(w, dtype=np.float64)
+        if setting.class_weight is not None:
+            keep = w > 0
+            class_weight = compute_class_weight(
+                setting.class_weight,
+                classes=present,
+                y=codes[keep],
+                sample_weight=w[keep],
+            )
+            s = s * class_weight[self.y]
+        self.s = s
+        self.total = float(s.sum())
+        self._targets = None
+        # the penalty in theta: for feature j, strength / scale_j^2 * P, with
+        # P the centring matrix of the multinomial model (1 for the binary one)
+        self.P = np.eye(K1) - (1.0 / C if C > 2 else 0.0)
+        self.per_feature = setting.penalty / scale**2
+        n = X.shape[0]
+        self.n_params = n_params = (d + 1) * K1
+        n_rows = min(n, max(_HESSIAN_ROWS_PER_PARAMETER * n_params, _HESSIAN_MIN_ROWS))
+        self.stride = max(1, n // n_rows)
+        self.w_rows_sum = s[:: self.stride].sum()
+        self.penalty_hessian = (
+            np.kron(np.diag(np.r_[self.per_feature, 0.0]), self.P) / self.total
+        )
+
+    def split(self, flat):
+        theta = flat.reshape(self.d + 1, self.K1)
+        if not self.setting.fit_intercept:
+            theta = theta.copy()
+            theta[self.d] = 0.0
+        return theta
+
+    def penalty(self, theta):
+        W = theta[: self.d]
+        return 0.5 * float(np.sum(self.per_feature[:, None] * W * (W @ self.P)))
+
+    def gradient(self, theta, XtR, col_sums):
+        """The mean objective's gradient from ``X^T R`` and ``R``'s column sums."""
+        d = self.d
+        grad = np.empty((d + 1, self.K1))
+        grad[:d] = (XtR - np.outer(self.mean, col_sums)) / self.scale[:, None]
+        grad[d] = col_sums
+        grad[:d] += self.per_feature[:, None] * (theta[:d] @ self.P)
+        if not self.setting.fit_intercept:
+            grad[d] = 0.0
+        return grad / self.total
+
+    def objective(self, flat, first=False):
+        """The mean objective and its gradient, by the gate's kernel."""
+        if self._targets is None:
+            n = self.X.shape[0]
+            self._targets = np.zeros((n, self.C))
+            held = self.y >= 0
+            self._targets[np.flatnonzero(held), self.y[held]] = 1.0
+        theta = self.split(flat)
+        loss, grad = gate_objective(
+            self.X, self.mean, self.scale, theta, self._targets, self.s
+        )
+        W = theta[: self.d]
+        loss += self.penalty(theta)
+        grad[: self.d] += self.per_feature[:, None] * (W @ self.P)
+        if not self.setting.fit_intercept:
+            grad[self.d] = 0.0
+        return loss / self.total, grad.ravel() / self.total
+
+    def hessian_solver(self, flat):
+        if not self.w_rows_sum > 0:
+            return None
+        d, K1, n_params = self.d, self.K1, self.n_params
+        H = gate_hessian(
+            self.X, self.mean, self.scale, self.split(flat), self.s, self.stride
+        )
+        H /= self.w_rows_sum
+        H += self.penalty_hessian
+        if not self.setting.fit_intercept:
+            # the intercepts are fixed at 0: their rows and columns drop out
+            rows = slice(d * K1, None)
+            H[rows, :] = 0.0
+            H[:, rows] = 0.0
+            H[rows, rows] = np.eye(K1)
+        if not np.isfinite(H.sum()):
+            return None
+        # without a penalty, separable rows leave the Hessian near singular
+        H.flat[:: n_params + 1] += 1e-12 * max(np.trace(H) / n_params, 1e-300)
+        return cholesky_solver(H)
+
+    def raw(self, theta):
+        """Raw coefficients ``D`` (d, K1) and intercepts ``b`` of classes 1.. vs 0."""
+        D = theta[: self.d] / self.scale[:, None]
+        return D, theta[self.d] - self.mean @ D
+
+    def theta_of(self, start):
+        """theta of the fitted expert ``start``, or None where it does not fit."""
+        if (
+            not isinstance(start, LogisticRegression)
+            or not hasattr(start, "coef_")
+            or not np.array_equal(start.classes_, self.present)
+        ):
+            return None
+        coef = np.asarray(start.coef_, dtype=float)
+        intercept = np.asarray(start.intercept_, dtype=float)
+        if self.K1 == 1:
+            D, b = coef.T, intercept  # (d, 1), (1,)
+        else:
+            D = (coef[1:] - coef[0]).T  # raw differences to class 0, (d, K1)
+            b = intercept[1:] - intercept[0]
+        theta = np.empty((self.d + 1, self.K1))
+        theta[: self.d] = D * self.scale[:, None]
+        # raw logit x D + b = xs (D scale) + b + mean D
+        theta[self.d] = b + self.mean @ D
+        return theta
+
+    def estimator(self, template, theta, n_iter):
+        """A fitted LogisticRegression from the reference-coded ``theta``."""
+        d, C = self.d, self.C
+        D, b = self.raw(theta)
+        # a shallow copy of the unfitted template: clone's deep copy of its
+        # parameters was a tenth of a small fit's time
+        est = copy.copy(template)
+        est.classes_ = self.present
+        if C == 2:
+            est.coef_ = D.T.copy()
+            est.intercept_ = b.copy() if template.fit_intercept else np.zeros(1)
+        else:
+            full = np.hstack([np.zeros((d, 1)), D])  # (d, C), class 0 at zero
+            # the symmetric model's minimum: classes' coefficients sum to
+            # zero, intercepts (defined up to a constant) centred
+            est.coef_ = (full - full.mean(axis=1, keepdims=True)).T
+            bias = np.r_[0.0, b]
+            est.intercept_ = (
+                bias - bias.mean() if template.fit_intercept else np.zeros(C)
+            )
+        est.n_features_in_ = d
+        est.n_iter_ = np.array([n_iter], dtype=np.int32)
+        return est
+
+
+def logistic_penalty(experts, settings):
+    """The Newton-fitted experts' penalties, ``sum_k ||coef_k||^2 / (2 C)``.
+
+    Part of the objective EM ascends (the log-likelihood minus the
+    penalties its M-steps minimise). ``settings``: :func:`logistic_settings`
+    of each expert's template (None: not fitted here, no penalty counted).
+    """
+    value = 0.0
+    for est, setting in zip(experts, settings, strict=True):
+        if setting is not None and isinstance(est, LogisticRegression):
+            value += 0.5 * setting.penalty * float(np.sum(est.coef_**2))
+    return value
