@@ -235,10 +235,16 @@ def test_restarts_and_warm_start_agree_with_numba_path(mixture):
 
 
 def test_dead_expert_is_reseeded_as_on_the_cpu():
-    # two distinct rows for three experts: k-means leaves one empty
+    # a gate that has switched expert 2 off (its weight about 1e-35): it is
+    # re-seeded on the worst-explained rows, as on the CPU
     X, y = make_moe_regression(n_samples=200, n_experts=2, random_state=0)
-    X, y = np.repeat(X[:2], 100, 0), np.repeat(y[:2], 100)
-    est = MixtureOfExpertsRegressor(n_experts=3, max_iter=20, random_state=0)
+    est = MixtureOfExpertsRegressor(n_experts=3, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    est.set_params(warm_start=True, max_iter=20)
+    est.gate_._theta[-1, 1] = -80.0
+    est.gate_._set_public()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _fit_xp(est, X, y)

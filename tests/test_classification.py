@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
@@ -125,3 +126,28 @@ def test_single_class_and_unseen_label_errors():
     )
     with pytest.raises(ValueError, match="not seen in fit"):
         clf.conditional_log_likelihood(X, np.full(20, 7))
+
+
+def test_the_first_gate_fit_converges_on_separable_kmeans_cells():
+    # k-means cells of X are linearly separable: on their 0/1
+    # responsibilities the gate's first fit chased infinite weights (a
+    # smallest gate probability of 7e-119 here, EM stuck); on the smoothed
+    # targets it leaves every row some responsibility for every expert
+    X, y = make_moe_classification(
+        n_samples=3000, n_features=20, n_experts=8, n_classes=3, random_state=0
+    )
+    est = MixtureOfExpertsClassifier(n_experts=8, random_state=0, max_iter=1)
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X, y)
+    assert est.gate_.n_iter_ < est.gate_.max_iter
+    assert est.predict_gate(X).min() > 1e-10
+
+
+def test_smoothed_gate_targets_keep_rows_summing_to_one():
+    from skmoe._em._start import START_GATE_SMOOTHING, smoothed_gate_targets
+
+    resp = np.eye(4)[np.arange(10) % 4]
+    smooth = smoothed_gate_targets(resp)
+    np.testing.assert_allclose(smooth.sum(axis=1), 1.0)
+    assert smooth.min() == pytest.approx(START_GATE_SMOOTHING / 4)
+    assert smooth.max() == pytest.approx(1 - START_GATE_SMOOTHING * 3 / 4)

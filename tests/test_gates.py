@@ -282,7 +282,7 @@ def test_load_balance_revives_a_collapsing_expert():
     balanced = MixtureOfExpertsRegressor(
         n_experts=4, gate_load_balance=1.0, random_state=0
     ).fit(X, y)
-    assert plain.predict_gate(X).mean(axis=0).min() < 0.01
+    assert plain.predict_gate(X).mean(axis=0).min() < 0.05  # one expert starves
     assert balanced.predict_gate(X).mean(axis=0).min() > 0.2
     # four experts on two-expert data: balancing costs little likelihood
     assert (plain.log_likelihood_ - balanced.log_likelihood_) / len(X) < 0.02

@@ -270,17 +270,23 @@ def test_logistic_experts_pass_numba_equals_numpy(n):
     offsets = np.r_[0, np.cumsum(widths)]
     Z = rng.standard_normal((n, offsets[-1])) * 5
     Z[:5] *= 200  # logits far from 0: no overflow, no lost probability
-    labels = np.column_stack([rng.randint(0, w + 1, n) for w in widths])
+    codes = rng.randint(0, 4, n)
+    local = np.array([[0, 1, -1, -1], [0, 1, 2, 3], [-1, 0, 1, 2]])
     s = rng.random_sample((n, 3))
-    labels[::9, 1] = -1  # a class expert 1 does not hold, on rows of weight 0
-    s[::9, 1] = 0.0
-    fast = logistic_experts_pass_numba(Z, offsets, labels, s)
-    slow = logistic_experts_pass_numpy(Z, offsets, labels, s)
+    s[local[np.arange(3)[:, None], codes].T < 0] = 0.0  # rows of absent classes
+    results = []
+    for kernel in (logistic_experts_pass_numba, logistic_experts_pass_numpy):
+        log_label, residual = np.full((n, 3), np.nan), np.full(Z.shape, np.nan)
+        losses = kernel(Z, offsets, codes, local, s, log_label, residual)
+        results.append((losses, log_label, residual))
+    (fast, slow) = results
     np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12)
     np.testing.assert_allclose(fast[1], slow[1], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fast[2], slow[2], atol=1e-13)
-    assert np.all(fast[1][::9, 1] == -np.inf)
-    assert np.all(np.isfinite(fast[1][:, [0, 2]]))
+    assert np.all(fast[1][codes >= 2, 0] == -np.inf)
+    assert np.all(fast[1][codes == 0, 2] == -np.inf)
+    assert np.all(np.isfinite(fast[1][:, 1]))
+    assert np.all(np.isfinite(fast[0])) and np.all(fast[0] > 0)
 
 
 def _step_problem(n_classes, C=1.0, class_weight=None):
@@ -351,3 +357,17 @@ def test_batched_newton_step_needs_a_previous_expert_per_class_set():
     args = [template] * 3, settings, X, codes, weights, std
     assert newton_step_logistic_experts(*args, previous, None) is None
     assert newton_step_logistic_experts(*args, None, None) is None
+
+
+def test_batched_newton_step_writes_into_the_spare_arrays():
+    X, codes, weights, template, settings, std, previous = _step_problem(3)
+    args = [template] * 3, settings, X, codes, weights
+    first = newton_step_logistic_experts(*args, std, previous, None)
+    spare = first._replace(
+        log_label=np.full_like(first.log_label, np.nan),
+        residual=np.full_like(first.residual, np.nan),
+    )
+    lent = newton_step_logistic_experts(*args, std, previous, None, spare)
+    assert lent.log_label is spare.log_label and lent.residual is spare.residual
+    np.testing.assert_array_equal(lent.log_label, first.log_label)
+    np.testing.assert_array_equal(lent.residual, first.residual)

@@ -44,6 +44,7 @@ from .._em._start import (
     dead_experts,
     initial_responsibilities,
     reseed_dead_experts,
+    smoothed_gate_targets,
     warn_reseeded,
 )
 from .._gates._solvers import newton_minimize
@@ -523,6 +524,9 @@ class ArrayAPIBackend:
         # the E-step's log gate is the gate's at theta: no pass to recompute
         handed = self._e_step_gate
         log_g = handed[1] if handed is not None and handed[0] is state else None
+        if not warm_gate:
+            # a run's first gate fit: targets it cannot separate exactly
+            resp = smoothed_gate_targets(resp)
         theta, log_g, gate_iter = em.fit_gate(state.theta, resp, gate_steps, log_g)
         new = DeviceState(theta, C, var, gate_iter)
         self._handed = (new, means, log_g)

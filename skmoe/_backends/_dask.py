@@ -28,6 +28,7 @@ from .._em._start import (
     kmeans_labels,
     reseed_thresholds,
     scale_for_kmeans,
+    smoothed_gate_targets,
     warn_reseeded,
 )
 from .._em._stats import (
@@ -362,10 +363,13 @@ def _expert_gram_chunk(X, Y, w, index, source, k, x_shift, y_shift):
     return (weighted_grams(X, x_shift, Y - y_shift, weights)[0],)
 
 
-def _gate_chunk(X, Y, w, index, source, mean, scale, theta):
-    """A chunk's gate cross-entropy and gradient at ``theta``."""
+def _gate_chunk(X, Y, w, index, source, mean, scale, theta, smoothed=False):
+    """A chunk's gate cross-entropy and gradient at ``theta`` (``smoothed``:
+    against the first gate fit's targets, see ``smoothed_gate_targets``)."""
     X, Y, w = _chunk(X, Y, w)
     resp, _ = source(X, Y, w, index)
+    if smoothed:
+        resp = smoothed_gate_targets(resp)
     return gate_objective(X, mean, scale, theta, resp, w)
 
 
@@ -530,11 +534,13 @@ class StreamedBackend:
 
         def objective(flat, first=False):
             theta = flat.reshape(d1, K1)
-            if first:
+            if first and warm:
                 loss, grad = loss0, grad0.copy()
             else:
+                # a run's first fit: against smoothed targets, so one more
+                # pass than the EM pass made
                 loss, grad = self.stream.map_reduce(
-                    _gate_chunk, source, mean, scale, theta
+                    _gate_chunk, source, mean, scale, theta, not warm
                 )
                 grad = grad.copy()
             W = theta[:-1]

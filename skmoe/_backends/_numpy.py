@@ -25,10 +25,12 @@ from .._em._start import (
     dead_experts,
     initial_responsibilities,
     reseed_dead_experts,
+    smoothed_gate_targets,
     warn_reseeded,
 )
 from .._em._stats import fast_linear_alpha, gram_shifts
 from .._experts import fit_experts
+from .._gates._builder import ColumnSubsetGate
 from .._gates._softmax import (
     NEWTON_MAX_PARAMETERS,
     SoftmaxGate,
@@ -45,6 +47,13 @@ from .._validation import validate_fit_data
 # then takes one warm Newton step on every row: at 1e6 rows Newton from zero
 # took 6 steps over all rows, about 2 s, for a gate EM then moves anyway.
 COLD_GATE_MAX_ROWS = 100_000
+
+
+def _is_linear_softmax(gate):
+    """Whether ``gate`` is the linear softmax gate, on all columns or some."""
+    if type(gate) is ColumnSubsetGate:
+        gate = gate.gate
+    return type(gate) is SoftmaxGate
 
 
 class MixtureState(NamedTuple):
@@ -191,6 +200,10 @@ class InMemoryBackend:
             s is not None for s in self._logistic
         )
         self._logistic_outputs = None  # its LogisticOutputs at the last experts
+        self._logistic_spare = None  # the one before, whose arrays it reuses
+        # soft EM's first fit of the linear gate on smoothed targets (see
+        # smoothed_gate_targets); gradient training's start turns it off
+        self.smooth_first_gate = True
         self._pass = None  # the _PassStats of the last fused pass
         self._soft = True  # whether the last assign left the responsibilities
 
@@ -215,7 +228,7 @@ class InMemoryBackend:
         backend._gate_fit = None
         backend._handed = None
         backend._pass = None
-        backend._logistic_outputs = None
+        backend._logistic_outputs = backend._logistic_spare = None
         backend.counts = {}
         return backend
 
@@ -317,6 +330,7 @@ class InMemoryBackend:
                 self._standardised,
                 state.experts,
                 self._logistic_outputs,
+                self._logistic_spare,
             )
         if stepped is not None:
             # the E-step reads the labels' log-probabilities the step left
@@ -335,9 +349,24 @@ class InMemoryBackend:
                 standardised=self._standardised,
             )
             outputs = likelihood.outputs(experts, X)
+        last = self._logistic_outputs
+        if stepped is None or last is None or stepped.residual is not last.residual:
+            # the arrays of the step before last: free for the next one
+            self._logistic_spare = last
         self._logistic_outputs = stepped
         scale = likelihood.m_step_scale(Y, outputs, weights, stats)
         weight_sums = None if stats is None else stats.weight_sums
+        if (
+            not warm_gate
+            and self._soft
+            and self.smooth_first_gate
+            and _is_linear_softmax(state.gate)
+        ):
+            # a soft-EM run's first fit of the linear gate: targets it
+            # cannot separate exactly (stochastic and classification EM
+            # draw from or round the responsibilities instead, and other
+            # gates are not convex in their parameters)
+            resp, weight_sums = smoothed_gate_targets(resp), None
         gate, log_gate = self._m_step_gate(state.gate, resp, warm_gate, weight_sums)
         new = MixtureState(experts, gate, scale)
         self._handed = (new, outputs, log_gate)

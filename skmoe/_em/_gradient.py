@@ -445,6 +445,8 @@ def run_gradient(backend, settings, random_state, restart=0, warm_state=None):
         # draws come first
         state, posterior = backend.start(settings.init, restart, random_state, 0)
         posterior = backend.reseed(posterior)
+        # the joint optimisation starts from the M-step on the start as it is
+        backend.smooth_first_gate = False
         state = backend.m_step(state, posterior, False)
         resp = posterior.resp
     else:

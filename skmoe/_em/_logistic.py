@@ -170,17 +170,27 @@ class LogisticOutputs(NamedTuple):
 
 
 def newton_step_logistic_experts(
-    templates, settings, X, codes, weights, standardised, previous, cache
+    templates,
+    settings,
+    X,
+    codes,
+    weights,
+    standardised,
+    previous,
+    cache,
+    spare=None,
 ):
     """One Newton step for every expert at once from its last fit.
 
     The generalised M-step of the classifier's default experts: all experts'
     logits in one matrix product, their losses, label log-probabilities and
-    residuals in one kernel pass (``logistic_experts_pass``), the gradient in one more
-    product; each expert's step solves with its own (subsampled) Hessian and
-    backtracks on its own Armijo condition, so no expert's objective
-    increases. ``cache`` (a :class:`LogisticOutputs` at ``previous``, or
-    None) saves the pass at the starting point.
+    residuals in one kernel pass (``logistic_experts_pass``), the gradient
+    in one more product; each expert's step solves with its own subsampled
+    Hessian and backtracks on its own Armijo condition, so no expert's
+    objective increases. ``cache`` (a :class:`LogisticOutputs` at
+    ``previous``, or None) saves the pass at the starting point; ``spare``
+    (a :class:`LogisticOutputs` nothing reads any more, or None) lends its
+    arrays to the new pass.
 
     Returns
     -------
@@ -192,36 +202,49 @@ def newton_step_logistic_experts(
     K = weights.shape[1]
     if previous is None or len(previous) != K:
         return None
+    n_codes = int(codes.max()) + 1
+    # the classes of positive weight under each expert (weights are >= 0)
+    masses = [
+        np.bincount(codes, weights=weights[:, k], minlength=n_codes) for k in range(K)
+    ]
+    presents = [np.flatnonzero(mass > 0) for mass in masses]
+    if any(present.size < 2 for present in presents):
+        return None
+    S = weights
+    if any(setting.class_weight is not None for setting in settings):
+        S = weights.copy()
     problems, thetas = [], []
     for k in range(K):
-        problem = _ExpertProblem.of(settings[k], X, codes, weights[:, k], standardised)
-        theta = None if problem is None else problem.theta_of(previous[k])
+        problem = _ExpertProblem(
+            settings[k], X, codes, S[:, k], standardised, presents[k], n_codes
+        )
+        theta = problem.theta_of(previous[k])
         if theta is None:
             return None
         problems.append(problem)
         thetas.append(theta)
-    layout = _Layout(problems)
+    layout = _Layout(problems, n_codes)
     if cache is None or cache.experts is not previous:
-        cache = layout.evaluate(X, thetas, previous)
-    s = np.column_stack([p.s for p in problems])
+        start = layout.evaluate(X, thetas, S)
+        cache = LogisticOutputs(previous, start.log_label, start.residual)
+    out = None if spare is None else (spare.log_label, spare.residual)
     # rows of weight 0 may have label log-probability -inf: they do not count
-    losses = -np.einsum("ik,ik->k", s, np.where(s > 0, cache.log_label, 0.0))
-    XtR, col_sums = layout.gradient_sums(X, cache.residual, s)
+    losses = -np.einsum("ik,ik->k", S, np.where(S > 0, cache.log_label, 0.0))
+    XtR, col_sums = layout.gradient_sums(X, cache.residual, S)
     steps, slopes, moving = [], [], []
-    with single_threaded_blas():
-        for k, problem in enumerate(problems):
-            theta = thetas[k]
-            sl = layout.columns[k]
-            grad = problem.gradient(theta, XtR[:, sl], col_sums[sl])
-            loss = (losses[k] + problem.penalty(theta)) / problem.total
-            solve = problem.hessian_solver(theta.ravel())
-            step, slope, done = (None, 0.0, True)
-            if solve is not None:
-                step, slope, done = newton_direction(solve, grad.ravel(), loss, _TOL)
-            steps.append(None if done else step.reshape(theta.shape))
-            slopes.append(slope)
-            moving.append(not done)
-            losses[k] = loss
+    for k, problem in enumerate(problems):
+        theta = thetas[k]
+        sl = layout.columns[k]
+        grad = problem.gradient(theta, XtR[:, sl], col_sums[sl])
+        loss = (losses[k] + problem.penalty(theta)) / problem.total
+        solve = problem.hessian_solver(theta.ravel())
+        step, slope, done = (None, 0.0, True)
+        if solve is not None:
+            step, slope, done = newton_direction(solve, grad.ravel(), loss, _TOL)
+        steps.append(None if done else step.reshape(theta.shape))
+        slopes.append(slope)
+        moving.append(not done)
+        losses[k] = loss
     t = np.where(moving, 1.0, 0.0)
     accepted = ~np.array(moving)
     evaluated = None
@@ -229,7 +252,7 @@ def newton_step_logistic_experts(
         if accepted.all():
             break
         trial = _points(thetas, steps, t)
-        evaluated = layout.evaluate(X, trial, None, s)
+        evaluated = layout.evaluate(X, trial, S, out)
         for k in np.flatnonzero(~accepted):
             trial_loss = evaluated.losses[k] + problems[k].penalty(trial[k])
             if trial_loss / problems[k].total <= losses[k] + ARMIJO * t[k] * slopes[k]:
@@ -242,12 +265,12 @@ def newton_step_logistic_experts(
     experts = [
         problems[k].estimator(templates[k], final[k], int(t[k] > 0)) for k in range(K)
     ]
-    if evaluated is None and not any(moving):
+    if evaluated is None:
         return cache._replace(experts=experts)  # no expert moved
-    if evaluated is None or not all(
+    if not all(
         np.array_equal(a, b) for a, b in zip(evaluated.thetas, final, strict=True)
     ):
-        evaluated = layout.evaluate(X, final, None, s)
+        evaluated = layout.evaluate(X, final, S, out)
     return LogisticOutputs(experts, evaluated.log_label, evaluated.residual)
 
 
@@ -269,7 +292,7 @@ class _Evaluated(NamedTuple):
 class _Layout:
     """The experts' non-reference classes side by side in one logit matrix."""
 
-    def __init__(self, problems):
+    def __init__(self, problems, n_codes):
         self.problems = problems
         widths = [p.K1 for p in problems]
         self.offsets = np.r_[0, np.cumsum(widths)].astype(np.intp)
@@ -277,55 +300,60 @@ class _Layout:
             slice(self.offsets[k], self.offsets[k + 1]) for k in range(len(problems))
         ]
         self.expert_of_column = np.repeat(np.arange(len(problems)), widths)
-        self.labels = np.ascontiguousarray(
-            np.column_stack([p.y for p in problems]), dtype=np.intp
-        )
+        self.local = np.stack([p.local for p in problems])
 
-    def evaluate(self, X, thetas, experts, s=None):
-        """The pass at ``thetas``: losses (with weights ``s``), outputs, residuals."""
+    def evaluate(self, X, thetas, S, out=None):
+        """The pass at ``thetas``: losses (weights ``S``), label log-probabilities,
+        residuals; written into the arrays ``out`` where given."""
         D = np.empty((X.shape[1], self.offsets[-1]))
         b = np.empty(self.offsets[-1])
         for k, (p, theta) in enumerate(zip(self.problems, thetas, strict=True)):
             D[:, self.columns[k]], b[self.columns[k]] = p.raw(theta)
         Z = X @ D
         Z += b
-        if s is None:
-            s = np.column_stack([p.s for p in self.problems])
-        losses, log_label, residual = logistic_experts_pass(
-            Z, self.offsets, self.labels, s
+        n, K = S.shape
+        if out is None or out[1].shape != Z.shape:
+            out = (np.empty((n, K)), np.empty_like(Z))
+        log_label, residual = out
+        losses = logistic_experts_pass(
+            Z, self.offsets, self.problems[0].codes, self.local, S, log_label, residual
         )
-        evaluated = _Evaluated(list(thetas), losses, log_label, residual)
-        if experts is not None:
-            return LogisticOutputs(experts, log_label, residual)
-        return evaluated
+        return _Evaluated(list(thetas), losses, log_label, residual)
 
-    def gradient_sums(self, X, residual, s):
-        """``X^T R`` and the column sums of ``R = s * residual``."""
-        n, K = s.shape
+    def gradient_sums(self, X, residual, S):
+        """``X^T R`` and the column sums of ``R = S * residual``."""
+        n, K = S.shape
         M = residual.shape[1]
         if M % K == 0 and np.all(np.diff(self.offsets) == M // K):
             # experts of one width (the usual case): a broadcast, no gather
-            R = (residual.reshape(n, K, M // K) * s[:, :, None]).reshape(n, M)
+            R = (residual.reshape(n, K, M // K) * S[:, :, None]).reshape(n, M)
         else:
-            R = residual * s[:, self.expert_of_column]
+            R = residual * S[:, self.expert_of_column]
         return X.T @ R, R.sum(axis=0)
 
 
 class _ExpertProblem:
-    """One expert's weighted, penalised cross-entropy in the gate's parameters."""
+    """One expert's weighted, penalised cross-entropy in the gate's parameters.
+
+    ``s`` is the expert's column of weights; with class weights it is
+    multiplied by them in place (the caller passes a column it owns).
+    """
 
     @classmethod
     def of(cls, setting, X, codes, w, standardised):
         """The problem of the rows with weights ``w``, or None below two classes."""
+        n_codes = int(codes.max()) + 1
         # the classes of positive weight (weights are never negative)
-        present = np.flatnonzero(np.bincount(codes, weights=w) > 0)
+        present = np.flatnonzero(np.bincount(codes, weights=w, minlength=n_codes) > 0)
         if present.size < 2:
             return None
-        return cls(setting, X, codes, w, standardised, present)
+        s = np.array(w, dtype=np.float64)  # a copy: class weights go in place
+        return cls(setting, X, codes, s, standardised, present, n_codes)
 
-    def __init__(self, setting, X, codes, w, standardised, present):
+    def __init__(self, setting, X, codes, s, standardised, present, n_codes):
         self.setting = setting
         self.X = X
+        self.codes = codes
         self.present = present
         mean, scale = standardised
         if not setting.fit_intercept:
@@ -335,25 +363,20 @@ class _ExpertProblem:
         self.d = d = X.shape[1]
         self.C = C = present.size
         self.K1 = K1 = C - 1
-        n_codes = int(codes.max()) + 1
-        if n_codes == C:  # every class: the codes are the labels
-            self.y = codes
-        else:
-            # rows of a class the expert does not hold (all of weight 0)
-            # get label -1: probability 0 under this expert
-            local = np.full(n_codes, -1, dtype=np.intp)
-            local[present] = np.arange(C)
-            self.y = local[codes]
-        s = np.ascontiguousarray(w, dtype=np.float64)
+        # each code's local class; -1 for a class the expert does not hold
+        # (its rows all have weight 0: probability 0 under this expert)
+        self.local = np.full(n_codes, -1, dtype=np.intp)
+        self.local[present] = np.arange(C)
+        self._y = None
         if setting.class_weight is not None:
-            keep = w > 0
+            keep = s > 0
             class_weight = compute_class_weight(
                 setting.class_weight,
                 classes=present,
                 y=codes[keep],
-                sample_weight=w[keep],
+                sample_weight=s[keep],
             )
-            s = s * class_weight[self.y]
+            s *= class_weight[self.y]
         self.s = s
         self.total = float(s.sum())
         self._targets = None
@@ -365,10 +388,17 @@ class _ExpertProblem:
         self.n_params = n_params = (d + 1) * K1
         n_rows = min(n, max(_HESSIAN_ROWS_PER_PARAMETER * n_params, _HESSIAN_MIN_ROWS))
         self.stride = max(1, n // n_rows)
-        self.w_rows_sum = s[:: self.stride].sum()
+        self._rows = None  # the Hessian's rows of X and s, taken when first used
         self.penalty_hessian = (
             np.kron(np.diag(np.r_[self.per_feature, 0.0]), self.P) / self.total
         )
+
+    @property
+    def y(self):
+        """Each row's local class (-1: a class the expert does not hold)."""
+        if self._y is None:
+            self._y = self.local[self.codes]
+        return self._y
 
     def split(self, flat):
         theta = flat.reshape(self.d + 1, self.K1)
@@ -411,13 +441,18 @@ class _ExpertProblem:
         return loss / self.total, grad.ravel() / self.total
 
     def hessian_solver(self, flat):
-        if not self.w_rows_sum > 0:
+        if self._rows is None:
+            self._rows = (
+                np.ascontiguousarray(self.X[:: self.stride]),
+                np.ascontiguousarray(self.s[:: self.stride]),
+            )
+        X_rows, s_rows = self._rows
+        w_rows_sum = s_rows.sum()
+        if not w_rows_sum > 0:
             return None
         d, K1, n_params = self.d, self.K1, self.n_params
-        H = gate_hessian(
-            self.X, self.mean, self.scale, self.split(flat), self.s, self.stride
-        )
-        H /= self.w_rows_sum
+        H = gate_hessian(X_rows, self.mean, self.scale, self.split(flat), s_rows)
+        H /= w_rows_sum
         H += self.penalty_hessian
         if not self.setting.fit_intercept:
             # the intercepts are fixed at 0: their rows and columns drop out

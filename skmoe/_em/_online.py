@@ -50,7 +50,7 @@ from .._plan import (
     check_supported,
 )
 from .._validation import validate_fit_data
-from ._start import seed_unset_random_states
+from ._start import seed_unset_random_states, smoothed_gate_targets
 from ._stats import (
     fit_linear_closed_form,
     residual_variance_from_gram,
@@ -234,7 +234,8 @@ def _m_step(previous, state, backend, resp, rho):
         scale = np.maximum(noise, floor)
     gate = copy.deepcopy(previous.gate)
     if first and not hasattr(gate, "_theta"):
-        gate.fit(X, resp, sw)
+        # as fit's first gate fit: targets it cannot separate exactly
+        gate.fit(X, smoothed_gate_targets(resp), sw)
     else:
         _softmax_step(gate, X, resp, sw, rho, state.weight_seen)
     return MixtureState(experts, gate, scale)
