@@ -1652,13 +1652,15 @@ else:  # pragma: no cover
 _LOGISTIC_BLOCK_ROWS = 2048
 
 
-def logistic_experts_pass_numpy(Z, offsets, codes, local, s, log_label, residual):
+def logistic_experts_pass_numpy(X, D, b, offsets, codes, local, s, log_label, residual):
     """NumPy reference of the logistic experts' pass.
 
     Parameters
     ----------
-    Z : ndarray of shape (n, M)
-        Non-reference logits of all experts, expert ``k`` in columns
+    X : ndarray of shape (n, d)
+    D, b : ndarrays of shape (d, M) and (M,)
+        Coefficients and intercepts of the non-reference logits of all
+        experts, ``Z = X @ D + b``, expert ``k`` in columns
         ``offsets[k]:offsets[k + 1]``.
     offsets : ndarray of shape (K + 1,)
     codes : ndarray of shape (n,)
@@ -1678,6 +1680,7 @@ def logistic_experts_pass_numpy(Z, offsets, codes, local, s, log_label, residual
     -------
     losses : ndarray of shape (K,)
     """
+    Z = X @ D + b
     n = Z.shape[0]
     K = local.shape[0]
     losses = np.zeros(K)
@@ -1696,15 +1699,32 @@ def logistic_experts_pass_numpy(Z, offsets, codes, local, s, log_label, residual
     return losses
 
 
+def logistic_gradient_sums_numpy(X, residual, log_label, S, expert_of_column):
+    """NumPy reference of the logistic experts' loss and gradient sums.
+
+    At the point of a :func:`logistic_experts_pass` (its ``residual`` and
+    ``log_label``) with new weights ``S``: each expert's loss ``-sum_i
+    S_ik log_label_ik`` (rows of weight 0 do not count), ``X^T R`` and the
+    column sums of ``R = S[:, expert_of_column] * residual`` (the loss's
+    gradient in every expert's raw coefficients and intercepts); shapes
+    (K,), (d, M) and (M,).
+    """
+    R = residual * S[:, expert_of_column]
+    losses = -np.einsum("ik,ik->k", S, np.where(S > 0, log_label, 0.0))
+    return losses, X.T @ R, R.sum(axis=0)
+
+
 if NUMBA_AVAILABLE:
 
     def _logistic_experts_blocks(
-        Z, offsets, codes, local, s, log_label, residual, parts
+        X, D, bias, offsets, codes, local, s, log_label, residual, parts
     ):
         # parts[b, k]: block b's loss of expert k, summed in a fixed order.
-        # Per block and expert, the shifted logits (the reference class's
-        # -top first) go through the vectorised exponential at once
-        n = Z.shape[0]
+        # Per block: its logits (a BLAS product, in cache), then per expert
+        # the shifted logits (the reference class's -top first) through the
+        # vectorised exponential at once
+        n = X.shape[0]
+        M = D.shape[1]
         K = local.shape[0]
         C_max = 1
         for k in range(K):
@@ -1712,6 +1732,10 @@ if NUMBA_AVAILABLE:
         for b in numba.prange(parts.shape[0]):
             start = b * _LOGISTIC_BLOCK_ROWS
             m = min(n, start + _LOGISTIC_BLOCK_ROWS) - start
+            Z = np.dot(X[start : start + m], D)
+            for r in range(m):
+                for j in range(M):
+                    Z[r, j] += bias[j]
             shifted = np.empty(m * C_max)
             e = np.empty(m * C_max)
             scratch = np.empty(m * C_max)
@@ -1719,14 +1743,13 @@ if NUMBA_AVAILABLE:
                 lo = offsets[k]
                 C = offsets[k + 1] - lo + 1
                 for r in range(m):
-                    i = start + r
                     top = 0.0
                     for c in range(1, C):
-                        if Z[i, lo + c - 1] > top:
-                            top = Z[i, lo + c - 1]
+                        if Z[r, lo + c - 1] > top:
+                            top = Z[r, lo + c - 1]
                     shifted[r * C] = -top
                     for c in range(1, C):
-                        shifted[r * C + c] = Z[i, lo + c - 1] - top
+                        shifted[r * C + c] = Z[r, lo + c - 1] - top
                 _exp_nonpositive(shifted, e, scratch, m * C)
                 loss = 0.0
                 for r in range(m):
@@ -1751,9 +1774,13 @@ if NUMBA_AVAILABLE:
     _logistic_experts_serial = _njit(_logistic_experts_blocks)
     _logistic_experts_parallel = _njit_parallel(_logistic_experts_blocks)
 
-    def logistic_experts_pass_numba(Z, offsets, codes, local, s, log_label, residual):
+    def logistic_experts_pass_numba(
+        X, D, b, offsets, codes, local, s, log_label, residual
+    ):
         """Numba twin of :func:`logistic_experts_pass_numpy`."""
-        Z = np.ascontiguousarray(Z, dtype=np.float64)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        D = np.ascontiguousarray(D, dtype=np.float64)
+        b = np.ascontiguousarray(b, dtype=np.float64)
         offsets = np.ascontiguousarray(offsets, dtype=np.intp)
         codes = np.ascontiguousarray(codes, dtype=np.intp)
         local = np.ascontiguousarray(local, dtype=np.intp)
@@ -1763,13 +1790,60 @@ if NUMBA_AVAILABLE:
                 buffer.flags.c_contiguous and buffer.dtype == np.float64
             ):  # pragma: no cover - callers pass their own C buffers
                 raise ValueError("log_label and residual must be C float64 arrays.")
-        n = Z.shape[0]
+        n = X.shape[0]
         parts = np.zeros((max(1, -(-n // _LOGISTIC_BLOCK_ROWS)), local.shape[0]))
-        _pick(_logistic_experts_serial, _logistic_experts_parallel, n)(
-            Z, offsets, codes, local, s, log_label, residual, parts
-        )
+        with single_threaded_blas():  # the blocks' products run on the threads
+            _pick(_logistic_experts_serial, _logistic_experts_parallel, n)(
+                X, D, b, offsets, codes, local, s, log_label, residual, parts
+            )
         return parts.sum(axis=0)
 
+    def _logistic_gradient_blocks(
+        X, residual, log_label, S, expert_of_column, parts, losses
+    ):
+        # parts[b, :d] collects block b's X^T R, parts[b, d] its column sums
+        # of R = S[:, expert] * residual, made block by block in cache;
+        # losses[b, k] its loss of expert k
+        n, d = X.shape
+        M = residual.shape[1]
+        K = S.shape[1]
+        for b in numba.prange(parts.shape[0]):
+            start = b * _LOGISTIC_BLOCK_ROWS
+            m = min(n, start + _LOGISTIC_BLOCK_ROWS) - start
+            R = np.empty((m, M))
+            for r in range(m):
+                i = start + r
+                for j in range(M):
+                    R[r, j] = residual[i, j] * S[i, expert_of_column[j]]
+                    parts[b, d, j] += R[r, j]
+                for k in range(K):
+                    if S[i, k] > 0:
+                        losses[b, k] -= S[i, k] * log_label[i, k]
+            parts[b, :d] += np.dot(X[start : start + m].T, R)
+
+    _logistic_gradient_serial = _njit(_logistic_gradient_blocks)
+    _logistic_gradient_parallel = _njit_parallel(_logistic_gradient_blocks)
+
+    def logistic_gradient_sums_numba(X, residual, log_label, S, expert_of_column):
+        """Numba twin of :func:`logistic_gradient_sums_numpy`."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        residual = np.ascontiguousarray(residual, dtype=np.float64)
+        log_label = np.ascontiguousarray(log_label, dtype=np.float64)
+        S = np.ascontiguousarray(S, dtype=np.float64)
+        expert_of_column = np.ascontiguousarray(expert_of_column, dtype=np.intp)
+        n, d = X.shape
+        n_blocks = max(1, -(-n // _LOGISTIC_BLOCK_ROWS))
+        parts = np.zeros((n_blocks, d + 1, residual.shape[1]))
+        losses = np.zeros((n_blocks, S.shape[1]))
+        with single_threaded_blas():
+            _pick(_logistic_gradient_serial, _logistic_gradient_parallel, n)(
+                X, residual, log_label, S, expert_of_column, parts, losses
+            )
+        total = parts.sum(axis=0)
+        return losses.sum(axis=0), total[:d], total[d]
+
     logistic_experts_pass = logistic_experts_pass_numba
+    logistic_gradient_sums = logistic_gradient_sums_numba
 else:  # pragma: no cover
     logistic_experts_pass = logistic_experts_pass_numpy
+    logistic_gradient_sums = logistic_gradient_sums_numpy

@@ -28,6 +28,8 @@ from skmoe._kernels import (
     NUMBA_AVAILABLE,
     logistic_experts_pass_numba,
     logistic_experts_pass_numpy,
+    logistic_gradient_sums_numba,
+    logistic_gradient_sums_numpy,
 )
 from skmoe.datasets import make_moe_classification
 
@@ -268,16 +270,17 @@ def test_logistic_experts_pass_numba_equals_numpy(n):
     rng = np.random.RandomState(0)
     widths = [1, 3, 2]  # experts holding 2, 4 and 3 classes
     offsets = np.r_[0, np.cumsum(widths)]
-    Z = rng.standard_normal((n, offsets[-1])) * 5
-    Z[:5] *= 200  # logits far from 0: no overflow, no lost probability
+    X = rng.standard_normal((n, 4))
+    X[:5] *= 200  # logits far from 0: no overflow, no lost probability
+    D, b = rng.standard_normal((4, offsets[-1])) * 3, rng.standard_normal(6)
     codes = rng.randint(0, 4, n)
     local = np.array([[0, 1, -1, -1], [0, 1, 2, 3], [-1, 0, 1, 2]])
     s = rng.random_sample((n, 3))
     s[local[np.arange(3)[:, None], codes].T < 0] = 0.0  # rows of absent classes
     results = []
     for kernel in (logistic_experts_pass_numba, logistic_experts_pass_numpy):
-        log_label, residual = np.full((n, 3), np.nan), np.full(Z.shape, np.nan)
-        losses = kernel(Z, offsets, codes, local, s, log_label, residual)
+        log_label, residual = np.full((n, 3), np.nan), np.full((n, 6), np.nan)
+        losses = kernel(X, D, b, offsets, codes, local, s, log_label, residual)
         results.append((losses, log_label, residual))
     (fast, slow) = results
     np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12)
@@ -287,6 +290,30 @@ def test_logistic_experts_pass_numba_equals_numpy(n):
     assert np.all(fast[1][codes == 0, 2] == -np.inf)
     assert np.all(np.isfinite(fast[1][:, 1]))
     assert np.all(np.isfinite(fast[0])) and np.all(fast[0] > 0)
+
+
+@pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba is not installed")
+@pytest.mark.parametrize("n", [700, 50_000])
+def test_logistic_gradient_sums_numba_equals_numpy(n):
+    rng = np.random.RandomState(1)
+    X = rng.standard_normal((n, 5)) * [1.0, 100.0, 0.01, 1.0, 3.0]
+    residual = rng.uniform(-1, 1, (n, 6))
+    S = rng.random_sample((n, 3))
+    expert_of_column = np.array([0, 1, 1, 1, 2, 2])
+    log_label = np.log(rng.random_sample((n, 3)))
+    log_label[::5, 2] = -np.inf  # a class expert 2 does not hold, weight 0
+    S[::5, 2] = 0.0
+    args = X, residual, log_label, S, expert_of_column
+    fast = logistic_gradient_sums_numba(*args)
+    slow = logistic_gradient_sums_numpy(*args)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    # against the sums written out
+    R = residual * S[:, expert_of_column]
+    np.testing.assert_allclose(fast[1], X.T @ R, rtol=1e-10, atol=1e-10)
+    keep = S[:, 2] > 0
+    expected = -np.sum(S[keep, 2] * log_label[keep, 2])
+    np.testing.assert_allclose(fast[0][2], expected, rtol=1e-10)
 
 
 def _step_problem(n_classes, C=1.0, class_weight=None):

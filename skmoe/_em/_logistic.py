@@ -42,6 +42,7 @@ from .._kernels import (
     gate_hessian,
     gate_objective,
     logistic_experts_pass,
+    logistic_gradient_sums,
     single_threaded_blas,
 )
 
@@ -204,10 +205,10 @@ def newton_step_logistic_experts(
         return None
     n_codes = int(codes.max()) + 1
     # the classes of positive weight under each expert (weights are >= 0)
-    masses = [
-        np.bincount(codes, weights=weights[:, k], minlength=n_codes) for k in range(K)
-    ]
-    presents = [np.flatnonzero(mass > 0) for mass in masses]
+    indicator = np.zeros((codes.shape[0], n_codes))
+    indicator[np.arange(codes.shape[0]), codes] = 1.0
+    masses = indicator.T @ weights  # (n_codes, K): one product, not K passes
+    presents = [np.flatnonzero(masses[:, k] > 0) for k in range(K)]
     if any(present.size < 2 for present in presents):
         return None
     S = weights
@@ -228,9 +229,9 @@ def newton_step_logistic_experts(
         start = layout.evaluate(X, thetas, S)
         cache = LogisticOutputs(previous, start.log_label, start.residual)
     out = None if spare is None else (spare.log_label, spare.residual)
-    # rows of weight 0 may have label log-probability -inf: they do not count
-    losses = -np.einsum("ik,ik->k", S, np.where(S > 0, cache.log_label, 0.0))
-    XtR, col_sums = layout.gradient_sums(X, cache.residual, S)
+    losses, XtR, col_sums = logistic_gradient_sums(
+        X, cache.residual, cache.log_label, S, layout.expert_of_column
+    )
     steps, slopes, moving = [], [], []
     for k, problem in enumerate(problems):
         theta = thetas[k]
@@ -309,27 +310,15 @@ class _Layout:
         b = np.empty(self.offsets[-1])
         for k, (p, theta) in enumerate(zip(self.problems, thetas, strict=True)):
             D[:, self.columns[k]], b[self.columns[k]] = p.raw(theta)
-        Z = X @ D
-        Z += b
         n, K = S.shape
-        if out is None or out[1].shape != Z.shape:
-            out = (np.empty((n, K)), np.empty_like(Z))
+        if out is None or out[1].shape != (n, D.shape[1]):
+            out = (np.empty((n, K)), np.empty((n, D.shape[1])))
         log_label, residual = out
+        codes = self.problems[0].codes
         losses = logistic_experts_pass(
-            Z, self.offsets, self.problems[0].codes, self.local, S, log_label, residual
+            X, D, b, self.offsets, codes, self.local, S, log_label, residual
         )
         return _Evaluated(list(thetas), losses, log_label, residual)
-
-    def gradient_sums(self, X, residual, S):
-        """``X^T R`` and the column sums of ``R = S * residual``."""
-        n, K = S.shape
-        M = residual.shape[1]
-        if M % K == 0 and np.all(np.diff(self.offsets) == M // K):
-            # experts of one width (the usual case): a broadcast, no gather
-            R = (residual.reshape(n, K, M // K) * S[:, :, None]).reshape(n, M)
-        else:
-            R = residual * S[:, self.expert_of_column]
-        return X.T @ R, R.sum(axis=0)
 
 
 class _ExpertProblem:
