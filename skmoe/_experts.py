@@ -10,8 +10,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
 from ._em._logistic import fit_logistic_experts, logistic_settings
-from ._em._logistic import standardisation as standardisation_of
 from ._em._stats import closed_form_experts, fast_linear_alpha
+from ._scaling import weighted_standardisation
 
 
 def sample_weight_key(estimator):
@@ -163,7 +163,7 @@ def fit_experts(
     newton = [k for k in slow if logistic[k] is not None]
     if newton:
         if standardised is None:
-            standardised = standardisation_of(X, np.ones(X.shape[0]))
+            standardised = weighted_standardisation(X, np.ones(X.shape[0]))
         fitted = fit_logistic_experts(
             [templates[k] for k in newton],
             [logistic[k] for k in newton],

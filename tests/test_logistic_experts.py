@@ -22,7 +22,6 @@ from skmoe._em._logistic import (
     logistic_penalty,
     logistic_settings,
     newton_step_logistic_experts,
-    standardisation,
 )
 from skmoe._kernels import (
     NUMBA_AVAILABLE,
@@ -31,6 +30,7 @@ from skmoe._kernels import (
     logistic_gradient_sums_numba,
     logistic_gradient_sums_numpy,
 )
+from skmoe._scaling import weighted_standardisation as standardisation
 from skmoe.datasets import make_moe_classification
 
 

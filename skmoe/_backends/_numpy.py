@@ -18,7 +18,6 @@ from .._em._logistic import (
     logistic_penalty,
     logistic_settings,
     newton_step_logistic_experts,
-    standardisation,
 )
 from .._em._loop import EMResult
 from .._em._start import (
@@ -40,6 +39,7 @@ from .._gates._softmax import (
 )
 from .._gates._solvers import ARMIJO, MAX_HALVINGS
 from .._kernels import em_pass
+from .._scaling import weighted_standardisation
 from .._validation import validate_fit_data
 
 # The first (cold) gate fit, on the start's hard clusters, runs on at most
@@ -192,7 +192,7 @@ class InMemoryBackend:
         # logistic experts' Newton M-step works on standardised inputs
         self._standardised = self._logistic = None
         if likelihood.is_classifier:
-            self._standardised = standardisation(X, sample_weight)
+            self._standardised = weighted_standardisation(X, sample_weight)
             self._logistic = [logistic_settings(t) for t in templates]
         # every expert a LogisticRegression the engine fits: their warm
         # M-steps are one batched Newton step (see newton_step_logistic_experts)

@@ -43,6 +43,7 @@ from .._kernels import (
     logistic_moe_gradient,
     single_threaded_blas,
 )
+from .._scaling import weighted_standardisation
 from ._loop import EMSettings
 
 # Adam's constants, as in sklearn's MLP (beta_1, beta_2, epsilon). A constant
@@ -244,16 +245,6 @@ class _LogisticProblem(_Problem):
 
     def upper_bounds(self):
         return np.full(self.bounds[-1], np.inf)
-
-
-def _weighted_scale(Y, w):
-    mean = w @ Y
-    std = np.sqrt(w @ (Y - mean) ** 2)
-    # constant targets (to round-off, relative to their magnitude): nothing
-    # to scale by; an absolute floor would also catch targets whose whole
-    # scale is tiny, and break the fit's equivariance to rescaling y
-    std[~(std > 1e-12 * np.abs(mean))] = 1.0
-    return mean, std
 
 
 def _regression_start(state, problem, x_mean, x_scale, y_mean, y_scale):
@@ -471,8 +462,7 @@ def run_gradient(backend, settings, random_state, restart=0, warm_state=None):
             state, problem, Y, resp * sample_weight[:, None], x_mean, x_scale
         )
     else:
-        w = sample_weight / sample_weight.sum()
-        y_mean, y_scale = _weighted_scale(Y, w)
+        y_mean, y_scale = weighted_standardisation(Y, sample_weight)
         # the floor on the noise variance, in the standardised targets
         log_var_floor = np.log(likelihood.noise_floor / y_scale**2)
         problem = _GaussianProblem(

@@ -94,18 +94,6 @@ def logistic_settings(template):
     )
 
 
-def standardisation(X, sample_weight):
-    """``(mean, scale)`` of the columns of ``X``, as the softmax gate's.
-
-    Constant columns (to round-off, relative to their magnitude) keep scale 1.
-    """
-    w = sample_weight / sample_weight.sum()
-    mean = w @ X
-    scale = np.sqrt(w @ (X - mean) ** 2)
-    scale[~(scale > 1e-12 * np.abs(mean))] = 1.0
-    return mean, scale
-
-
 def fit_logistic_experts(
     templates, settings, X, codes, weights, standardised, previous=None
 ):
@@ -122,7 +110,7 @@ def fit_logistic_experts(
     weights : ndarray of shape (n_samples, n_experts)
         Responsibility times sample weight.
     standardised : tuple of (mean, scale)
-        The inputs' standardisation (:func:`standardisation`).
+        The inputs' standardisation (``weighted_standardisation``).
     previous : list of estimators, default=None
         The experts of the last M-step: one Newton step from each that is a
         LogisticRegression on the same classes, a cold fit for the others.
@@ -204,11 +192,7 @@ def newton_step_logistic_experts(
     if previous is None or len(previous) != K:
         return None
     n_codes = int(codes.max()) + 1
-    # the classes of positive weight under each expert (weights are >= 0)
-    indicator = np.zeros((codes.shape[0], n_codes))
-    indicator[np.arange(codes.shape[0]), codes] = 1.0
-    masses = indicator.T @ weights  # (n_codes, K): one product, not K passes
-    presents = [np.flatnonzero(masses[:, k] > 0) for k in range(K)]
+    presents = _classes_present(codes, weights, n_codes)
     if any(present.size < 2 for present in presents):
         return None
     S = weights
@@ -224,7 +208,7 @@ def newton_step_logistic_experts(
             return None
         problems.append(problem)
         thetas.append(theta)
-    layout = _Layout(problems, n_codes)
+    layout = _Layout(problems)
     if cache is None or cache.experts is not previous:
         start = layout.evaluate(X, thetas, S)
         cache = LogisticOutputs(previous, start.log_label, start.residual)
@@ -275,6 +259,15 @@ def newton_step_logistic_experts(
     return LogisticOutputs(experts, evaluated.log_label, evaluated.residual)
 
 
+def _classes_present(codes, weights, n_codes):
+    """Each column's classes of positive weight (weights are never negative),
+    from one product for all columns, not a pass per column."""
+    indicator = np.zeros((codes.shape[0], n_codes))
+    indicator[np.arange(codes.shape[0]), codes] = 1.0
+    masses = indicator.T @ weights  # (n_codes, n_columns)
+    return [np.flatnonzero(masses[:, k] > 0) for k in range(weights.shape[1])]
+
+
 def _points(thetas, steps, t):
     """``theta_k + t_k step_k`` for each expert (``theta_k`` where ``t_k`` is 0)."""
     return [
@@ -293,7 +286,7 @@ class _Evaluated(NamedTuple):
 class _Layout:
     """The experts' non-reference classes side by side in one logit matrix."""
 
-    def __init__(self, problems, n_codes):
+    def __init__(self, problems):
         self.problems = problems
         widths = [p.K1 for p in problems]
         self.offsets = np.r_[0, np.cumsum(widths)].astype(np.intp)
@@ -332,8 +325,7 @@ class _ExpertProblem:
     def of(cls, setting, X, codes, w, standardised):
         """The problem of the rows with weights ``w``, or None below two classes."""
         n_codes = int(codes.max()) + 1
-        # the classes of positive weight (weights are never negative)
-        present = np.flatnonzero(np.bincount(codes, weights=w, minlength=n_codes) > 0)
+        (present,) = _classes_present(codes, w[:, None], n_codes)
         if present.size < 2:
             return None
         s = np.array(w, dtype=np.float64)  # a copy: class weights go in place

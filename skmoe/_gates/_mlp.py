@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._kernels import gate_loss, log_softmax, mlp_gate_objective
+from .._scaling import weighted_standardisation
 from ._solvers import lbfgs_minimize
 
 
@@ -173,14 +174,7 @@ class SoftmaxMLPGate(BaseEstimator):
         return loss, np.concatenate([g.ravel() for g in grads])
 
     def _init_scaler(self, X, sw):
-        w = sw / sw.sum()
-        mean = w @ X
-        std = np.sqrt(w @ (X - mean) ** 2)
-        # constant columns (to round-off, relative to their magnitude) are
-        # left unscaled; an absolute floor (as this had) also caught inputs
-        # whose whole scale is tiny: at X * 1e-15 the gate stopped routing
-        std[~(std > 1e-12 * np.abs(mean))] = 1.0
-        self._mean, self._scale = mean, std
+        self._mean, self._scale = weighted_standardisation(X, sw)
 
     def _init_weights(self, rng):
         parts = []

@@ -20,6 +20,7 @@ from .._kernels import (
     single_threaded_blas,
     weighted_cross_entropy,
 )
+from .._scaling import unit_scale_for_constant, weighted_standardisation
 from ._solvers import (
     cholesky_solver,
     lbfgs_minimize,
@@ -110,18 +111,11 @@ class SoftmaxGate(BaseEstimator):
     # ``_theta`` holds the free block (n_features + 1, n_experts - 1) there.
 
     def _init_scaler(self, X, sample_weight):
-        w = sample_weight / sample_weight.sum()
-        mean = w @ X
-        self._set_scaler(mean, np.sqrt(w @ (X - mean) ** 2))
+        self._mean, self._scale = weighted_standardisation(X, sample_weight)
 
     def _set_scaler(self, mean, std):
         """Standardise by (mean, std); a column without spread is left unscaled."""
-        std = std.copy()
-        # constant columns (to round-off, relative to their magnitude) are
-        # left unscaled; an absolute floor would also catch inputs whose
-        # whole scale is tiny (1e-12) and leave the gate unable to move
-        std[std <= 1e-12 * np.abs(mean)] = 1.0
-        self._mean, self._scale = mean, std
+        self._mean, self._scale = mean, unit_scale_for_constant(mean, std)
 
     def _set_public(self):
         W, b = self._theta[:-1], self._theta[-1]
