@@ -6,6 +6,7 @@ from ._gates._hierarchical import HierarchicalGate
 from ._gates._mlp import SoftmaxMLPGate
 from ._gates._softmax import SoftmaxGate
 from ._regression import MixtureOfExpertsRegressor
+from ._scoring import log_likelihood_scorer
 from ._selection import expert_n_parameters, select_n_experts
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "SoftmaxMLPGate",
     "compare",
     "expert_n_parameters",
+    "log_likelihood_scorer",
     "select_n_experts",
     "__version__",
 ]

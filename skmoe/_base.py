@@ -563,6 +563,51 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             -2 * self.conditional_log_likelihood(X, y).sum() + 2 * self.n_parameters()
         )
 
+    def icl(self, X, y):
+        """Integrated completed likelihood criterion on (X, y); lower is better.
+
+        ``-2 log L_c + n_parameters * log(n_samples)``, where ``log L_c =
+        sum_i log(g_z(x_i) p_z(y_i | x_i))`` is the classification
+        log-likelihood of each row's most responsible expert ``z`` (see
+        :meth:`clusters`), as flexmix's ``ICL``. It is BIC plus a penalty for
+        rows that no single expert explains (overlapping experts), so it
+        favours fewer, well-separated experts than BIC.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        icl : float
+        """
+        X, Y = self._check_X_y(X, y)
+        resp, log_density = self._posterior(X, Y)
+        # log(g_z p_z) = log p(y | x) + log h_z at the argmax z
+        with np.errstate(divide="ignore"):
+            log_lc = np.sum(log_density + np.log(resp.max(axis=1)))
+        return float(-2 * log_lc + self.n_parameters() * np.log(len(X)))
+
+    def clusters(self, X, y):
+        """The expert most likely to have generated each target.
+
+        Hard assignments, the argmax of :meth:`responsibilities` (flexmix's
+        ``clusters()``); without targets, the gate's choice is
+        ``predict_gate(X).argmax(axis=1)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Index of the expert (into ``expert_names_``) of each row.
+        """
+        return self.responsibilities(X, y).argmax(axis=1)
+
     def summary(self):
         """Per-expert summary of the training fit.
 
@@ -571,11 +616,15 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         summary : pandas.DataFrame
             Indexed by expert name: ``mean_gate`` (mean gate weight over the
             training rows), ``effective_samples`` (summed responsibility times
-            sample weight), ``log_likelihood`` (the expert's part of the
-            training log-likelihood, ``sum_i w_i h_ik log p(y_i | x_i)``; the
-            parts add up to ``log_likelihood_``), ``log_likelihood_share``
-            (that part over the total) and, for a regressor, ``noise_std``
-            (one column per output for multi-output targets).
+            sample weight), ``log_likelihood``
+            (the expert's part of the training log-likelihood, ``sum_i w_i
+            h_ik log p(y_i | x_i)``; the parts add up to ``log_likelihood_``)
+            and, for a regressor, ``noise_std`` (one column per output for
+            multi-output targets). A log-likelihood's share of the total is
+            not given: the total can be near zero or of either sign, and a
+            share of it means nothing. The table is a few columns wide, so
+            that it prints whole in a terminal; the coefficients, with
+            standard errors, are in :meth:`coefficient_table`.
         """
         check_is_fitted(self)
         stats = self._training_summary
@@ -584,8 +633,6 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
                 "mean_gate": stats["mean_gate"],
                 "effective_samples": stats["effective_samples"],
                 "log_likelihood": stats["log_likelihood"],
-                "log_likelihood_share": stats["log_likelihood"]
-                / stats["log_likelihood"].sum(),
             },
             index=pd.Index(self.expert_names_, name="expert"),
         )

@@ -9,6 +9,10 @@ from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import Pipeline
 
+from ._pipeline import mixture_inputs, mixture_step
+
+_CRITERIA = ("bic", "aic", "icl")
+
 
 def expert_n_parameters(expert, n_classes=None):
     """Free parameters of a fitted expert, for BIC and AIC.
@@ -59,16 +63,20 @@ def expert_n_parameters(expert, n_classes=None):
 def select_n_experts(
     estimator, X, y, n_experts=range(1, 7), *, criterion="bic", sample_weight=None
 ):
-    """Fit ``estimator`` for each number of experts and keep the best by BIC/AIC.
+    """Fit ``estimator`` for each number of experts; keep the best by BIC, AIC or ICL.
 
     Parameters
     ----------
-    estimator : MixtureOfExpertsRegressor or MixtureOfExpertsClassifier
-        Template; cloned with each ``n_experts``.
+    estimator : MixtureOfExpertsRegressor, MixtureOfExpertsClassifier or Pipeline
+        Template, cloned with each ``n_experts``; a Pipeline's last step must
+        be a mixture of experts (its ``n_experts`` is set, and the criteria
+        are computed on what the preceding steps make of ``X``).
     X : array-like of shape (n_samples, n_features)
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
     n_experts : iterable of int, default=range(1, 7)
-    criterion : {"bic", "aic"}, default="bic"
+    criterion : {"bic", "aic", "icl"}, default="bic"
+        ``"icl"`` is BIC on the classification log-likelihood (flexmix's
+        ``ICL``): it also penalises experts that overlap.
     sample_weight : array-like of shape (n_samples,), default=None
 
     Returns
@@ -77,25 +85,31 @@ def select_n_experts(
         The fitted estimator with the lowest criterion.
     table : pandas.DataFrame
         One row per ``n_experts``: ``log_likelihood``, ``n_parameters``,
-        ``bic``, ``aic``, ``converged``.
+        ``bic``, ``aic``, ``icl``, ``converged``.
     """
-    if criterion not in ("bic", "aic"):
-        raise ValueError(f"criterion must be 'bic' or 'aic', got {criterion!r}.")
+    if criterion not in _CRITERIA:
+        raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
+    _, prefix = mixture_step(estimator)
+    fit_params = {}
+    if sample_weight is not None:
+        fit_params[f"{prefix}sample_weight"] = sample_weight
     rows, fitted = [], []
     for k in n_experts:
-        est = clone(estimator).set_params(n_experts=k)
+        est = clone(estimator).set_params(**{f"{prefix}n_experts": k})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(X, y, sample_weight=sample_weight)
+            est.fit(X, y, **fit_params)
+        mixture, X_mixture = mixture_inputs(est, X)
         fitted.append(est)
         rows.append(
             {
                 "n_experts": k,
-                "log_likelihood": est.log_likelihood_,
-                "n_parameters": est.n_parameters(),
-                "bic": est.bic(X, y),
-                "aic": est.aic(X, y),
-                "converged": est.converged_,
+                "log_likelihood": mixture.log_likelihood_,
+                "n_parameters": mixture.n_parameters(),
+                "bic": mixture.bic(X_mixture, y),
+                "aic": mixture.aic(X_mixture, y),
+                "icl": mixture.icl(X_mixture, y),
+                "converged": mixture.converged_,
             }
         )
     table = pd.DataFrame(rows).set_index("n_experts")
