@@ -13,7 +13,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,  # scikit-learn's own check, as in its estimators
+    check_is_fitted,
+    validate_data,
+)
 
 from ._backends._numpy import prepare_in_memory
 from ._em._gradient import GradientSettings, run_gradient
@@ -21,6 +25,7 @@ from ._em._loop import EMSettings, run_em, run_restarts
 from ._em._start import seed_unset_random_states
 from ._experts import check_experts
 from ._gates._builder import build_gate, gate_n_parameters
+from ._inference import coefficient_table
 from ._kernels import fit_threads
 from ._plan import check_supported, select_path
 from ._selection import expert_n_parameters
@@ -644,6 +649,64 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
                 for o in range(std.shape[1]):
                     table[f"noise_std_{o}"] = std[:, o]
         return table
+
+    def coefficient_table(self, X, y, sample_weight=None):
+        """Coefficients of the gate and the experts, with standard errors.
+
+        As flexmix's ``summary(refit(model))``: each coefficient's estimate,
+        standard error, z value and two-sided p value (normal). The standard
+        errors come from the observed information of the mixture
+        log-likelihood on the training data ``(X, y)`` at the fit, computed
+        exactly by Louis' identity (every parameter at once: the gate's, the
+        experts' coefficients and, for a regressor, their noise standard
+        deviations, which ``summary()`` shows). They are maximum-likelihood
+        standard errors: penalties (``gate_alpha``, a Ridge expert's
+        ``alpha``, a LogisticRegression expert's ``C``) are left out of the
+        information, so fit with ``gate_alpha=0`` and unpenalised experts for
+        flexmix's numbers.
+
+        Needs the linear gate and linear experts: LinearRegression or Ridge
+        for a regressor (one-dimensional target), LogisticRegression for a
+        classifier (each expert having seen every class). The gate's
+        coefficients are those of each expert against the first
+        (``gate: <expert>``), whose are zero.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The training inputs.
+        y : array-like of shape (n_samples,)
+            The training targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            The training sample weights.
+
+        Returns
+        -------
+        table : pandas.DataFrame
+            Indexed by (``part``, ``term``): the part is ``gate: <expert>`` or
+            an expert's name, the term ``(Intercept)`` or a feature (for a
+            multi-class expert, ``<class>: <feature>`` against the first
+            class). Columns ``estimate``, ``std_error``, ``z_value``,
+            ``p_value``.
+
+        Raises
+        ------
+        ValueError
+            For other gates or experts, or where the information is not
+            positive definite (the fit is not at a strict maximum, or the
+            data do not determine some parameter): the message says which.
+        """
+        X, Y = self._check_X_y(X, y)
+        weights = _check_sample_weight(
+            sample_weight, X, dtype=np.float64, ensure_non_negative=True
+        )
+        resp, _ = self._posterior(X, Y)
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            names = [f"x{j}" for j in range(X.shape[1])]
+        return coefficient_table(
+            self, X, Y, resp, weights, list(names), self._is_classifier_moe
+        )
 
     def responsibilities(self, X, y):
         """Posterior probability that each expert generated each target.
