@@ -4,6 +4,7 @@ import argparse
 import sys
 
 from ._compare import DATASETS, TASKS, compare
+from ._likelihoods import FAMILIES
 
 
 def _positive_int(text):
@@ -46,7 +47,7 @@ def _build_parser():
         "--task",
         choices=TASKS,
         help="override the task (default: the data set's own, or inferred from "
-        "the CSV target)",
+        "the CSV target; regression for a CSV with --family poisson or gamma)",
     )
     cmp.add_argument(
         "--cv", type=int, default=5, metavar="K", help="folds (default: 5)"
@@ -57,6 +58,13 @@ def _build_parser():
         default=3,
         metavar="K",
         help="experts of the skmoe models (default: 3)",
+    )
+    cmp.add_argument(
+        "--family",
+        choices=list(FAMILIES),
+        default="gaussian",
+        help="experts' family of the skmoe regressors: poisson for counts, "
+        "gamma for positive skewed targets (default: gaussian)",
     )
     cmp.add_argument(
         "--models",
@@ -93,6 +101,8 @@ def _format_table(table):
         f"{attrs['n_features']} features, {attrs['task']}; "
         f"{metric} over {attrs['n_splits']}-fold CV, times in seconds per fold"
     )
+    if attrs.get("family", "gaussian") != "gaussian":
+        header += f"; skmoe family {attrs['family']}"
     shown = table.rename(
         columns={
             "mean_test_score": metric,
@@ -144,6 +154,7 @@ def main(argv=None):
                 n_jobs=args.n_jobs,
                 output=args.output,
                 progress=not args.quiet,
+                family=args.family,
             )
         except (ValueError, OSError) as exc:
             cmp.error(str(exc))

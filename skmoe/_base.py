@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import _fit_context, clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import (
@@ -28,8 +28,11 @@ from ._gates._builder import build_gate, gate_n_parameters
 from ._inference import coefficient_table
 from ._kernels import fit_threads
 from ._plan import check_supported, select_path
-from ._selection import expert_n_parameters
-from ._validation import check_no_categorical, check_safe_range
+from ._selection import CountUndefinedError, expert_n_parameters, select_n_experts
+from ._validation import check_no_categorical, check_safe_range, check_sparse_input
+
+# The numbers of experts ``n_experts="auto"`` chooses among, by BIC.
+AUTO_N_EXPERTS = range(1, 7)
 
 # Fewer rows (of positive weight) per expert than this get a warning: each
 # expert is then fitted on a handful of rows, its noise at the floor.
@@ -50,7 +53,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
 
     _parameter_constraints: dict = {
         "estimator": [None, HasMethods(["fit"])],
-        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "n_experts": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "estimators": [None, list],
         "gate": [StrOptions({"linear", "mlp", "hierarchical"})],
         "gate_alpha": [Interval(Real, 0, None, closed="left")],
@@ -176,6 +179,23 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         """
         self._set_params("estimators", **params)
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # sparse X where the fit takes it (see check_sparse_input)
+        try:
+            _, templates = self._expert_templates()
+        except (TypeError, ValueError):
+            templates = []
+        tags.input_tags.sparse = (
+            bool(templates)
+            and self.training != "gradient"
+            and self.gate == "linear"
+            and self.gate_load_balance == 0
+            and self.device == "cpu"
+            and all(get_tags(t).input_tags.sparse for t in templates)
+        )
+        return tags
 
     # -- subclass hooks
 
@@ -311,7 +331,61 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         self : object
             Fitted estimator.
         """
+        if self.n_experts == "auto":
+            return self._fit_auto(X, y, sample_weight)
         return self._fit(X, y, sample_weight)
+
+    def _fit_auto(self, X, y, sample_weight):
+        """``fit`` with ``n_experts="auto"``: the number by BIC, over a range.
+
+        Each of ``AUTO_N_EXPERTS`` is fitted (with the ``n_init`` restarts)
+        and the lowest BIC on the training data is kept; its fitted
+        attributes become this estimator's, with the table of the candidates
+        in ``n_experts_selection_``. A warm start continues with the number
+        chosen before.
+        """
+        if self.estimators is not None:
+            raise ValueError(
+                "n_experts='auto' chooses how many copies of estimator to fit; "
+                "estimators fixes the experts: give one or the other."
+            )
+        if select_path(self, X, y) != "memory":
+            raise ValueError(
+                "n_experts='auto' fits each candidate in memory; for Dask or "
+                "GPU arrays choose n_experts with select_n_experts on a sample."
+            )
+        if self.warm_start and hasattr(self, "experts_"):
+            candidate = clone(self).set_params(n_experts=self.n_experts_)
+            candidate.__dict__.update(self._fitted_attributes())
+            candidate.fit(X, y, sample_weight)
+            self.__dict__.update(candidate._fitted_attributes())
+            return self
+        template = clone(self).set_params(n_experts=1, warm_start=False)
+        try:
+            best, table = select_n_experts(
+                template, X, y, AUTO_N_EXPERTS, sample_weight=sample_weight
+            )
+        except CountUndefinedError as exc:
+            # the first candidate's BIC says so: one fit, not six
+            raise ValueError(
+                f"n_experts='auto' chooses by BIC, which needs the experts' "
+                f"parameter count. {exc}"
+            ) from exc
+        self.__dict__.update(best._fitted_attributes())
+        self.n_experts_selection_ = table
+        if not best.converged_:
+            warnings.warn(
+                f"EM did not converge for the chosen n_experts={best.n_experts_} "
+                f"in max_iter={self.max_iter} iterations; increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _fitted_attributes(self):
+        """What a fit set: every attribute that is not a parameter."""
+        params = self.get_params(deep=False)
+        return {k: v for k, v in vars(self).items() if k not in params}
 
     def _fit(self, X, y, sample_weight, *, path=None, namespace=None):
         """``fit`` on ``path`` (None: chosen from the inputs).
@@ -329,6 +403,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         expert_info = check_supported(path, self, names, templates)
         if path == "memory" and self.training == "gradient":
             expert_info = check_supported("gradient", self, names, templates)
+        check_sparse_input(X, self, path, names, templates)
         if path == "dask":
             from ._backends._dask import prepare_streamed
 
@@ -406,7 +481,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
     def _check_X(self, X):
         check_is_fitted(self)
         check_no_categorical(X)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_data(self, X, reset=False, dtype=np.float64, accept_sparse="csr")
         # beyond the safe range the experts' means and the mixture's spread
         # overflow: a clear error rather than inf or NaN
         check_safe_range(X, "X", spread=False)
@@ -473,6 +548,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             y,
             reset=False,
             dtype=np.float64,
+            accept_sparse="csr",
             multi_output=not self._is_classifier_moe,
             y_numeric=not self._is_classifier_moe,
         )
@@ -624,8 +700,8 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             sample weight), ``log_likelihood``
             (the expert's part of the training log-likelihood, ``sum_i w_i
             h_ik log p(y_i | x_i)``; the parts add up to ``log_likelihood_``)
-            and, for a regressor, ``noise_std`` (one column per output for
-            multi-output targets). A log-likelihood's share of the total is
+            and, for a Gaussian regressor, ``noise_std`` (one column per output
+            for multi-output targets). A log-likelihood's share of the total is
             not given: the total can be near zero or of either sign, and a
             share of it means nothing. The table is a few columns wide, so
             that it prints whole in a terminal; the coefficients, with
@@ -641,7 +717,7 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             },
             index=pd.Index(self.expert_names_, name="expert"),
         )
-        if not self._is_classifier_moe:
+        if hasattr(self, "noise_variance_"):  # a Gaussian regressor
             std = np.sqrt(self._noise_variance_2d())
             if std.shape[1] == 1:
                 table["noise_std"] = std[:, 0]
@@ -666,8 +742,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         flexmix's numbers.
 
         Needs the linear gate and linear experts: LinearRegression or Ridge
-        for a regressor (one-dimensional target), LogisticRegression for a
-        classifier (each expert having seen every class). The gate's
+        for a Gaussian regressor (one-dimensional target), PoissonRegressor
+        or GammaRegressor (log link) for ``family="poisson"`` or
+        ``"gamma"`` (the Gamma shapes are parameters of the information, as
+        the Gaussian noise), LogisticRegression for a classifier (each
+        expert having seen every class). The gate's
         coefficients are those of each expert against the first
         (``gate: <expert>``), whose are zero.
 

@@ -31,8 +31,12 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Expert template, cloned ``n_experts`` times. Must accept
         ``sample_weight`` in ``fit`` and have ``predict_proba``. None means
         :class:`~sklearn.linear_model.LogisticRegression`.
-    n_experts : int, default=3
-        Number of experts when ``estimator`` is used.
+    n_experts : int or "auto", default=3
+        Number of experts when ``estimator`` is used. ``"auto"`` fits 1 to
+        6 experts (each with the ``n_init`` restarts) and keeps the lowest
+        BIC on the training data (``n_experts_selection_`` holds the table);
+        the experts need a parameter count (see
+        :func:`~skmoe.expert_n_parameters`).
     estimators : list of (str, estimator), default=None
         Heterogeneous experts, one per entry; overrides ``n_experts``. Their
         parameters are reachable as ``<name>__<param>``.
@@ -176,7 +180,8 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         hierarchical gate has its node gates in ``nodes_``.
     log_likelihood_ : float
         Training log-likelihood, ``sum_i w_i log p(y_i | x_i)``, at the kept
-        parameters (for "sem", those of its best iteration; after
+        parameters (for "sem" and for experts whose fit is not exact, such
+        as trees, those of its best iteration; after
         :meth:`partial_fit`, that of the last batch).
     log_likelihood_curve_ : ndarray of shape (`n_iter_`,)
         The training log-likelihood ``sum_i w_i log p(y_i | x_i)`` after each
@@ -189,6 +194,10 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         classification log-likelihood ``sum_i w_i max_k log(g_k p_k)``
         ("cem"). Non-decreasing for "em" and "cem" up to the round-off of the
         M-steps and after dead-expert re-seeds.
+    n_experts_selection_ : pandas.DataFrame
+        Only with ``n_experts="auto"``: per candidate number of experts, the
+        log-likelihood, parameter count, BIC, AIC, ICL and convergence (as
+        :func:`~skmoe.select_n_experts` gives them).
     n_iter_ : int
         EM iterations of the kept initialisation (L-BFGS iterations or Adam
         epochs; after :meth:`partial_fit`, the batches seen).

@@ -5,13 +5,22 @@ from typing import NamedTuple
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
-from sklearn.dummy import DummyClassifier
+from sklearn.dummy import DummyClassifier, DummyRegressor
+from sklearn.linear_model import (
+    GammaRegressor,
+    LinearRegression,
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
+    TweedieRegressor,
+)
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import has_fit_parameter
 
 from ._em._logistic import fit_logistic_experts, logistic_settings
 from ._em._stats import closed_form_experts, fast_linear_alpha
 from ._scaling import weighted_standardisation
+from ._sparse import is_sparse
 
 
 def sample_weight_key(estimator):
@@ -56,6 +65,33 @@ def check_experts(names, estimators, *, need_proba):
                 "classification experts must give class probabilities (for SVC, "
                 "set probability=True)."
             )
+
+
+# Experts whose weighted fit maximises their weighted (penalised)
+# likelihood: linear and generalised linear models, and constants. With them
+# an EM iteration never lowers the objective; with others (trees, boosting,
+# neighbours) it can, and EM keeps its best iteration instead.
+_EXACT_EXPERTS = (
+    LinearRegression,
+    Ridge,
+    LogisticRegression,
+    PoissonRegressor,
+    GammaRegressor,
+    TweedieRegressor,
+    DummyRegressor,
+    DummyClassifier,
+)
+
+
+def fits_exactly(template):
+    """Whether ``template``'s weighted fit is its weighted maximum likelihood.
+
+    A Pipeline is judged by its last step (the steps before it see the same
+    rows at every M-step).
+    """
+    if isinstance(template, Pipeline):
+        template = template.steps[-1][1]
+    return isinstance(template, _EXACT_EXPERTS)
 
 
 def _fit_one(template, X, y, w, is_classifier):
@@ -160,7 +196,8 @@ def fit_experts(
             stats = ClosedFormStats(weight_sums, variances)
     slow = [k for k in range(K) if alphas[k] is None]
     logistic = [logistic_settings(t) if is_classifier else None for t in templates]
-    newton = [k for k in slow if logistic[k] is not None]
+    # the Newton kernels read dense rows: sparse X goes to the experts' own fit
+    newton = [] if is_sparse(X) else [k for k in slow if logistic[k] is not None]
     if newton:
         if standardised is None:
             standardised = weighted_standardisation(X, np.ones(X.shape[0]))

@@ -22,8 +22,14 @@ as reference, whose coefficients are zero, as in flexmix and
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, stats
-from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from scipy import linalg, special, stats
+from sklearn.linear_model import (
+    GammaRegressor,
+    LinearRegression,
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
+)
 
 # Rows per block: the (rows, n_experts, n_parameters) complete-data
 # gradients of a block stay under about 16 MB.
@@ -124,6 +130,67 @@ class _GaussianExpertTerms:
         return H
 
 
+class _LogLinearTerms:
+    """Coefficients ``beta`` of a log-linear mean ``exp(b + x coef)``."""
+
+    def __init__(self, expert, feature_names):
+        self.fit_intercept = bool(expert.fit_intercept)
+        coef = np.ravel(expert.coef_)
+        intercept = [float(expert.intercept_)] if self.fit_intercept else []
+        self.beta = np.concatenate([intercept, coef])
+        self.names = _term_names(feature_names, self.fit_intercept)
+
+    def _mean(self, X):
+        D = _design(X, self.fit_intercept)
+        return D, np.exp(D @ self.beta)
+
+
+class _PoissonExpertTerms(_LogLinearTerms):
+    """A Poisson GLM expert, log link: ``log p = y eta - exp(eta) - log y!``."""
+
+    def __init__(self, expert, feature_names):
+        super().__init__(expert, feature_names)
+        self.estimates = self.beta
+
+    def gradients(self, X, Y):
+        D, mu = self._mean(X)
+        return D * (Y[:, 0] - mu)[:, None]
+
+    def hessian_sum(self, X, Y, weights):
+        D, mu = self._mean(X)
+        return -(D.T * (weights * mu)) @ D
+
+
+class _GammaExpertTerms(_LogLinearTerms):
+    """A Gamma GLM expert, log link, shape ``a``:
+    ``log p = a log(a y / mu) - a y / mu - log y - log Gamma(a)``."""
+
+    def __init__(self, expert, shape, feature_names):
+        super().__init__(expert, feature_names)
+        self.shape = float(shape)
+        # the shape is a parameter of the information, not shown (as the
+        # Gaussian's noise standard deviation)
+        self.estimates = np.append(self.beta, self.shape)
+
+    def gradients(self, X, Y):
+        D, mu = self._mean(X)
+        ratio = Y[:, 0] / mu
+        a = self.shape
+        d_shape = np.log(a * ratio) + 1 - ratio - special.digamma(a)
+        return np.hstack([D * (a * (ratio - 1))[:, None], d_shape[:, None]])
+
+    def hessian_sum(self, X, Y, weights):
+        D, mu = self._mean(X)
+        ratio = Y[:, 0] / mu
+        a = self.shape
+        p = D.shape[1]
+        H = np.empty((p + 1, p + 1))
+        H[:p, :p] = -(D.T * (weights * a * ratio)) @ D
+        H[:p, p] = H[p, :p] = D.T @ (weights * (ratio - 1))
+        H[p, p] = np.sum(weights) * (1 / a - special.polygamma(1, a))
+        return H
+
+
 class _LogitExpertTerms:
     """A multinomial (or binary) logistic-regression expert over all classes."""
 
@@ -171,6 +238,17 @@ def _expert_terms(mixture, k, expert, feature_names, is_classifier):
         return _LogitExpertTerms(
             expert, len(classes), feature_names, [str(c) for c in classes]
         )
+    family = getattr(mixture, "family", "gaussian")
+    if family in ("poisson", "gamma"):
+        kind = PoissonRegressor if family == "poisson" else GammaRegressor
+        if not isinstance(expert, kind):
+            raise ValueError(
+                f"coefficient_table needs {kind.__name__} experts for "
+                f"family={family!r}; expert {name!r} is {type(expert).__name__}."
+            )
+        if family == "poisson":
+            return _PoissonExpertTerms(expert, feature_names)
+        return _GammaExpertTerms(expert, mixture.shape_[k], feature_names)
     # Ridge: the likelihood's information at the penalised estimate (the
     # penalty's own curvature is left out, as for the gate's)
     if not isinstance(expert, (LinearRegression, Ridge)):

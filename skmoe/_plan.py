@@ -4,7 +4,8 @@ A fit runs in memory (NumPy and numba: any expert, gate and training), on
 the Array API path (CuPy on a GPU, or array-api-strict), or streamed over
 the chunks of Dask arrays; gradient training and ``partial_fit`` are further
 paths over data in memory. Each path supports some trainings, estimators,
-experts and gates; :func:`check_supported` checks a configuration against
+families (the regressor's ``family``), experts and gates;
+:func:`check_supported` checks a configuration against
 the table and raises one kind of error, in one style, naming what is not
 supported, what is, and what to do instead.
 """
@@ -89,6 +90,10 @@ class Path:
     verb: str  # what it cannot do to an expert: "fit", "update", ...
     trainings: frozenset
     classifier: bool  # whether it fits MixtureOfExpertsClassifier
+    # the regressor's families: the linear-Gaussian statistics of the other
+    # paths (Gram matrices, noise variances, the Gaussian's gradient) hold
+    # no other family's M-step
+    families: frozenset
     experts: object  # expert_info(expert, is_classifier) -> info or None
     experts_text: str
     any_gate: bool  # else only gate='linear' without columns or penalty
@@ -96,6 +101,7 @@ class Path:
 
 
 _LINEAR_GATE = "gate='linear' without gate_features or gate_load_balance"
+_GAUSSIAN = frozenset({"gaussian"})
 
 PATHS = {
     "memory": Path(
@@ -103,6 +109,7 @@ PATHS = {
         verb="fit",
         trainings=frozenset({"em", "cem", "sem", "gradient"}),
         classifier=True,
+        families=frozenset({"gaussian", "poisson", "gamma"}),
         experts=lambda expert, is_classifier: True,
         experts_text="any expert that accepts sample_weight",
         any_gate=True,
@@ -113,6 +120,7 @@ PATHS = {
         verb="fit",
         trainings=frozenset({"em"}),
         classifier=False,
+        families=_GAUSSIAN,
         experts=_closed_form,
         experts_text=(
             "MixtureOfExpertsRegressor with linear experts (LinearRegression, "
@@ -128,6 +136,7 @@ PATHS = {
         verb="fit",
         trainings=frozenset({"em"}),
         classifier=False,
+        families=_GAUSSIAN,
         experts=_closed_form,
         experts_text=(
             "MixtureOfExpertsRegressor with LinearRegression or Ridge experts "
@@ -142,6 +151,7 @@ PATHS = {
         verb="differentiate",
         trainings=frozenset({"gradient"}),
         classifier=True,
+        families=_GAUSSIAN,
         experts=gradient_penalty,
         experts_text=(
             "experts whose parameters skmoe owns: LinearRegression or Ridge "
@@ -149,13 +159,14 @@ PATHS = {
             "(L2 or no penalty, no class_weight) for classification"
         ),
         any_gate=False,
-        remedy="Use training='em' for other experts and gates.",
+        remedy="Use training='em' for other experts, gates and families.",
     ),
     "online": Path(
         title="partial_fit",
         verb="update",
         trainings=frozenset({"em", "cem", "sem", "gradient"}),
         classifier=True,
+        families=_GAUSSIAN,
         experts=online_kind,
         experts_text=(
             "experts whose own partial_fit takes sample_weight (e.g. "
@@ -165,13 +176,15 @@ PATHS = {
             "class_weight)"
         ),
         any_gate=False,
-        remedy="Use fit for other experts and gates.",
+        remedy="Use fit for other experts, gates and families.",
     ),
 }
 
 
 def _refuse(path, what):
     supports = path.experts_text
+    if path.families != PATHS["memory"].families:
+        supports += ", " + " or ".join(f"family={f!r}" for f in sorted(path.families))
     if not path.any_gate:
         supports += f", {_LINEAR_GATE}"
     if path.trainings != PATHS["memory"].trainings:
@@ -196,6 +209,10 @@ def check_supported(path_name, estimator, names, templates):
         raise _refuse(path, type(estimator).__name__)
     if estimator.training not in path.trainings:
         raise _refuse(path, f"training={estimator.training!r}")
+    # the classifier has no family: its likelihood is the experts' own
+    family = getattr(estimator, "family", "gaussian")
+    if not is_classifier and family not in path.families:
+        raise _refuse(path, f"family={family!r}")
     if not path.any_gate and (
         estimator.gate != "linear"
         or estimator.gate_features is not None

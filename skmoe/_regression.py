@@ -1,23 +1,39 @@
-"""MixtureOfExpertsRegressor: experts with Gaussian noise around their prediction."""
+"""MixtureOfExpertsRegressor: experts with Gaussian, Poisson or Gamma noise
+around their prediction."""
 
 import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import GammaRegressor, LinearRegression, PoissonRegressor
 from sklearn.utils import Bunch, check_random_state
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 
 from ._backends._dask import is_dask_collection, predict_blocks
 from ._base import BaseMixtureOfExperts
 from ._em._online import online_partial_fit, supports_partial_fit
-from ._likelihoods import GaussianLikelihood
-from ._predictive import mixture_modes, mixture_quantiles, sample_mixture
+from ._likelihoods import FAMILIES
+
+# The default experts of the GLM families. Unpenalised (alpha=0): the M-step
+# is then each expert's exact weighted maximum-likelihood fit, so that EM's
+# log-likelihood never decreases. scikit-learn's GLM objective is the
+# *weighted mean* deviance plus alpha / 2 ||coef||^2 (sample weights are
+# normalised), so any alpha > 0 would weigh the penalty against an expert's
+# summed responsibility, a different amount for each expert and iteration.
+# Newton-Cholesky converges quadratically on these small, convex problems:
+# its tol bounds the half squared Newton decrement (the log-likelihood left
+# per unit weight) at the step before the last, so the last leaves far less.
+# 1e-6 (against the default 1e-4) kept EM's log-likelihood monotone to
+# round-off (1e-16 relative) on the tests' mixtures; 1e-7 and below reach
+# the round-off of the loss in the solver's line search on unscaled inputs
+# (bioChemists), where it warns and finishes by L-BFGS, to the same fit.
+_GLM_EXPERT = {"alpha": 0.0, "solver": "newton-cholesky", "tol": 1e-6}
 
 
 class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     """Mixture of experts regressor (Jacobs, Jordan, Nowlan & Hinton, 1991).
 
-    The conditional density of the target is a gated mixture of Gaussian
-    experts::
+    The conditional density of the target is a gated mixture of experts, by
+    default Gaussian::
 
         p(y | x) = sum_k g_k(x) N(y; f_k(x), diag(noise_variance_[k]))
 
@@ -27,17 +43,47 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     responsibility for each row, the M-step refits every expert with those
     responsibilities as sample weights, the noise variances as weighted
     residual spreads, and the gate on the responsibilities as soft targets.
+    With ``family="poisson"`` or ``"gamma"`` the experts' noise is Poisson
+    (counts) or Gamma (positive, skewed targets) around their mean ``f_k(x)``,
+    as R's flexmix ``FLXMRglm(family=...)``.
 
     Parameters
     ----------
     estimator : estimator, default=None
         Expert template, cloned ``n_experts`` times. Must accept
-        ``sample_weight`` in ``fit``. None means
+        ``sample_weight`` in ``fit``. None means the family's default:
         :class:`~sklearn.linear_model.LinearRegression`, fitted in closed
         form by weighted least squares (as is
-        :class:`~sklearn.linear_model.Ridge` with a direct solver).
-    n_experts : int, default=3
-        Number of experts when ``estimator`` is used.
+        :class:`~sklearn.linear_model.Ridge` with a direct solver), for
+        "gaussian"; ``PoissonRegressor(alpha=0.0, solver="newton-cholesky",
+        tol=1e-6)`` for "poisson" and ``GammaRegressor`` with the same
+        settings for "gamma" (unpenalised, so that each M-step is the exact
+        weighted maximum-likelihood fit and the log-likelihood never
+        decreases).
+    family : {"gaussian", "poisson", "gamma"}, default="gaussian"
+        The experts' noise distribution around their prediction ``mu =
+        f_k(x)``. "gaussian": ``N(mu, noise_variance_[k])``. "poisson":
+        ``Poisson(mu)``, for counts ``y >= 0`` (non-integer ``y``, e.g.
+        frequencies weighted by exposure, are accepted as by
+        PoissonRegressor: the log-likelihood is then a quasi-likelihood);
+        no scale parameter. "gamma": the Gamma of mean ``mu`` and shape
+        ``shape_[k]`` (variance ``mu^2 / shape``), for ``y > 0``; each
+        expert's shape is fitted by weighted maximum likelihood in the
+        M-step. Any expert whose ``predict`` gives the mean can be used
+        (e.g. ``HistGradientBoostingRegressor(loss="poisson")``); a mean the
+        family cannot have (negative for "poisson", not positive for
+        "gamma") raises a ValueError naming the expert. A Poisson mean of 0
+        is Poisson(0), all its mass at 0 (an expert of zeros only, as in
+        zero-inflated counts); a count ``y > 0`` that every expert gives
+        probability 0 raises. "poisson" and "gamma" take a
+        one-dimensional target and fit by EM in memory (any ``training`` but
+        "gradient"; not on the Dask or Array API paths, nor ``partial_fit``).
+    n_experts : int or "auto", default=3
+        Number of experts when ``estimator`` is used. ``"auto"`` fits 1 to
+        6 experts (each with the ``n_init`` restarts) and keeps the lowest
+        BIC on the training data (``n_experts_selection_`` holds the table);
+        the experts need a parameter count (see
+        :func:`~skmoe.expert_n_parameters`).
     estimators : list of (str, estimator), default=None
         Heterogeneous experts, one per entry; overrides ``n_experts``. Their
         parameters are reachable as ``<name>__<param>``.
@@ -182,21 +228,33 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         hierarchical gate has its node gates in ``nodes_``.
     noise_variance_ : ndarray of shape (n_experts,) or (n_experts, n_outputs)
         Each expert's noise variance (per output for multi-output targets).
+        Only with ``family="gaussian"``.
+    shape_ : ndarray of shape (n_experts,)
+        Each expert's Gamma shape ``a`` (its dispersion is ``1 / a``, its
+        coefficient of variation ``1 / sqrt(a)``), kept at most ``1e6`` over
+        the squared coefficient of variation of the training targets (as the
+        noise variances are floored). Only with ``family="gamma"``.
     log_likelihood_ : float
         Training log-likelihood, ``sum_i w_i log p(y_i | x_i)``, at the kept
-        parameters (for "sem", those of its best iteration; after
+        parameters (for "sem" and for experts whose fit is not exact, such
+        as trees, those of its best iteration; after
         :meth:`partial_fit`, that of the last batch).
     log_likelihood_curve_ : ndarray of shape (`n_iter_`,)
         The training log-likelihood ``sum_i w_i log p(y_i | x_i)`` after each
         EM iteration (L-BFGS iteration, Adam epoch, or :meth:`partial_fit`
-        batch), whatever the ``training``; monotone for soft EM
-        (penalty aside), not for "cem" or "sem".
+        batch), whatever the ``training``; monotone for soft EM with exact
+        experts (penalty aside), not for "cem", "sem" or experts such as
+        trees.
     objective_curve_ : ndarray of shape (`n_iter_`,)
         The quantity the training variant monitors after each iteration,
         gate penalty subtracted: the log-likelihood ("em", "sem") or the
         classification log-likelihood ``sum_i w_i max_k log(g_k p_k)``
         ("cem"). Non-decreasing for "em" and "cem" up to the round-off of the
         M-steps and after dead-expert re-seeds.
+    n_experts_selection_ : pandas.DataFrame
+        Only with ``n_experts="auto"``: per candidate number of experts, the
+        log-likelihood, parameter count, BIC, AIC, ICL and convergence (as
+        :func:`~skmoe.select_n_experts` gives them).
     n_iter_ : int
         EM iterations of the kept initialisation (L-BFGS iterations or Adam
         epochs; after :meth:`partial_fit`, the batches seen).
@@ -230,12 +288,85 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
     _is_classifier_moe = False
 
+    _parameter_constraints: dict = {
+        **BaseMixtureOfExperts._parameter_constraints,
+        "family": [StrOptions(set(FAMILIES))],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        family="gaussian",
+        n_experts=3,
+        estimators=None,
+        gate="linear",
+        gate_alpha=1e-3,
+        gate_hidden_layer_sizes=(16,),
+        gate_features=None,
+        gate_load_balance=0.0,
+        gate_depth=2,
+        gate_branching=2,
+        training="em",
+        gradient_solver="lbfgs",
+        batch_size="auto",
+        learning_rate_init=1e-2,
+        learning_decay=0.51,
+        learning_offset=1.0,
+        max_iter=200,
+        tol=1e-6,
+        n_init=1,
+        init="kmeans",
+        top_k=None,
+        n_jobs=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+    ):
+        super().__init__(
+            estimator,
+            n_experts=n_experts,
+            estimators=estimators,
+            gate=gate,
+            gate_alpha=gate_alpha,
+            gate_hidden_layer_sizes=gate_hidden_layer_sizes,
+            gate_features=gate_features,
+            gate_load_balance=gate_load_balance,
+            gate_depth=gate_depth,
+            gate_branching=gate_branching,
+            training=training,
+            gradient_solver=gradient_solver,
+            batch_size=batch_size,
+            learning_rate_init=learning_rate_init,
+            learning_decay=learning_decay,
+            learning_offset=learning_offset,
+            max_iter=max_iter,
+            tol=tol,
+            n_init=n_init,
+            init=init,
+            top_k=top_k,
+            n_jobs=n_jobs,
+            device=device,
+            random_state=random_state,
+            verbose=verbose,
+            warm_start=warm_start,
+        )
+        self.family = family
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
+        gaussian = self.family == "gaussian"
+        tags.target_tags.multi_output = gaussian
+        # Poisson and Gamma targets are non-negative and positive
+        tags.target_tags.positive_only = not gaussian
         return tags
 
     def _default_expert(self):
+        if self.family == "poisson":
+            return PoissonRegressor(**_GLM_EXPERT)
+        if self.family == "gamma":
+            return GammaRegressor(**_GLM_EXPERT)
         return LinearRegression()
 
     @available_if(supports_partial_fit)
@@ -275,10 +406,32 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return online_partial_fit(self, X, y, sample_weight, None)
 
     def _likelihood_for(self, y, sample_weight):
-        return GaussianLikelihood.from_targets(y, sample_weight)
+        names, _ = self._expert_templates()
+        return FAMILIES[self.family].from_targets(y, sample_weight, names=names)
 
     def _noise_variance_2d(self):
         return self.noise_variance_.reshape(self.n_experts_, -1)
+
+    def summary(self):
+        """Per-expert summary of the training fit.
+
+        Returns
+        -------
+        summary : pandas.DataFrame
+            Indexed by expert name: ``mean_gate`` (mean gate weight over the
+            training rows), ``effective_samples`` (summed responsibility times
+            sample weight), ``log_likelihood`` (the expert's part of the
+            training log-likelihood, ``sum_i w_i h_ik log p(y_i | x_i)``; the
+            parts add up to ``log_likelihood_``) and the expert's scale:
+            ``noise_std`` for "gaussian" (one column per output for
+            multi-output targets), ``shape`` (``shape_``) for "gamma", none
+            for "poisson". The coefficients, with standard errors, are in
+            :meth:`coefficient_table`.
+        """
+        table = super().summary()
+        if hasattr(self, "shape_"):
+            table["shape"] = self.shape_
+        return table
 
     def predict(self, X, return_std=False):
         """Mixture mean, ``sum_k g_k(x) f_k(x)``.
@@ -312,9 +465,12 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         # spread about the mixture mean (law of total variance): E[y^2] -
         # mean^2 would cancel catastrophically when |mean| >> std. In units
         # of each row's largest term, as hypot does: far from the data the
-        # means' spread can be finite while its square overflows
+        # means' spread can be finite while its square overflows. The
+        # experts' own variances: the noise variances (Gaussian), the means
+        # (Poisson), mean^2 / shape (Gamma)
         spread = means - mean[:, None, :]
-        noise = self._noise_variance_2d()[None]
+        likelihood = self._likelihood
+        noise = likelihood.component_variance(means, likelihood.scale_of(self))
         unit = np.maximum(np.abs(spread).max(axis=1), np.sqrt(noise.max(axis=1)))
         unit = unit[:, None, :]
         with np.errstate(under="ignore"):
@@ -323,12 +479,15 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return mean_out, (std[:, 0] if self._likelihood.y_is_1d else std)
 
     def _mixture_per_output(self, X):
-        """(gate, means, stds) of each output's 1-D mixture, each (n, K)."""
-        comp = self.predict_components(X)
-        mean = comp.mean[:, :, None] if self._likelihood.y_is_1d else comp.mean
-        std = comp.std[:, :, None] if self._likelihood.y_is_1d else comp.std
+        """Each output's 1-D predictive mixture (see ``skmoe/_predictive.py``)."""
+        X = self._check_X(X)
+        gate = self._routed_gate(X)
+        means = self._routed_outputs(X, gate)
+        likelihood = self._likelihood
+        scale = likelihood.scale_of(self)
         return [
-            (comp.weight, mean[:, :, o], std[:, :, o]) for o in range(mean.shape[2])
+            likelihood.mixture(gate, means[:, :, o], scale, o)
+            for o in range(means.shape[2])
         ]
 
     def _stack_outputs(self, per_output):
@@ -338,7 +497,11 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         return np.stack(per_output, axis=1)
 
     def predict_components(self, X):
-        """Each expert's predictive Gaussian and its gate weight.
+        """Each expert's predictive distribution and its gate weight.
+
+        A Gaussian expert's is ``N(mean, std^2)``; a Poisson expert's is the
+        Poisson of that mean (``std = sqrt(mean)``), a Gamma expert's the
+        Gamma of that mean and shape ``mean^2 / std^2`` (``shape_``).
 
         Parameters
         ----------
@@ -354,7 +517,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         X = self._check_X(X)
         gate = self._routed_gate(X)
         means = self._routed_outputs(X, gate)
-        stds = np.broadcast_to(np.sqrt(self._noise_variance_2d())[None], means.shape)
+        likelihood = self._likelihood
+        variance = likelihood.component_variance(means, likelihood.scale_of(self))
+        stds = np.broadcast_to(np.sqrt(variance), means.shape)
         if self._likelihood.y_is_1d:
             means, stds = means[:, :, 0], stds[:, :, 0]
         return Bunch(weight=gate, mean=means, std=np.array(stds))
@@ -362,8 +527,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
     def predict_quantiles(self, X, quantiles=(0.05, 0.5, 0.95)):
         """Quantiles of the predictive mixture p(y | x).
 
-        Exact up to double precision (bisection on the mixture CDF). For
-        multi-output targets, the quantiles of each output's marginal.
+        Exact up to double precision (bisection on the mixture CDF); for
+        ``family="poisson"``, the smallest count whose mixture CDF reaches
+        each level (bisection on the integers). For multi-output targets,
+        the quantiles of each output's marginal.
 
         Parameters
         ----------
@@ -379,7 +546,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         if q.ndim != 1 or np.any((q <= 0) | (q >= 1)) or not np.all(np.isfinite(q)):
             raise ValueError(f"quantiles must lie strictly between 0 and 1, got {q}.")
         return self._stack_outputs(
-            [mixture_quantiles(g, m, s, q) for g, m, s in self._mixture_per_output(X)]
+            [mixture.quantiles(q) for mixture in self._mixture_per_output(X)]
         )
 
     def predict_mode(self, X):
@@ -387,7 +554,10 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
 
         Where experts disagree, the mean from :meth:`predict` can fall between
         them, where the density is low; the mode is the value of highest
-        density. For multi-output targets, the mode of each output's marginal.
+        density (for ``family="poisson"``, the most probable count; for
+        "gamma", 0 where an expert of shape below 1 has weight, its density
+        being unbounded there). For multi-output targets, the mode of each
+        output's marginal.
 
         Parameters
         ----------
@@ -398,7 +568,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         y_mode : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
         return self._stack_outputs(
-            [mixture_modes(g, m, s) for g, m, s in self._mixture_per_output(X)]
+            [mixture.modes() for mixture in self._mixture_per_output(X)]
         )
 
     def sample_y(self, X, n_samples=1, random_state=0):
@@ -419,10 +589,7 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         """
         rng = check_random_state(random_state)
         return self._stack_outputs(
-            [
-                sample_mixture(g, m, s, n_samples, rng)
-                for g, m, s in self._mixture_per_output(X)
-            ]
+            [mixture.sample(n_samples, rng) for mixture in self._mixture_per_output(X)]
         )
 
     def predict_expert(self, X):

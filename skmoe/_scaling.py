@@ -4,6 +4,8 @@ its device, with a float32 bound of its own)."""
 
 import numpy as np
 
+from ._sparse import is_sparse, sparse_standardisation
+
 
 def unit_scale_for_constant(mean, std):
     """``std`` with the constant columns' scale set to 1.
@@ -20,6 +22,9 @@ def unit_scale_for_constant(mean, std):
 
 def weighted_standardisation(X, sample_weight):
     """``(mean, scale)`` of the columns of ``X`` under ``sample_weight``."""
+    if is_sparse(X):
+        mean, var = sparse_standardisation(X, sample_weight)
+        return mean, unit_scale_for_constant(mean, np.sqrt(var))
     w = sample_weight / sample_weight.sum()
     mean = w @ X
     return mean, unit_scale_for_constant(mean, np.sqrt(w @ (X - mean) ** 2))

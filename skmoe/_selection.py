@@ -14,6 +14,10 @@ from ._pipeline import mixture_inputs, mixture_step
 _CRITERIA = ("bic", "aic", "icl")
 
 
+class CountUndefinedError(ValueError):
+    """An expert whose number of free parameters is not defined (BIC needs it)."""
+
+
 def expert_n_parameters(expert, n_classes=None):
     """Free parameters of a fitted expert, for BIC and AIC.
 
@@ -53,7 +57,7 @@ def expert_n_parameters(expert, n_classes=None):
             int(np.sum(p.nodes["is_leaf"])) for it in expert._predictors for p in it
         )
         return leaves + int(np.size(expert._baseline_prediction))
-    raise ValueError(
+    raise CountUndefinedError(
         f"Cannot count the parameters of expert {type(expert).__name__}: bic "
         "and aic need linear, tree, gradient-boosting or dummy experts. Compare "
         "such models by held-out conditional_log_likelihood instead."

@@ -4,7 +4,10 @@ import copy
 
 import numpy as np
 import pandas as pd
+from sklearn.utils import get_tags
 from sklearn.utils.validation import _check_sample_weight, validate_data
+
+from ._sparse import is_sparse
 
 
 def safe_limits(dtype=np.float64):
@@ -67,6 +70,14 @@ def check_safe_range(A, name, *, spread=True):
     refused with the column and the value, never fitted wrong; the limits
     are :func:`safe_limits` of the array's dtype.
     """
+    if is_sparse(A):
+        if A.shape[0] == 0 or A.shape[1] == 0:
+            return
+        # the implicit zeros count: a column's range always holds 0
+        low = np.asarray(A.min(axis=0).toarray()).ravel()
+        high = np.asarray(A.max(axis=0).toarray()).ravel()
+        check_extremes(low, high, name, spread=spread, dtype=A.dtype)
+        return
     A = np.asarray(A)
     if A.size == 0:
         return
@@ -104,7 +115,45 @@ def check_extremes(low, high, name, *, spread=True, dtype=np.float64):
         )
 
 
-def validate_fit_data(estimator, X, y, sample_weight, *, reset, dtype=np.float64):
+def check_sparse_input(X, estimator, path, names, templates):
+    """Raise a TypeError naming why sparse ``X`` cannot be fitted so.
+
+    Sparse X is fitted by EM in memory (soft, classification or stochastic)
+    with the linear softmax gate and experts that take sparse input; the
+    other paths read dense rows.
+    """
+    if not is_sparse(X):
+        return
+    advice = "Densify X (X.toarray()) if it fits in memory, or "
+    if path != "memory":
+        raise TypeError(
+            f"Sparse X is fitted on the CPU, in memory; device={estimator.device!r} "
+            f"runs on the {path} path, which needs dense X. {advice}use device='cpu'."
+        )
+    if estimator.training == "gradient":
+        raise TypeError(
+            "Sparse X is fitted by EM; training='gradient' needs dense X. "
+            f"{advice}use training='em'."
+        )
+    if estimator.gate != "linear" or estimator.gate_load_balance > 0:
+        raise TypeError(
+            f"Sparse X needs the linear gate without a load-balancing penalty; "
+            f"gate={estimator.gate!r} with gate_load_balance="
+            f"{estimator.gate_load_balance} reads dense rows. {advice}use "
+            "gate='linear' and gate_load_balance=0."
+        )
+    for name, template in zip(names, templates, strict=True):
+        if not get_tags(template).input_tags.sparse:
+            raise TypeError(
+                f"Expert {name!r} ({type(template).__name__}) does not take "
+                f"sparse X. {advice}use experts that do (LinearRegression, Ridge, "
+                "LogisticRegression, decision trees)."
+            )
+
+
+def validate_fit_data(
+    estimator, X, y, sample_weight, *, reset, dtype=np.float64, accept_sparse=False
+):
     """Validated ``(X, y, sample_weight)`` and the attributes validation sets.
 
     scikit-learn's ``validate_data`` runs on a copy of ``estimator``, so that
@@ -121,6 +170,7 @@ def validate_fit_data(estimator, X, y, sample_weight, *, reset, dtype=np.float64
         y,
         reset=reset,
         dtype=dtype,
+        accept_sparse=accept_sparse,
         multi_output=not is_classifier,
         y_numeric=not is_classifier,
     )

@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import is_regressor
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
@@ -612,7 +613,7 @@ class ExpertFitDisplay:
         """
         check_matplotlib_support("ExpertFitDisplay.from_estimator")
         inputs = _Inputs(estimator, X, "ExpertFitDisplay")
-        if not hasattr(inputs.model, "noise_variance_") or np.ndim(y) != 1:
+        if not is_regressor(inputs.model) or np.ndim(y) != 1:
             raise ValueError(
                 "ExpertFitDisplay needs a fitted MixtureOfExpertsRegressor and a "
                 "one-dimensional y."
@@ -622,11 +623,23 @@ class ExpertFitDisplay:
         feature = inputs.index(feature, "feature")
         grid = _axis_grid(X[:, feature], grid_resolution)
         rows = _grid_rows(X, (feature,), (grid,))
-        comp = inputs.model.predict_components(inputs.predict_input(rows))
+        model = inputs.model
+        comp = model.predict_components(inputs.predict_input(rows))
         y_grid = _axis_grid(y, grid_resolution)
-        log_dens = mixture_log_density(
-            np.tile(y_grid, (len(grid), 1)), comp.weight, comp.mean, comp.std
-        )
+        family = getattr(model, "family", "gaussian")
+        if family == "gaussian":
+            log_dens = mixture_log_density(
+                np.tile(y_grid, (len(grid), 1)), comp.weight, comp.mean, comp.std
+            )
+        else:
+            # the family's own density, at targets it can have (counts >= 0,
+            # Gamma targets > 0), from the model's conditional log-likelihood
+            low = 0.0 if family == "poisson" else 1e-3 * np.min(y[y > 0])
+            y_grid = y_grid[y_grid >= low] if np.any(y_grid >= low) else y_grid
+            log_dens = model.conditional_log_likelihood(
+                inputs.predict_input(np.repeat(rows, len(y_grid), axis=0)),
+                np.tile(y_grid, len(grid)),
+            ).reshape(len(grid), len(y_grid))
         display = cls(
             grid,
             y_grid,

@@ -252,7 +252,7 @@ def test_gate_regions_display_follows_gate_features(three_columns):
     try:
         disp = GateRegionsDisplay.from_estimator(moe, X, grid_resolution=10)
         assert disp.feature_names == ("x2", "x1")
-        with pytest.warns(UserWarning, match=r"does not see feature\(s\) \[0\]"):
+        with pytest.warns(UserWarning, match=r"does not see feature\(s\) \['x0'\]"):
             disp = GateRegionsDisplay.from_estimator(
                 moe, X, features=(0, 1), grid_resolution=10
             )

@@ -163,3 +163,84 @@ def test_what_has_no_standard_errors_is_refused():
     ).fit(X_dup, y)
     with pytest.raises(ValueError, match="not positive definite"):
         dup.coefficient_table(X_dup, y)
+
+
+def _glm_mixture_data(family, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 1))
+    gate = 1 / (1 + np.exp(-2 * X[:, 0]))
+    z = rng.random(n) < gate
+    mu = np.exp(np.where(z, 1.5 + 0.5 * X[:, 0], 0.2 - 0.4 * X[:, 0]))
+    if family == "poisson":
+        return X, rng.poisson(mu).astype(float)
+    return X, rng.gamma(shape=np.where(z, 4.0, 9.0), scale=mu / np.where(z, 4.0, 9.0))
+
+
+def _glm_log_likelihood(theta, X, y, family):
+    """Sum of log p(y | x): gate (2), experts (2 coefficients [+ shape] each)."""
+    from scipy import stats as st
+
+    D = np.hstack([np.ones((len(X), 1)), X])
+    per = 2 if family == "poisson" else 3
+    v = theta[:2]
+    log_gate = np.stack([np.zeros(len(X)), D @ v], axis=1)
+    log_gate -= logsumexp(log_gate, axis=1, keepdims=True)
+    parts = []
+    for k in range(2):
+        block = theta[2 + k * per : 2 + (k + 1) * per]
+        mu = np.exp(D @ block[:2])
+        if family == "poisson":
+            parts.append(st.poisson.logpmf(y, mu))
+        else:
+            a = block[2]
+            parts.append(st.gamma.logpdf(y, a, scale=mu / a))
+    return logsumexp(log_gate + np.stack(parts, axis=1), axis=1).sum()
+
+
+@pytest.mark.parametrize("family", ["poisson", "gamma"])
+def test_glm_experts_standard_errors_are_those_of_the_hessian(family):
+    X, y = _glm_mixture_data(family)
+    est = MixtureOfExpertsRegressor(
+        n_experts=2,
+        family=family,
+        gate_alpha=0.0,
+        tol=1e-12,
+        max_iter=3000,
+        n_init=3,
+        random_state=0,
+    ).fit(X, y)
+    table = est.coefficient_table(X, y)
+    estimate = table["estimate"].to_numpy()
+    if family == "poisson":
+        theta = estimate
+        shown = np.arange(6)
+    else:
+        a = est.shape_
+        theta = np.concatenate(
+            [estimate[:2], estimate[2:4], [a[0]], estimate[4:6], [a[1]]]
+        )
+        shown = np.array([0, 1, 2, 3, 5, 6])
+    step, P = 1e-4, theta.size
+    hessian = np.empty((P, P))
+    for i in range(P):
+        for j in range(P):
+            ei, ej = np.eye(P)[i] * step, np.eye(P)[j] * step
+            hessian[i, j] = (
+                _glm_log_likelihood(theta + ei + ej, X, y, family)
+                - _glm_log_likelihood(theta + ei - ej, X, y, family)
+                - _glm_log_likelihood(theta - ei + ej, X, y, family)
+                + _glm_log_likelihood(theta - ei - ej, X, y, family)
+            ) / (4 * step**2)
+    se = np.sqrt(np.diag(np.linalg.inv(-hessian)))[shown]
+    np.testing.assert_allclose(table["std_error"], se, rtol=1e-3)
+
+
+def test_glm_family_needs_glm_experts():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, size=(300, 1))
+    y = rng.poisson(50 + 10 * X[:, 0]).astype(float)  # linear means stay positive
+    est = MixtureOfExpertsRegressor(
+        LinearRegression(), n_experts=2, family="poisson", random_state=0
+    ).fit(X, y)
+    with pytest.raises(ValueError, match="needs PoissonRegressor experts"):
+        est.coefficient_table(X, y)

@@ -378,3 +378,28 @@ def test_many_held_features_are_abbreviated_in_the_title():
     assert "x1=" in title and "x4=" in title and "x5=" not in title
     assert "(+3 more)" in title
     assert len(disp.fixed_values) == 7
+
+
+def test_expert_fit_display_draws_a_poisson_mixture_density():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skmoe.inspection import ExpertFitDisplay
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 1))
+    y = rng.poisson(np.exp(np.where(X[:, 0] > 0, 1.5, 0.2))).astype(float)
+    est = MixtureOfExpertsRegressor(n_experts=2, family="poisson", random_state=0)
+    est.fit(X, y)
+    try:
+        disp = ExpertFitDisplay.from_estimator(est, X, y, grid_resolution=20)
+        # a count density: no mass drawn below zero, and the model's own
+        assert disp.y_grid.min() >= 0
+        i, j = 5, 7
+        expected = np.exp(
+            est.conditional_log_likelihood(disp.grid[[i], None], disp.y_grid[[j]])
+        )
+        np.testing.assert_allclose(disp.density[j, i], expected[0], rtol=1e-10)
+    finally:
+        plt.close("all")

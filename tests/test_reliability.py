@@ -230,16 +230,18 @@ def test_string_labels(clf_data):
 
 @pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
 @pytest.mark.parametrize("Est", ESTIMATORS)
-def test_sparse_X_needs_dense_data(
+def test_sparse_X_in_any_format_fits_as_dense(
     Est, fmt, reg_data, clf_data, fitted_reg, fitted_clf
 ):
     X, y = _data(Est, reg_data, clf_data)
     Xs = sp.random(len(X), 2, density=0.5, format=fmt, random_state=0)
-    with pytest.raises(TypeError, match="dense data is required"):
-        Est().fit(Xs, y)
+    sparse_fit = Est(random_state=0).fit(Xs, y)
+    dense_fit = Est(random_state=0).fit(Xs.toarray(), y)
+    assert sparse_fit.log_likelihood_ == pytest.approx(
+        dense_fit.log_likelihood_, rel=1e-6
+    )
     fitted = fitted_reg if Est is MixtureOfExpertsRegressor else fitted_clf
-    with pytest.raises(TypeError, match="dense data is required"):
-        fitted.predict(Xs)
+    np.testing.assert_allclose(fitted.predict(Xs), fitted.predict(Xs.toarray()))
 
 
 @pytest.mark.parametrize(

@@ -140,3 +140,40 @@ def test_log_likelihood_scorer_on_a_classifier():
     # log p(y | x) of a class label is at most 0, and beats guessing
     assert np.all(scores < 0)
     assert np.all(scores > np.log(1 / len(np.unique(y))))
+
+
+def test_n_experts_auto_chooses_by_bic(data):
+    X, y = data
+    est = MixtureOfExpertsRegressor(n_experts="auto", n_init=3, random_state=0)
+    est.fit(X, y)
+    table = est.n_experts_selection_
+    assert list(table.index) == [1, 2, 3, 4, 5, 6]
+    assert est.n_experts_ == table["bic"].idxmin() == 3
+    assert len(est.experts_) == 3
+    assert est.get_params()["n_experts"] == "auto"
+    assert est.bic(X, y) == pytest.approx(table.loc[3, "bic"])
+    # the same fit as asking for three experts
+    three = MixtureOfExpertsRegressor(n_experts=3, n_init=3, random_state=0).fit(X, y)
+    assert est.log_likelihood_ >= three.log_likelihood_ - 1e-6 * abs(
+        three.log_likelihood_
+    )
+    # a warm start continues with the number chosen
+    est.set_params(warm_start=True).fit(X, y)
+    assert est.n_experts_ == 3
+
+
+def test_n_experts_auto_refuses_what_it_cannot_choose(data):
+    X, y = data
+    from sklearn.tree import DecisionTreeRegressor
+
+    with pytest.raises(ValueError, match="estimators fixes the experts"):
+        MixtureOfExpertsRegressor(
+            n_experts="auto",
+            estimators=[("a", LinearRegression()), ("b", DecisionTreeRegressor())],
+        ).fit(X, y)
+    with pytest.raises(ValueError, match="n_experts"):
+        MixtureOfExpertsRegressor(n_experts="many").fit(X, y)
+    from sklearn.svm import SVR
+
+    with pytest.raises(ValueError, match="needs the experts' parameter count"):
+        MixtureOfExpertsRegressor(SVR(), n_experts="auto", max_iter=3).fit(X, y)

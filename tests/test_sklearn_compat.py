@@ -32,13 +32,16 @@ ESTIMATORS = [
 def _expected_failed_checks(estimator):
     expected = {}
     if isinstance(estimator.estimator, DecisionTreeClassifier):
-        expected["check_sample_weight_equivalence_on_dense_data"] = (
+        reason = (
             "from the second EM step the experts get fractional weights, and "
             "DecisionTreeClassifier itself fitted on fractional weights differs "
             "from the same weights on repeated rows (6 of 20 random weightings "
             "of this check's data; it counts rows in min_samples_split/leaf); "
             "the first EM step, with integer weights, agrees to 1e-15"
         )
+        # the same data as a sparse matrix: the same trees
+        expected["check_sample_weight_equivalence_on_dense_data"] = reason
+        expected["check_sample_weight_equivalence_on_sparse_data"] = reason
     return expected
 
 

@@ -685,7 +685,7 @@ def predict_blocks(estimator, X, return_std=False):
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D Dask array for X, got {X.ndim}-D.")
     X = X.rechunk({1: -1})
-    n_outputs = estimator._noise_variance_2d().shape[1]
+    n_outputs = estimator._likelihood.n_outputs
     y_is_1d = estimator._likelihood.y_is_1d
 
     def part(i):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.decomposition import TruncatedSVD
 
 from .._em._logistic import (
     logistic_penalty,
@@ -28,7 +30,7 @@ from .._em._start import (
     warn_reseeded,
 )
 from .._em._stats import fast_linear_alpha, gram_shifts
-from .._experts import fit_experts
+from .._experts import fit_experts, fits_exactly
 from .._gates._builder import ColumnSubsetGate
 from .._gates._softmax import (
     NEWTON_MAX_PARAMETERS,
@@ -40,6 +42,7 @@ from .._gates._softmax import (
 from .._gates._solvers import ARMIJO, MAX_HALVINGS
 from .._kernels import em_pass
 from .._scaling import weighted_standardisation
+from .._sparse import is_sparse
 from .._validation import validate_fit_data
 
 # The first (cold) gate fit, on the start's hard clusters, runs on at most
@@ -47,6 +50,10 @@ from .._validation import validate_fit_data
 # then takes one warm Newton step on every row: at 1e6 rows Newton from zero
 # took 6 steps over all rows, about 2 s, for a gate EM then moves anyway.
 COLD_GATE_MAX_ROWS = 100_000
+
+# Sparse X with more columns than this starts k-means from this many leading
+# singular directions instead of its columns made dense.
+_SPARSE_START_COLUMNS = 64
 
 
 def _is_linear_softmax(gate):
@@ -113,8 +120,9 @@ class Prepared:
 
 def prepare_in_memory(estimator, X, y, sample_weight, *, warm):
     """Validate data for the in-memory backend; see :class:`Prepared`."""
+    # sparse X was checked against the configuration (check_sparse_input)
     X, y, sample_weight, attributes = validate_fit_data(
-        estimator, X, y, sample_weight, reset=not warm
+        estimator, X, y, sample_weight, reset=not warm, accept_sparse="csr"
     )
     likelihood, Y = estimator._likelihood_for(y, sample_weight)
 
@@ -183,10 +191,14 @@ class InMemoryBackend:
         self._gate_fit = None
         self._handed = None  # (state, outputs, log_gate) from the last M-step
         self.counts = {}  # the work of a run (see SoftmaxGateFit), for benchmarks
-        # linear experts, the Gaussian likelihood and the softmax gate: one
-        # fused pass over the rows per iteration (see _fused_m_step)
-        self._fusable = not likelihood.is_classifier and all(
-            fast_linear_alpha(t) is not None for t in templates
+        # linear experts, a likelihood whose M-step their Gram matrices hold
+        # (the Gaussian) and the softmax gate: one fused pass over the rows
+        # per iteration (see _fused_m_step)
+        # (the fused pass reads dense rows: sparse X takes the separate steps)
+        self._fusable = (
+            likelihood.gram_sufficient
+            and not is_sparse(X)
+            and all(fast_linear_alpha(t) is not None for t in templates)
         )
         self._shifts = gram_shifts(X, Y, templates) if self._fusable else None
         # logistic experts' Newton M-step works on standardised inputs
@@ -196,8 +208,11 @@ class InMemoryBackend:
             self._logistic = [logistic_settings(t) for t in templates]
         # every expert a LogisticRegression the engine fits: their warm
         # M-steps are one batched Newton step (see newton_step_logistic_experts)
-        self._all_logistic = self._logistic is not None and all(
-            s is not None for s in self._logistic
+        # (its kernels read dense rows: sparse X goes to the experts' own fit)
+        self._all_logistic = (
+            self._logistic is not None
+            and not is_sparse(X)
+            and all(s is not None for s in self._logistic)
         )
         self._logistic_outputs = None  # its LogisticOutputs at the last experts
         self._logistic_spare = None  # the one before, whose arrays it reuses
@@ -210,6 +225,11 @@ class InMemoryBackend:
     @property
     def n_experts(self):
         return len(self.templates)
+
+    @property
+    def exact_m_steps(self):
+        """Whether every expert's M-step is exact, so that EM never descends."""
+        return all(fits_exactly(t) for t in self.templates)
 
     @property
     def fits_every_expert(self):
@@ -242,7 +262,7 @@ class InMemoryBackend:
             columns = getattr(gate, "features", None)
             tree = (self.tree_branching, columns)
         resp = initial_responsibilities(
-            self.X,
+            self._start_inputs(),
             self.likelihood.kmeans_columns(self.Y),
             self.sample_weight,
             self.n_experts,
@@ -254,6 +274,22 @@ class InMemoryBackend:
         # nothing is explained yet: an expert that the start left empty
         # (fewer distinct rows than experts) is re-seeded on the first rows
         return MixtureState(None, gate, None), Posterior(resp, np.zeros(len(resp)))
+
+    def _start_inputs(self):
+        """The rows k-means starts from: X, or dense columns standing for it.
+
+        Sparse X has its few columns made dense for the start; with many,
+        its leading singular directions after scaling each column to unit
+        spread (k-means distances need dense rows; the start is a start).
+        """
+        X = self.X
+        if not is_sparse(X):
+            return X
+        if X.shape[1] <= _SPARSE_START_COLUMNS:
+            return X.toarray()
+        _, scale = weighted_standardisation(X, self.sample_weight)
+        svd = TruncatedSVD(_SPARSE_START_COLUMNS, random_state=0)
+        return svd.fit_transform(X @ sp.diags(1.0 / scale))
 
     def assign(self, posterior, training, random_state):
         """The responsibilities the M-step uses under ``training``.
@@ -406,7 +442,7 @@ class InMemoryBackend:
                 scale = sw.sum() / sw_rows.sum()
                 # contiguous once, not at each of the fit's passes
                 SoftmaxGateFit(
-                    np.ascontiguousarray(X[rows]),
+                    X[rows] if is_sparse(X) else np.ascontiguousarray(X[rows]),
                     sw_rows * scale,
                     keep=False,
                     counts=self.counts,

@@ -17,6 +17,7 @@ from sklearn.linear_model import LinearRegression, Ridge
 
 from .._kernels import n_threads, single_threaded_blas
 from .._kernels import weighted_grams as kernel_weighted_grams
+from .._sparse import is_sparse, sparse_weighted_grams
 
 # Rows per chunk of the linear experts' predictions (see linear_expert_means).
 _MEANS_CHUNK_ROWS = 8192
@@ -81,7 +82,20 @@ def weighted_grams(X, x_shift, Y, weights, y_shift=None):
     """
     if y_shift is None:
         y_shift = np.zeros(Y.shape[1])
+    if is_sparse(X):
+        return sparse_weighted_grams(X, x_shift, Y, weights, y_shift)
     return kernel_weighted_grams(X, x_shift, Y, weights, y_shift)
+
+
+# The minimum-norm solve of a singular Gram matrix drops its eigenvalues
+# below this fraction of the largest: a Gram matrix holds them only to its
+# round-off (about n eps relative, more where its centring cancels digits, as
+# the sparse products' rank-one centring does), and the directions they span
+# are noise. LinearRegression's lstsq on the design drops singular values
+# below eps max(n, d), whose squares no Gram matrix resolves; with scipy's
+# default (d eps here) the sums' order decided the coefficients of
+# undetermined directions (weights against repeated rows differed by 0.26).
+_GRAM_CUTOFF = 1e-12
 
 
 def _solve_positive_definite(A, B):
@@ -141,7 +155,7 @@ def fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d, y_shift=None):
     coef = _solve_positive_definite(A, B)
     if coef is None:
         # singular or ill-conditioned: minimum-norm solution, as lstsq gives
-        coef = linalg.lstsq(A, B, cond=None, check_finite=False)[0]
+        coef = linalg.lstsq(A, B, cond=_GRAM_CUTOFF, check_finite=False)[0]
     # a shallow copy of the unfitted template: clone() re-inspects the
     # constructor's signature each time, ~10% of a small fit's M-step, and
     # copy.copy goes through pickling's __reduce_ex__ (the type is exactly
@@ -261,6 +275,9 @@ def linear_expert_means(experts, X, n_outputs):
         [np.broadcast_to(experts[k].intercept_, (n_outputs,)) for k in index]
     )
     n = X.shape[0]
+    if is_sparse(X):
+        means = np.asarray(X @ coef.T) + intercept
+        return index, means.reshape(n, len(index), n_outputs)
     means = np.empty((n, coef.shape[0]))
     coef_t = coef.T
 
@@ -289,7 +306,7 @@ def gram_shifts(X, Y, templates):
     # a product, not rows.mean(axis=0): NumPy's reduction down a few
     # columns cost 0.25 ms per M-step on 1e4 rows, a twentieth of one
     mean = np.full(rows.shape[0], 1.0 / rows.shape[0])
-    x_shift = mean @ rows
+    x_shift = np.asarray(rows.T @ mean).ravel() if is_sparse(rows) else mean @ rows
     if all(t.fit_intercept for t in templates):
         y_shift = mean @ Y[::step]
     else:

@@ -4,6 +4,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from .._sparse import is_sparse
 from ._hierarchical import HierarchicalGate
 from ._mlp import SoftmaxMLPGate
 from ._softmax import SoftmaxGate
@@ -128,14 +129,14 @@ class ColumnSubsetGate(BaseEstimator):
         if not (warm_start and hasattr(self, "gate_")):
             self.gate_ = clone(self.gate)
         self.features_ = np.asarray(self.features, dtype=np.intp)
-        X = np.asarray(X, dtype=np.float64)
+        X = X if is_sparse(X) else np.asarray(X, dtype=np.float64)
         self.gate_.fit(X[:, self.features_], resp, sample_weight, warm_start)
         return self
 
     def predict_log_proba(self, X):
         """Log gate probabilities, shape (n_samples, n_experts)."""
         check_is_fitted(self)
-        X = np.asarray(X, dtype=np.float64)
+        X = X if is_sparse(X) else np.asarray(X, dtype=np.float64)
         return self.gate_.predict_log_proba(X[:, self.features_])
 
     def predict_proba(self, X):
@@ -220,7 +221,12 @@ def build_gate(estimator, n_experts, n_features, feature_names, seed):
             hidden_layer_sizes=(), alpha=alpha, load_balance=load_balance
         )
     else:
-        gate = SoftmaxGate(alpha=alpha)
+        # the gate's Newton steps stop once they predict a gain below its
+        # tol; below EM's own tol, or the gate freezes before EM stops (at
+        # EM tol=1e-12 the Poisson fits of benchmarks/flexmix_refit.py ended
+        # 1e-4 below flexmix's log-likelihood)
+        tol = min(SoftmaxGate().tol, 0.01 * float(getattr(estimator, "tol", 1e-6)))
+        gate = SoftmaxGate(alpha=alpha, tol=tol)
     columns = resolve_gate_features(
         getattr(estimator, "gate_features", None), n_features, feature_names
     )

@@ -21,6 +21,7 @@ from .._kernels import (
     weighted_cross_entropy,
 )
 from .._scaling import unit_scale_for_constant, weighted_standardisation
+from .._sparse import is_sparse, sparse_gate_hessian, sparse_gate_objective
 from ._solvers import (
     cholesky_solver,
     lbfgs_minimize,
@@ -170,7 +171,7 @@ class SoftmaxGate(BaseEstimator):
             Log of each expert's gate weight.
         """
         check_is_fitted(self)
-        X = np.asarray(X, dtype=np.float64)
+        X = _as_rows(X)
         # one thread: threaded BLAS idles spinning while numba's threads work
         with single_threaded_blas():
             logits = X @ self.coef_
@@ -213,7 +214,7 @@ def softmax_preconditioner(gate, X, sw, alpha, total):
     w_sum = w.sum()
     if not w_sum > 0:
         return None
-    H = gate_hessian(X[rows], gate._mean, gate._scale, gate._theta, w)
+    H = _hessian_kernel(X)(X[rows], gate._mean, gate._scale, gate._theta, w)
     return mean_hessian_factor(H, w_sum, alpha, total, d)
 
 
@@ -254,7 +255,7 @@ class SoftmaxGateFit:
     """
 
     def __init__(self, X, sample_weight, keep=True, counts=None):
-        self.X = np.asarray(X, dtype=np.float64)
+        self.X = _as_rows(X)
         n = self.X.shape[0]
         self.sample_weight = (
             np.ones(n)
@@ -356,6 +357,7 @@ class SoftmaxGateFit:
         if start is not None:
             written[0] = gate._theta.ravel().copy()
         last = [None]  # (theta, the gate's sums) at the last evaluation
+        objective_kernel = _objective_kernel(X)
 
         def objective(flat, first=False):
             # one fused pass (its NumPy twin without numba): the kernel
@@ -371,12 +373,12 @@ class SoftmaxGateFit:
                     grad = start_sums - targets
                 else:
                     self._count("gate_given_rows", n)
-                    loss, grad = gate_objective(
+                    loss, grad = objective_kernel(
                         X, mean, scale, theta, resp, sw, start[0], True, start[1]
                     )
             else:
                 self._count("gate_rows", n)
-                loss, grad = gate_objective(
+                loss, grad = objective_kernel(
                     X, mean, scale, theta, resp, sw, log_buffer, False, proba_buffer
                 )
                 if log_buffer is not None:
@@ -468,12 +470,13 @@ def newton_hessian_solver(gate, X, sw, alpha, total, counts=None):
     penalised[: (d1 - 1) * K1] = alpha / total
     diagonal = np.arange(P) * (P + 1)  # flat indices of H's diagonal
     mean, scale = gate._mean, gate._scale
+    hessian_kernel = _hessian_kernel(X)
 
     def hessian_solver(flat):
         if counts is not None:
             rows = -(-n // stride)
             counts["gate_hessian_rows"] = counts.get("gate_hessian_rows", 0) + rows
-        H = gate_hessian(X, mean, scale, flat.reshape(d1, K1), sw, stride)
+        H = hessian_kernel(X, mean, scale, flat.reshape(d1, K1), sw, stride)
         # the objective is the mean loss: scale the (sub)sample's sum
         H /= w_rows_sum
         H.flat[diagonal] += penalised
@@ -546,3 +549,18 @@ def _is_buffer(a, shape):
         and a.dtype == np.float64
         and a.flags.c_contiguous
     )
+
+
+def _as_rows(X):
+    """``X`` as the gate's kernels read it: float64, and sparse if it is."""
+    return X if is_sparse(X) else np.asarray(X, dtype=np.float64)
+
+
+def _objective_kernel(X):
+    """``gate_objective`` for ``X``: the numba kernel, or its sparse twin."""
+    return sparse_gate_objective if is_sparse(X) else gate_objective
+
+
+def _hessian_kernel(X):
+    """``gate_hessian`` for ``X``: the numba kernel, or its sparse twin."""
+    return sparse_gate_hessian if is_sparse(X) else gate_hessian
