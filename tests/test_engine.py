@@ -276,3 +276,38 @@ def test_tree_experts_fail_cleanly_too():
     with pytest.raises(ValueError):
         est.fit(X[:, :0], y)
     _assert_unchanged(est, before, X, y)
+
+
+# -- experts whose M-step is not exact
+
+
+@pytest.mark.parametrize("training", ["em", "cem"])
+def test_tree_experts_keep_their_best_iteration_without_a_warning(training):
+    X, y = make_moe_regression(2000, random_state=0)
+    est = MixtureOfExpertsRegressor(
+        DecisionTreeRegressor(max_depth=3), training=training, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est.fit(X, y)
+    curve = est.log_likelihood_curve_
+    # the log-likelihood saw-tooths: it does fall at some iterations
+    assert np.any(np.diff(curve) < 0)
+    assert est.converged_ and est.n_iter_ < est.max_iter
+    if training == "em":
+        # the best iteration is kept (to the gate's penalty, which it monitors)
+        assert est.log_likelihood_ == pytest.approx(curve.max(), abs=1e-3)
+        assert est.log_likelihood_ == pytest.approx(
+            est.conditional_log_likelihood(X, y).sum()
+        )
+    # stopped once the best had not risen for the window
+    assert est.n_iter_ - int(np.argmax(est.objective_curve_)) - 1 <= 20
+
+
+def test_exact_experts_run_to_the_tolerance():
+    X, y = make_moe_regression(2000, random_state=0)
+    est = MixtureOfExpertsRegressor(random_state=0, tol=1e-10, max_iter=2000).fit(X, y)
+    curve = est.log_likelihood_curve_
+    # never falling, so nothing to keep but the last iteration
+    assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:]))
+    assert est.log_likelihood_ == pytest.approx(curve[-1], abs=1e-9)

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from joblib import Parallel, delayed
 
-# Stochastic EM stops when its best penalised log-likelihood has not risen
-# by more than ``tol`` (per unit weight) for this many iterations.
-SEM_WINDOW = 20
+# Where an iteration need not ascend (stochastic EM's draws; experts such as
+# trees whose weighted fit is not the weighted maximum-likelihood one), EM
+# stops when its best penalised log-likelihood has not risen by more than
+# ``tol`` (per unit weight) for this many iterations, and keeps that best.
+NO_GAIN_WINDOW = 20
 
 
 @dataclass
@@ -114,10 +116,12 @@ def run_em(backend, settings, random_state, restart=0, warm_state=None):
     by less than ``tol`` per unit weight. Classification EM monitors the
     penalised classification log-likelihood ``sum_i w_i max_k log(g_k
     p_k)``, which its C- and M-steps never decrease, and stops likewise.
-    Stochastic EM's draws keep the log-likelihood moving, so it stops when
-    the best penalised log-likelihood has not risen by ``tol`` for
-    ``SEM_WINDOW`` iterations, and keeps the parameters of that best
-    iteration.
+    Stochastic EM's draws keep the log-likelihood moving, and experts whose
+    weighted fit is not the weighted maximum-likelihood one (trees, boosting,
+    neighbours: ``backend.exact_m_steps`` is False) can make it fall at any
+    iteration: those runs stop when the best penalised objective has not
+    risen by ``tol`` for ``NO_GAIN_WINDOW`` iterations (or when it stops
+    changing), and keep the parameters of that best iteration.
 
     Parameters
     ----------
@@ -150,6 +154,9 @@ def run_em(backend, settings, random_state, restart=0, warm_state=None):
     total = backend.total_weight
     iterating = time.perf_counter()
     stochastic = training == "sem"
+    # backends that fit only exact experts (the streamed and Array API ones:
+    # linear experts) need not say so
+    keeps_best = stochastic or not getattr(backend, "exact_m_steps", True)
     curves = ([], [])
     prev = best = -np.inf
     last_gain = 0
@@ -169,13 +176,15 @@ def run_em(backend, settings, random_state, restart=0, warm_state=None):
         objective, change = record_iteration(
             settings, n_iter, ll, value - backend.penalty(state), curves, total, prev
         )
-        if stochastic:
+        if keeps_best:
             if objective > best:
                 kept = (state, posterior)
                 if objective > best + settings.tol:
                     last_gain = n_iter
                 best = objective
-            if n_iter - last_gain >= SEM_WINDOW:
+            # stochastic EM's draws change the objective even at its optimum
+            fixed = not stochastic and abs(change) < settings.tol
+            if fixed or n_iter - last_gain >= NO_GAIN_WINDOW:
                 converged = True
                 break
         elif abs(change) < settings.tol:
