@@ -311,3 +311,46 @@ def test_exact_experts_run_to_the_tolerance():
     # never falling, so nothing to keep but the last iteration
     assert np.all(np.diff(curve) >= -1e-9 * np.abs(curve[1:]))
     assert est.log_likelihood_ == pytest.approx(curve[-1], abs=1e-9)
+
+
+# -- starts
+
+
+def test_restarts_alternate_random_rows_and_random_responsibilities():
+    from skmoe._em._start import initial_responsibilities
+
+    X, y = make_moe_regression(300, n_features=2, n_experts=3, random_state=0)
+    T, w = y[:, None], np.ones(300)
+    rng = np.random.RandomState(0)
+    kmeans = initial_responsibilities(X, T, w, 3, "kmeans", 0, rng)
+    rows = initial_responsibilities(X, T, w, 3, "kmeans", 1, rng)
+    flat = initial_responsibilities(X, T, w, 3, "kmeans", 2, rng)
+    for hard in (kmeans, rows):
+        assert set(np.unique(hard)) == {0.0, 1.0}
+        np.testing.assert_array_equal(hard.sum(axis=1), 1.0)
+    assert not np.array_equal(kmeans, rows)
+    assert np.all((flat > 0) & (flat < 1))
+    # a classifier (no target columns): the nearest of random rows
+    cells = initial_responsibilities(X, T[:, :0], w, 3, "kmeans", 1, rng)
+    assert set(np.unique(cells)) == {0.0, 1.0}
+
+
+def test_random_rows_start_an_expert_on_a_thin_regime():
+    from skmoe._em._start import subset_responsibilities
+
+    # a third of the rows on the exact line y = x, the rest scattered
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 3, 300)
+    on_line = np.arange(300) < 100
+    y = np.where(on_line, x, 2 + rng.normal(0, 0.5, 300))
+    found = 0
+    for seed in range(20):
+        resp = subset_responsibilities(
+            x[:, None], y[:, None], np.ones(300), 2, np.random.RandomState(seed)
+        )
+        # one expert holds the line's rows and few others
+        k = resp[on_line].sum(axis=0).argmax()
+        share = resp[on_line, k].mean()
+        purity = resp[on_line, k].sum() / resp[:, k].sum()
+        found += share > 0.95 and purity > 0.5
+    assert found >= 1
