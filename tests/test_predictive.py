@@ -139,6 +139,7 @@ def test_bic_picks_the_true_number_of_experts():
         "aic",
         "icl",
         "converged",
+        "rows_per_parameter",
     ]
     # the counts: gate 3 * 2, experts 3 * 3, noise 3
     assert table.loc[3, "n_parameters"] == 18

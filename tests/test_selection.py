@@ -177,3 +177,19 @@ def test_n_experts_auto_refuses_what_it_cannot_choose(data):
 
     with pytest.raises(ValueError, match="needs the experts' parameter count"):
         MixtureOfExpertsRegressor(SVR(), n_experts="auto", max_iter=3).fit(X, y)
+
+
+def test_candidates_with_too_few_rows_per_parameter_are_not_chosen(data):
+    X, y = data
+    est = MixtureOfExpertsRegressor(n_init=2, random_state=0)
+    best, table = select_n_experts(est, X, y, [1, 2, 3])
+    assert best.n_experts_ == 3
+    # 900 rows, 3 coefficients per expert: about 100 rows per parameter
+    # with three experts, 300 with one
+    assert 50 < table.loc[3, "rows_per_parameter"] < 150
+    assert table.loc[1, "rows_per_parameter"] == pytest.approx(300)
+    guarded, same = select_n_experts(est, X, y, [1, 2, 3], min_rows_per_parameter=150)
+    np.testing.assert_allclose(same["bic"], table["bic"])
+    qualifies = same["rows_per_parameter"] >= 150
+    assert not qualifies[3]
+    assert guarded.n_experts_ == same["bic"][qualifies].idxmin()
