@@ -31,6 +31,8 @@ from sklearn.linear_model import (
     Ridge,
 )
 
+from ._kernels import log_softmax
+
 # Rows per block: the (rows, n_experts, n_parameters) complete-data
 # gradients of a block stay under about 16 MB.
 _BLOCK_FLOATS = 2_000_000
@@ -67,9 +69,7 @@ class _SoftmaxTerms:
     def probabilities(self, X):
         logits = _design(X, self.fit_intercept) @ self.V.T
         logits = np.hstack([np.zeros((X.shape[0], 1)), logits])
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        return np.exp(log_softmax(logits))
 
     def gradients(self, X, P, category):
         """Gradient of ``log P[i, category[i]]``, shape (n_rows, n_parameters)."""

@@ -15,7 +15,7 @@ returns; ``tests/test_sparse.py`` checks them against the dense ones.
 import numpy as np
 import scipy.sparse as sp
 
-from ._kernels import log_softmax
+from ._kernels import log_softmax, weighted_cross_entropy
 
 
 def is_sparse(X):
@@ -76,7 +76,7 @@ def sparse_gate_objective(
             log_proba[...] = log_g
         if proba is not None:
             proba[...] = g
-    loss = -float(sample_weight @ np.einsum("ik,ik->i", targets, log_g))
+    loss = weighted_cross_entropy(log_g, targets, sample_weight)
     dlogits = sample_weight[:, None] * (g[:, 1:] - targets[:, 1:])
     column = dlogits.sum(axis=0)
     grad = np.empty_like(theta)
