@@ -1847,3 +1847,222 @@ if NUMBA_AVAILABLE:
 else:  # pragma: no cover
     logistic_experts_pass = logistic_experts_pass_numpy
     logistic_gradient_sums = logistic_gradient_sums_numpy
+
+
+# The classifier's E-step, fused with the gate's line-search test and the
+# gate's next gradient, as the regressor's ``em_pass`` fuses them: at a
+# trial point of the linear gate, with the labels' log-probabilities under
+# the experts just stepped, one pass gives the trial's loss against the
+# responsibilities the M-step used (its Armijo test), the new
+# responsibilities and row log-likelihoods (the E-step, if the trial is
+# taken), and the gate's loss and gradient against them (the next M-step's
+# first evaluation). Sums go by fixed parts of rows, as ``em_pass``'s.
+
+
+def classifier_pass_numpy(
+    X, mean, scale, theta, log_label, sample_weight, log_floor, previous=None
+):
+    """NumPy reference of the classifier's fused pass.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    mean, scale : ndarrays of shape (d,)
+        The gate's standardisation of the inputs.
+    theta : ndarray of shape (d + 1, K - 1)
+        The gate's free block (see :func:`gate_objective_numpy`).
+    log_label : ndarray of shape (n, K)
+        ``log p_k(y_i | x_i)``, raised to ``log_floor`` where below it.
+    sample_weight : ndarray of shape (n,)
+    log_floor : float
+    previous : ndarray of shape (n, K), default=None
+        The responsibilities of the M-step, for the trial's loss.
+
+    Returns
+    -------
+    resp, row_ll : ndarrays of shape (n, K) and (n,)
+        The posterior at the gate ``theta`` and these experts (see
+        :func:`responsibilities_numpy`).
+    gate_grad : ndarray of shape (d + 1, K - 1)
+        ``sum_i w_i (g_i - resp_i) z_i`` in the gate's parameters.
+    previous_loss, loss, log_likelihood : float
+        ``-sum_i w_i sum_k t_ik log g_ik`` for ``t = previous`` (NaN
+        without it) and ``t = resp``, and ``sum_i w_i row_ll_i``.
+    """
+    Xs = (X - mean) / scale
+    logits = np.zeros((X.shape[0], theta.shape[1] + 1))
+    logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
+    log_g = log_softmax_numpy(logits)
+    previous_loss = np.nan
+    if previous is not None:
+        previous_loss = weighted_cross_entropy(log_g, previous, sample_weight)
+    resp, row_ll = responsibilities_numpy(log_g, np.maximum(log_label, log_floor))
+    loss, dlogits = _loss_from_log_proba(log_g, resp, sample_weight)
+    gate_grad = np.empty_like(theta)
+    gate_grad[:-1] = Xs.T @ dlogits[:, 1:]
+    gate_grad[-1] = dlogits[:, 1:].sum(axis=0)
+    log_likelihood = float(sample_weight @ row_ll)
+    return resp, row_ll, gate_grad, previous_loss, loss, log_likelihood
+
+
+if NUMBA_AVAILABLE:
+
+    def _classifier_pass_parts(
+        X,
+        weight,
+        mean,
+        inv_scale,
+        theta,
+        log_label,
+        log_floor,
+        previous,
+        block,
+        resp,
+        row_ll,
+        grad_parts,
+        scalar_parts,
+    ):
+        # fixed parts of _GRAM_PART_ROWS rows, blocks of ``block`` rows in
+        # cache; the two products (logits, gradient) are BLAS calls, the
+        # exponentials of a block go through the vectorised exp at once.
+        # ``previous`` has no rows when there is none
+        n, d = X.shape
+        K1 = theta.shape[1]
+        K = K1 + 1
+        has_previous = previous.shape[0] > 0
+        gate_coef = np.ascontiguousarray(theta[:d])
+        for part in numba.prange(grad_parts.shape[0]):
+            grad = grad_parts[part]
+            xs_block = np.empty((block, d))
+            dlogit_block = np.empty((block, K1))
+            exponents = np.empty(block * K)
+            powers = np.empty(block * K)
+            scratch = np.empty(block * K)
+            log_g = np.empty((block, K))
+            tops = np.empty(block)
+            loss_previous = 0.0
+            loss = 0.0
+            ll = 0.0
+            lo = part * _GRAM_PART_ROWS
+            hi = min(n, lo + _GRAM_PART_ROWS)
+            for start in range(lo, hi, block):
+                m = min(hi, start + block) - start
+                xs = xs_block[:m]
+                dlogit = dlogit_block[:m]
+                for r in range(m):
+                    for j in range(d):
+                        xs[r, j] = (X[start + r, j] - mean[j]) * inv_scale[j]
+                logit = np.dot(xs, gate_coef)
+                # the gate's log-softmax, expert 0 the reference
+                for r in range(m):
+                    top = 0.0
+                    for k in range(K1):
+                        v = logit[r, k] + theta[d, k]
+                        logit[r, k] = v
+                        if v > top:
+                            top = v
+                    exponents[r * K] = -top
+                    for k in range(K1):
+                        exponents[r * K + k + 1] = logit[r, k] - top
+                _exp_nonpositive(exponents, powers, scratch, m * K)
+                for r in range(m):
+                    i = start + r
+                    total = 0.0
+                    for k in range(K):
+                        total += powers[r * K + k]
+                    log_total = math.log(total)
+                    inv_total = 1.0 / total
+                    for k in range(K1):
+                        # the gate's probabilities, until the E-step needs them
+                        dlogit[r, k] = powers[r * K + k + 1] * inv_total
+                    best = -np.inf
+                    acc = 0.0
+                    for k in range(K):
+                        lg = exponents[r * K + k] - log_total
+                        log_g[r, k] = lg
+                        if has_previous:
+                            acc += previous[i, k] * lg
+                        lp = log_label[i, k]
+                        v = lg + (lp if lp > log_floor else log_floor)
+                        exponents[r * K + k] = v
+                        if v > best:
+                            best = v
+                    loss_previous -= weight[i] * acc
+                    tops[r] = best
+                    for k in range(K):
+                        exponents[r * K + k] -= best
+                _exp_nonpositive(exponents, powers, scratch, m * K)
+                for r in range(m):
+                    i = start + r
+                    w = weight[i]
+                    total = 0.0
+                    for k in range(K):
+                        total += powers[r * K + k]
+                    inv_total = 1.0 / total
+                    acc = 0.0
+                    for k in range(K):
+                        h = powers[r * K + k] * inv_total
+                        h = h if h >= RESPONSIBILITY_FLOOR else 0.0
+                        resp[i, k] = h
+                        acc += h * log_g[r, k]
+                    row_ll[i] = tops[r] + math.log(total)
+                    loss -= w * acc
+                    ll += w * row_ll[i]
+                    for k in range(K1):
+                        # d loss / d logit_k = w (g_k - h_k)
+                        v = w * (dlogit[r, k] - resp[i, k + 1])
+                        dlogit[r, k] = v
+                        grad[d, k] += v
+                grad[:d] += np.dot(xs.T, dlogit)
+            scalar_parts[part, 0] = loss_previous
+            scalar_parts[part, 1] = loss
+            scalar_parts[part, 2] = ll
+
+    _classifier_pass_serial = _njit(_classifier_pass_parts)
+    _classifier_pass_parallel = _njit_parallel(_classifier_pass_parts)
+
+    def classifier_pass_numba(
+        X, mean, scale, theta, log_label, sample_weight, log_floor, previous=None
+    ):
+        """Numba twin of :func:`classifier_pass_numpy`: one pass, in cache."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        n, d = X.shape
+        mean = np.ascontiguousarray(mean, dtype=np.float64)
+        inv_scale = 1.0 / np.asarray(scale, dtype=np.float64)
+        theta = np.ascontiguousarray(theta, dtype=np.float64)
+        log_label = np.ascontiguousarray(log_label, dtype=np.float64)
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
+        K = theta.shape[1] + 1
+        if previous is None:
+            previous_rows = np.empty((0, K))
+        else:
+            previous_rows = np.ascontiguousarray(previous, dtype=np.float64)
+        n_parts = max(1, -(-n // _GRAM_PART_ROWS))
+        grad_parts = np.zeros((n_parts, d + 1, K - 1))
+        scalar_parts = np.zeros((n_parts, 3))
+        resp = np.empty((n, K))
+        row_ll = np.empty(n)
+        with single_threaded_blas():  # the blocks' products run on the threads
+            _pick(_classifier_pass_serial, _classifier_pass_parallel, n)(
+                X,
+                sample_weight,
+                mean,
+                inv_scale,
+                theta,
+                log_label,
+                float(log_floor),
+                previous_rows,
+                _LOGISTIC_BLOCK_ROWS,
+                resp,
+                row_ll,
+                grad_parts,
+                scalar_parts,
+            )
+        previous_loss, loss, ll = scalar_parts.sum(axis=0)
+        if previous is None:
+            previous_loss = np.nan
+        return resp, row_ll, grad_parts.sum(axis=0), previous_loss, loss, ll
+
+    classifier_pass = classifier_pass_numba
+else:  # pragma: no cover
+    classifier_pass = classifier_pass_numpy

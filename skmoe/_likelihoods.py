@@ -218,6 +218,8 @@ class CategoricalLikelihood:
     is_classifier = True
     y_is_1d = True
     gram_sufficient = False
+    # the floor of the labels' log-probabilities, for kernels that apply it
+    log_label_floor = float(np.log(_PROBA_FLOOR))
 
     def __init__(self, classes):
         self.classes = classes
@@ -296,7 +298,7 @@ class CategoricalLikelihood:
 
     def posterior_from_log_label(self, log_gate, log_label):
         """:meth:`posterior` from the labels' log-probabilities ``log p_k(y_i)``."""
-        return responsibilities(log_gate, np.maximum(log_label, np.log(_PROBA_FLOOR)))
+        return responsibilities(log_gate, np.maximum(log_label, self.log_label_floor))
 
     def scale_of(self, estimator):
         return None

@@ -308,6 +308,8 @@ def make_calls(n, d=8, K=6):
             logits, means, Y, np.zeros((K, 1)), w),
         "logistic_moe_gradient": lambda: kern.logistic_moe_gradient_numba(
             logits, expert_logits, codes, w),
+        "classifier_pass": lambda: kern.classifier_pass_numba(
+            X, mean, scale, theta, logits, w, -27.6, resp),
     }
 
 
@@ -375,6 +377,7 @@ def _parallel_builds():
         "weighted_grams",
         "gaussian_moe_gradient",
         "logistic_moe_gradient",
+        "classifier_pass",
     }
     return {f"{name}_parallel" for name in names}
 
@@ -395,6 +398,44 @@ def test_vectorised_exp_is_within_an_ulp_of_numpy():
     out, scratch = np.empty(3), np.empty(3)
     kern._exp_nonpositive(y, out, scratch, 3)
     assert out[0] == out[1] == np.exp(-700.0) and np.isnan(out[2])
+
+
+@pytest.mark.parametrize("previous", [True, False])
+def test_classifier_pass_matches_numpy(n_rows, previous):
+    rng = np.random.RandomState(14)
+    d, K = 3, 4
+    X = rng.standard_normal((n_rows, d)) * [1.0, 10.0, 0.1] + [0.0, 50.0, -3.0]
+    w = rng.uniform(0.2, 2.0, n_rows)
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    theta = rng.standard_normal((d + 1, K - 1))
+    log_label = np.log(rng.uniform(1e-20, 1.0, (n_rows, K)))
+    log_label[::5, 1] = -np.inf  # a class the expert does not hold
+    floor = np.log(1e-12)
+    prev = rng.dirichlet(np.ones(K), size=n_rows) if previous else None
+    args = (X, mean, scale, theta, log_label, w, floor, prev)
+    got = kern.classifier_pass_numba(*args)
+    ref = kern.classifier_pass_numpy(*args)
+    for a, b in zip(got[:3], ref[:3], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(got[3:], ref[3:], rtol=1e-12)
+    assert np.isnan(got[3]) == (not previous)
+    # and it is the E-step and the gate's objective of the kernels apart
+    Xs = (X - mean) / scale
+    logits = np.zeros((n_rows, K))
+    logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
+    resp, row_ll = kern.responsibilities_numpy(
+        kern.log_softmax_numpy(logits), np.maximum(log_label, floor)
+    )
+    np.testing.assert_allclose(got[0], resp, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(got[1], row_ll, rtol=1e-12)
+    loss, grad = kern.gate_objective_numpy(X, mean, scale, theta, resp, w)
+    np.testing.assert_allclose(got[2], grad, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(got[4], loss, rtol=1e-12)
+    np.testing.assert_allclose(got[5], w @ row_ll, rtol=1e-12)
+    if previous:
+        np.testing.assert_allclose(
+            got[3], kern.gate_objective_numpy(X, mean, scale, theta, prev, w)[0]
+        )
 
 
 @pytest.mark.parametrize("previous", [True, False])

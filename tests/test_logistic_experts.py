@@ -241,6 +241,41 @@ def test_em_objective_never_decreases_with_newton_experts(C, n_classes):
         assert experts > 0
 
 
+def test_fused_classifier_iterations_equal_the_unfused_ones(monkeypatch):
+    # with the linear gate, the gate's trial point, the E-step and the next
+    # gate gradient are one pass (classifier_pass); without the fusion the
+    # same iteration takes its separate passes: the same curve, iteration by
+    # iteration, to round-off
+    import skmoe._backends._numpy as numpy_backend
+
+    X, y = make_moe_classification(
+        n_samples=3000, n_features=4, n_experts=4, n_classes=3, random_state=5
+    )
+    w = np.random.RandomState(0).uniform(0.5, 2.0, len(y))
+    kw = dict(n_experts=4, max_iter=40, tol=1e-10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fused = MixtureOfExpertsClassifier(**kw).fit(X, y, sample_weight=w)
+        # one pass per iteration after the first two (the cold M-step, and
+        # the first warm one, which has no pass's gradient yet), more only
+        # where the line search halves a step
+        passes = fused._fit_counts["classifier_passes"]
+        assert fused.n_iter_ - 1 <= passes <= fused.n_iter_ + 2
+        monkeypatch.setattr(
+            numpy_backend.InMemoryBackend, "_fused_gate", lambda self, gate: False
+        )
+        plain = MixtureOfExpertsClassifier(**kw).fit(X, y, sample_weight=w)
+    assert "classifier_passes" not in plain._fit_counts
+    assert fused.n_iter_ == plain.n_iter_ > 10
+    np.testing.assert_allclose(
+        fused.log_likelihood_curve_, plain.log_likelihood_curve_, rtol=1e-10
+    )
+    np.testing.assert_allclose(fused.gate_.coef_, plain.gate_.coef_, rtol=1e-7)
+    np.testing.assert_allclose(
+        fused.predict_proba(X), plain.predict_proba(X), rtol=1e-8, atol=1e-12
+    )
+
+
 def test_newton_experts_reach_the_log_likelihood_of_the_general_path():
     X, y = make_moe_classification(
         n_samples=1500, n_features=4, n_experts=3, n_classes=3, random_state=2

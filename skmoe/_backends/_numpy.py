@@ -36,11 +36,12 @@ from .._gates._softmax import (
     NEWTON_MAX_PARAMETERS,
     SoftmaxGate,
     SoftmaxGateFit,
+    gradient_newton_step,
     mean_penalised_loss,
     warm_newton_step,
 )
 from .._gates._solvers import ARMIJO, MAX_HALVINGS
-from .._kernels import em_pass
+from .._kernels import classifier_pass, em_pass
 from .._scaling import weighted_standardisation
 from .._sparse import is_sparse
 from .._validation import validate_fit_data
@@ -93,6 +94,34 @@ class _PassStats(NamedTuple):
     theta: np.ndarray
     log_likelihood: float
     expert_ll: np.ndarray
+
+
+class _ClassifierPass(NamedTuple):
+    """What the classifier's fused pass leaves (see ``classifier_pass``).
+
+    The posterior at the gate's parameter array ``theta`` and the experts
+    ``experts``, and for the next M-step the gate's unpenalised summed
+    gradient ``gate_grad`` and loss ``gate_loss`` against its
+    responsibilities.
+    """
+
+    posterior: Posterior
+    theta: np.ndarray
+    experts: list
+    gate_grad: np.ndarray
+    gate_loss: float
+
+
+def _shallow_copy_gate(gate):
+    """A copy of a :class:`SoftmaxGate` whose arrays a fit then rebinds.
+
+    Copies its ``__dict__`` (``copy.copy`` goes through pickling), so that
+    the previous state's gate stays as it was; a deep copy was 1% of a
+    1e4-row fit.
+    """
+    copied = object.__new__(SoftmaxGate)
+    copied.__dict__.update(gate.__dict__)
+    return copied
 
 
 @dataclass
@@ -220,6 +249,7 @@ class InMemoryBackend:
         # smoothed_gate_targets); gradient training's start turns it off
         self.smooth_first_gate = True
         self._pass = None  # the _PassStats of the last fused pass
+        self._classifier_pass = None  # the _ClassifierPass of the last one
         self._soft = True  # whether the last assign left the responsibilities
 
     @property
@@ -247,7 +277,7 @@ class InMemoryBackend:
         backend = copy.copy(self)
         backend._gate_fit = None
         backend._handed = None
-        backend._pass = None
+        backend._pass = backend._classifier_pass = None
         backend._logistic_outputs = backend._logistic_spare = None
         backend.counts = {}
         return backend
@@ -391,6 +421,31 @@ class InMemoryBackend:
             self._logistic_spare = last
         self._logistic_outputs = stepped
         scale = likelihood.m_step_scale(Y, outputs, weights, stats)
+        held = self._classifier_pass
+        if (
+            stepped is not None
+            and held is not None
+            and held.posterior is posterior
+            and held.theta is state.gate._theta
+            and self._soft
+            and self._fused_gate(state.gate)
+        ):
+            # the gate's step from the last pass's gradient, each trial one
+            # pass that is also the E-step at the stepped experts
+            new = MixtureState(experts, _shallow_copy_gate(state.gate), scale)
+            newton = gradient_newton_step(
+                new.gate, X, sw, held.gate_grad, held.gate_loss, self.counts
+            )
+            self._line_search_gate(
+                new.gate,
+                newton,
+                resp,
+                lambda theta, previous: self._classifier_pass_at(
+                    new, theta, stepped.log_label, previous
+                ),
+            )
+            self._handed = (new, None, None)
+            return new
         weight_sums = None if stats is None else stats.weight_sums
         if (
             not warm_gate
@@ -426,12 +481,7 @@ class InMemoryBackend:
             gate = copy.deepcopy(gate)
             gate.fit(X, resp, sw, warm_start=warm_gate)
             return gate, None
-        # the softmax gate's fit only rebinds its arrays: a shallow copy (of
-        # its __dict__: copy.copy goes through pickling) leaves the previous
-        # state's gate as it was; a deep copy was 1% of a 1e4-row fit
-        copied = object.__new__(SoftmaxGate)
-        copied.__dict__.update(gate.__dict__)
-        gate = copied
+        gate = _shallow_copy_gate(gate)
         if self._gate_fit is None:
             self._gate_fit = SoftmaxGateFit(X, sw, counts=self.counts)
         n = X.shape[0]
@@ -527,8 +577,7 @@ class InMemoryBackend:
             shifts=self._shifts,
         )
         scale = likelihood.m_step_scale(Y, None, weights, closed)
-        gate = object.__new__(SoftmaxGate)
-        gate.__dict__.update(state.gate.__dict__)
+        gate = _shallow_copy_gate(state.gate)
         step, slope, loss, done = warm_newton_step(
             gate,
             X,
@@ -539,6 +588,27 @@ class InMemoryBackend:
             self.counts,
         )
         new = MixtureState(experts, gate, scale)
+        self._line_search_gate(
+            gate,
+            (step, slope, loss, done),
+            resp,
+            lambda theta, previous: self._fused_pass(new, theta, previous)[1],
+        )
+        self._handed = (new, None, None)
+        return new
+
+    def _line_search_gate(self, gate, newton, resp, run_pass):
+        """Take the gate's Newton step by backtracking, each trial one pass.
+
+        ``newton`` is :func:`warm_newton_step`'s ``(step, slope, loss,
+        done)``; ``run_pass(theta, previous)`` makes a fused pass with the
+        gate at ``theta`` (the E-step there, kept for the next M-step) and
+        returns the gate's unpenalised loss against ``previous`` (the
+        M-step's responsibilities, or None where no test is wanted). The
+        trial taken is the last pass made; with no step, a pass at the gate
+        as it was.
+        """
+        step, slope, loss, done = newton
         total = self.total_weight
         theta = gate._theta
         gate.n_iter_ = 0
@@ -546,20 +616,40 @@ class InMemoryBackend:
             t = 1.0
             for _ in range(MAX_HALVINGS):
                 trial = theta + t * step
-                _, trial_loss = self._fused_pass(new, trial, resp)
-                trial_loss = mean_penalised_loss(gate, trial, trial_loss, total)
+                trial_loss = mean_penalised_loss(
+                    gate, trial, run_pass(trial, resp), total
+                )
                 if trial_loss <= loss + ARMIJO * t * slope:
                     gate._theta, gate.n_iter_ = trial, 1
                     break
                 t *= 0.5
         if gate.n_iter_ == 0:
             # no step: the E-step at the new experts and the gate as it was
-            self._fused_pass(new, theta, None)
+            run_pass(theta, None)
         gate._set_public()
         self._count("gate_fits", 1)
         self._count("gate_steps", gate.n_iter_)
-        self._handed = (new, None, None)
-        return new
+
+    def _classifier_pass_at(self, state, theta, log_label, previous):
+        """The classifier's fused pass at ``state``'s experts and the gate at
+        ``theta``, kept for the next M-step; the gate's loss against
+        ``previous`` (NaN without it)."""
+        gate = state.gate
+        resp, row_ll, grad, previous_loss, loss, _ = classifier_pass(
+            self.X,
+            gate._mean,
+            gate._scale,
+            theta,
+            log_label,
+            self.sample_weight,
+            self.likelihood.log_label_floor,
+            previous,
+        )
+        self._count("classifier_passes", 1)
+        self._classifier_pass = _ClassifierPass(
+            Posterior(resp, row_ll), theta, state.experts, grad, loss
+        )
+        return previous_loss
 
     def _count(self, name, value):
         self.counts[name] = self.counts.get(name, 0) + value
@@ -578,7 +668,25 @@ class InMemoryBackend:
         if self._fusable and self._soft and self._fused_gate(state.gate):
             # the E-step, and the next M-step's statistics, in one pass
             return self._fused_pass(state, state.gate._theta, None)[0].posterior
+        held = self._classifier_pass
+        if (
+            held is not None
+            and held.experts is state.experts
+            and held.theta is getattr(state.gate, "_theta", None)
+        ):
+            # the fused M-step's last pass made the E-step already
+            return held.posterior
         stepped = self._logistic_outputs
+        if (
+            stepped is not None
+            and stepped.experts is state.experts
+            and self._soft
+            and self._fused_gate(state.gate)
+        ):
+            # the E-step, and the next M-step's gate gradient, in one pass
+            theta = state.gate._theta
+            self._classifier_pass_at(state, theta, stepped.log_label, None)
+            return self._classifier_pass.posterior
         if stepped is not None and stepped.experts is state.experts:
             log_gate = handed[2] if handed is not None and handed[0] is state else None
             log_gate = self._log_gate(state) if log_gate is None else log_gate

@@ -199,9 +199,18 @@ def newton_step_logistic_experts(
     if any(setting.class_weight is not None for setting in settings):
         S = weights.copy()
     problems, thetas = [], []
+    # one pass for every column's total (a strided column's sum is slow)
+    totals = weights.sum(axis=0)
     for k in range(K):
         problem = _ExpertProblem(
-            settings[k], X, codes, S[:, k], standardised, presents[k], n_codes
+            settings[k],
+            X,
+            codes,
+            S[:, k],
+            standardised,
+            presents[k],
+            n_codes,
+            total=totals[k],
         )
         theta = problem.theta_of(previous[k])
         if theta is None:
@@ -331,7 +340,9 @@ class _ExpertProblem:
         s = np.array(w, dtype=np.float64)  # a copy: class weights go in place
         return cls(setting, X, codes, s, standardised, present, n_codes)
 
-    def __init__(self, setting, X, codes, s, standardised, present, n_codes):
+    def __init__(
+        self, setting, X, codes, s, standardised, present, n_codes, total=None
+    ):
         self.setting = setting
         self.X = X
         self.codes = codes
@@ -359,7 +370,10 @@ class _ExpertProblem:
             )
             s *= class_weight[self.y]
         self.s = s
-        self.total = float(s.sum())
+        # ``total``: the weights' sum where the caller has it (before class
+        # weights, which change it)
+        reuse = total is not None and setting.class_weight is None
+        self.total = float(total) if reuse else float(s.sum())
         self._targets = None
         # the penalty in theta: for feature j, strength / scale_j^2 * P, with
         # P the centring matrix of the multinomial model (1 for the binary one)

@@ -502,11 +502,23 @@ def warm_newton_step(gate, X, sw, gate_sums, target_sums, loss, counts=None):
     mean penalised loss over the flat parameters): the caller evaluates the
     trial point and tests it against ``mean_loss + ARMIJO * t * slope``.
     """
+    grad = gate_sums - standardised_sums(gate, target_sums)
+    return gradient_newton_step(gate, X, sw, grad, loss, counts)
+
+
+def gradient_newton_step(gate, X, sw, grad, loss, counts=None):
+    """Newton's step for the gate from its gradient and loss, as a pass gave them.
+
+    ``grad`` is ``sum_i w_i (g_i - r_i) z_i`` at the gate's current
+    parameters, shape (n_features + 1, n_experts - 1), and ``loss`` the
+    weighted cross-entropy there (both unpenalised, summed); returns what
+    :func:`warm_newton_step` returns.
+    """
     total = sw.sum()
     alpha = float(gate.alpha)
     theta = gate._theta
     W = theta[:-1]
-    grad = gate_sums - standardised_sums(gate, target_sums)
+    grad = grad.copy()
     grad[:-1] += alpha * W
     mean_loss = (loss + 0.5 * alpha * np.sum(W * W)) / total
     grad = grad.ravel() / total
