@@ -94,8 +94,34 @@ def fits_exactly(template):
     return isinstance(template, _EXACT_EXPERTS)
 
 
-def _fit_one(template, X, y, w, is_classifier):
-    """Fit a clone of ``template`` on the rows with positive weight."""
+# Generalised linear experts that scikit-learn's own solver continues from
+# the last M-step's coefficients (their ``warm_start``): the same exact
+# weighted fit, in fewer Newton iterations.
+_GLM_EXPERTS = (PoissonRegressor, GammaRegressor, TweedieRegressor)
+
+
+def _warm_glm(template, previous):
+    """A clone of the GLM ``template`` set to start from ``previous``, or None.
+
+    None where ``template`` is not a GLM, ``previous`` is not a fitted one of
+    its kind, or its coefficients are not finite (an expert of mean 0).
+    """
+    if not isinstance(template, _GLM_EXPERTS) or type(previous) is not type(template):
+        return None
+    coef, intercept = previous.coef_, previous.intercept_
+    if not (np.all(np.isfinite(coef)) and np.isfinite(intercept)):
+        return None
+    est = clone(template).set_params(warm_start=True)
+    est.coef_, est.intercept_ = coef.copy(), intercept
+    return est
+
+
+def _fit_one(template, X, y, w, is_classifier, previous=None):
+    """Fit a clone of ``template`` on the rows with positive weight.
+
+    ``previous``: the last M-step's expert, from which a GLM expert starts
+    (see :func:`_warm_glm`).
+    """
     keep = w > 0
     if not keep.all():
         # zero weight is removal; dropping the rows keeps trees and k-NN-like
@@ -105,9 +131,14 @@ def _fit_one(template, X, y, w, is_classifier):
         # a class-pure expert: the probabilities are known, and most
         # classifiers refuse to fit one class
         return DummyClassifier(strategy="prior").fit(X, y)
-    est = clone(template)
+    est = _warm_glm(template, previous)
+    warm = est is not None
+    if not warm:
+        est = clone(template)
     # a column of the weight matrix is strided; some Cython fits refuse that
     est.fit(X, y, **{sample_weight_key(template): np.ascontiguousarray(w)})
+    if warm:
+        est.warm_start = template.warm_start  # its parameters as the user set them
     return est
 
 
@@ -162,7 +193,8 @@ def fit_experts(
         fused EM pass made them (see ``closed_form_experts``).
     previous : list of estimators, default=None
         The experts of the last M-step: LogisticRegression experts take one
-        Newton step from them (see ``fit_logistic_experts``).
+        Newton step from them (see ``fit_logistic_experts``), and GLM
+        experts' solvers start from their coefficients.
     standardised : tuple of (mean, scale), default=None
         The inputs' standardisation for LogisticRegression experts; None
         computes it.
@@ -217,7 +249,14 @@ def fit_experts(
     if slow:
         y_fit = Y[:, 0] if (not is_classifier and y_is_1d) else Y
         fitted = Parallel(n_jobs=n_jobs)(
-            delayed(_fit_one)(templates[k], X, y_fit, weights[:, k], is_classifier)
+            delayed(_fit_one)(
+                templates[k],
+                X,
+                y_fit,
+                weights[:, k],
+                is_classifier,
+                None if previous is None else previous[k],
+            )
             for k in slow
         )
         for k, est in zip(slow, fitted, strict=True):

@@ -19,6 +19,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skmoe import MixtureOfExpertsRegressor, compare
 from skmoe.__main__ import main
+from skmoe._experts import fit_experts
 from skmoe._likelihoods import gamma_shape_mle
 from skmoe._predictive import mixture_modes, mixture_quantiles, sample_mixture
 
@@ -134,6 +135,35 @@ def test_log_likelihood_never_decreases_under_exact_em(family, request):
     assert curve.size == 40
     assert curve[-1] > curve[0] + 100
     assert np.all(np.diff(curve) >= -1e-10 * np.abs(curve[:-1]))
+
+
+@pytest.mark.parametrize("family", ["poisson", "gamma"])
+def test_glm_experts_start_from_the_last_m_step(family, request):
+    # each M-step's GLM fit starts from the last expert's coefficients
+    # (scikit-learn's warm_start): the same weighted fit as from scratch, in
+    # fewer Newton iterations, the last experts and the template untouched
+    X, y = request.getfixturevalue(f"{family}_data")
+    rng = np.random.RandomState(0)
+    template = (PoissonRegressor if family == "poisson" else GammaRegressor)(
+        alpha=0.0, solver="newton-cholesky", tol=1e-10
+    )
+    before = rng.dirichlet(np.ones(2), size=len(y))
+    # the next M-step's weights: close to the last ones, as in EM
+    after = 0.9 * before + 0.1 * rng.dirichlet(np.ones(2), size=len(y))
+    kw = dict(is_classifier=False, y_is_1d=True)
+    last = fit_experts([template] * 2, X, y[:, None], before, **kw)
+    kept = [(e.coef_.copy(), e.intercept_) for e in last]
+    cold = fit_experts([template] * 2, X, y[:, None], after, **kw)
+    warm = fit_experts([template] * 2, X, y[:, None], after, previous=last, **kw)
+    for w, c in zip(warm, cold, strict=True):
+        np.testing.assert_allclose(w.coef_, c.coef_, rtol=1e-7)
+        np.testing.assert_allclose(w.intercept_, c.intercept_, rtol=1e-7)
+        assert w.n_iter_ < c.n_iter_
+        assert w.get_params() == template.get_params()
+    for e, (coef, intercept) in zip(last, kept, strict=True):
+        np.testing.assert_array_equal(e.coef_, coef)
+        assert e.intercept_ == intercept
+    assert not template.warm_start and not hasattr(template, "coef_")
 
 
 def test_gaussian_family_is_the_default_bit_for_bit():
