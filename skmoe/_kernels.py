@@ -894,6 +894,56 @@ if NUMBA_AVAILABLE:
         cache=True, fastmath=False, nogil=True, error_model="numpy", inline="always"
     )(_exp_nonpositive)
 
+    def _gate_block_exponents(
+        X, start, m, mean, inv_scale, gate_coef, bias, xs, exponents
+    ):
+        # rows start .. start + m of X standardised into xs, and the linear
+        # gate's logits there less each row's top (expert 0's logit 0 the
+        # reference) into the flat exponents, for the vectorised exp
+        d = X.shape[1]
+        K1 = gate_coef.shape[1]
+        K = K1 + 1
+        for r in range(m):
+            for j in range(d):
+                xs[r, j] = (X[start + r, j] - mean[j]) * inv_scale[j]
+        logit = np.dot(xs, gate_coef)
+        for r in range(m):
+            top = 0.0
+            for k in range(K1):
+                v = logit[r, k] + bias[k]
+                logit[r, k] = v
+                if v > top:
+                    top = v
+            exponents[r * K] = -top
+            for k in range(K1):
+                exponents[r * K + k + 1] = logit[r, k] - top
+
+    _gate_block_exponents = numba.njit(
+        cache=True, fastmath=False, nogil=True, inline="always"
+    )(_gate_block_exponents)
+
+    def _posterior_row_from_powers(powers, r, K, best, resp, row_ll, i):
+        # block row r's exponentials of its joint log-densities less their
+        # maximum ``best``: row i's posterior and log-likelihood
+        if best == -np.inf:
+            # no expert explains the row: no finite posterior
+            for k in range(K):
+                resp[i, k] = 1.0 / K
+            row_ll[i] = -np.inf
+            return
+        total = 0.0
+        for k in range(K):
+            total += powers[r * K + k]
+        inv_total = 1.0 / total
+        for k in range(K):
+            h = powers[r * K + k] * inv_total
+            resp[i, k] = h if h >= RESPONSIBILITY_FLOOR else 0.0
+        row_ll[i] = best + math.log(total)
+
+    _posterior_row_from_powers = numba.njit(
+        cache=True, fastmath=False, nogil=True, inline="always"
+    )(_posterior_row_from_powers)
+
     def _em_pass_parts(
         X,
         Y,
@@ -960,24 +1010,12 @@ if NUMBA_AVAILABLE:
                 wg = wg_block[:m]
                 Z = Z_block[:m]
                 ZW = ZW_block[:m]
-                for r in range(m):
-                    for j in range(d):
-                        xs[r, j] = (X[start + r, j] - mean[j]) * inv_scale[j]
-                logit = np.dot(xs, gate_coef)
-                means = np.dot(X[start : start + m], coef)
                 # the gate's log-softmax, expert 0 the reference: exponents
                 # of the block, then their exponentials at once
-                for r in range(m):
-                    top = 0.0
-                    for k in range(K1):
-                        v = logit[r, k] + theta[d, k]
-                        logit[r, k] = v
-                        if v > top:
-                            top = v
-                    tops[r] = top
-                    exponents[r * K] = -top
-                    for k in range(K1):
-                        exponents[r * K + k + 1] = logit[r, k] - top
+                _gate_block_exponents(
+                    X, start, m, mean, inv_scale, gate_coef, theta[d], xs, exponents
+                )
+                means = np.dot(X[start : start + m], coef)
                 _exp_nonpositive(exponents, powers, scratch, m * K)
                 for r in range(m):
                     i = start + r
@@ -1016,21 +1054,7 @@ if NUMBA_AVAILABLE:
                 for r in range(m):
                     i = start + r
                     w = weight[i]
-                    best = tops[r]
-                    if best == -np.inf:
-                        # no expert explains the row: no finite posterior
-                        for k in range(K):
-                            resp[i, k] = 1.0 / K
-                        row_ll[i] = -np.inf
-                    else:
-                        total = 0.0
-                        for k in range(K):
-                            total += powers[r * K + k]
-                        inv_total = 1.0 / total
-                        for k in range(K):
-                            h = powers[r * K + k] * inv_total
-                            resp[i, k] = h if h >= RESPONSIBILITY_FLOOR else 0.0
-                        row_ll[i] = best + math.log(total)
+                    _posterior_row_from_powers(powers, r, K, tops[r], resp, row_ll, i)
                     acc = 0.0
                     weighted_ll = w * row_ll[i]
                     for k in range(K):
@@ -1949,21 +1973,10 @@ if NUMBA_AVAILABLE:
                 m = min(hi, start + block) - start
                 xs = xs_block[:m]
                 dlogit = dlogit_block[:m]
-                for r in range(m):
-                    for j in range(d):
-                        xs[r, j] = (X[start + r, j] - mean[j]) * inv_scale[j]
-                logit = np.dot(xs, gate_coef)
                 # the gate's log-softmax, expert 0 the reference
-                for r in range(m):
-                    top = 0.0
-                    for k in range(K1):
-                        v = logit[r, k] + theta[d, k]
-                        logit[r, k] = v
-                        if v > top:
-                            top = v
-                    exponents[r * K] = -top
-                    for k in range(K1):
-                        exponents[r * K + k + 1] = logit[r, k] - top
+                _gate_block_exponents(
+                    X, start, m, mean, inv_scale, gate_coef, theta[d], xs, exponents
+                )
                 _exp_nonpositive(exponents, powers, scratch, m * K)
                 for r in range(m):
                     i = start + r
@@ -1995,17 +2008,10 @@ if NUMBA_AVAILABLE:
                 for r in range(m):
                     i = start + r
                     w = weight[i]
-                    total = 0.0
-                    for k in range(K):
-                        total += powers[r * K + k]
-                    inv_total = 1.0 / total
+                    _posterior_row_from_powers(powers, r, K, tops[r], resp, row_ll, i)
                     acc = 0.0
                     for k in range(K):
-                        h = powers[r * K + k] * inv_total
-                        h = h if h >= RESPONSIBILITY_FLOOR else 0.0
-                        resp[i, k] = h
-                        acc += h * log_g[r, k]
-                    row_ll[i] = tops[r] + math.log(total)
+                        acc += resp[i, k] * log_g[r, k]
                     loss -= w * acc
                     ll += w * row_ll[i]
                     for k in range(K1):
