@@ -100,9 +100,9 @@ class _ClassifierPass(NamedTuple):
     """What the classifier's fused pass leaves (see ``classifier_pass``).
 
     The posterior at the gate's parameter array ``theta`` and the experts
-    ``experts``, and for the next M-step the gate's unpenalised summed
-    gradient ``gate_grad`` and loss ``gate_loss`` against its
-    responsibilities.
+    ``experts``, and its log-likelihood; for the next M-step the gate's
+    unpenalised summed gradient ``gate_grad`` and loss ``gate_loss``
+    against its responsibilities.
     """
 
     posterior: Posterior
@@ -110,6 +110,7 @@ class _ClassifierPass(NamedTuple):
     experts: list
     gate_grad: np.ndarray
     gate_loss: float
+    log_likelihood: float
 
 
 def _shallow_copy_gate(gate):
@@ -635,7 +636,7 @@ class InMemoryBackend:
         ``theta``, kept for the next M-step; the gate's loss against
         ``previous`` (NaN without it)."""
         gate = state.gate
-        resp, row_ll, grad, previous_loss, loss, _ = classifier_pass(
+        resp, row_ll, grad, previous_loss, loss, ll = classifier_pass(
             self.X,
             gate._mean,
             gate._scale,
@@ -647,7 +648,7 @@ class InMemoryBackend:
         )
         self._count("classifier_passes", 1)
         self._classifier_pass = _ClassifierPass(
-            Posterior(resp, row_ll), theta, state.experts, grad, loss
+            Posterior(resp, row_ll), theta, state.experts, grad, loss, ll
         )
         return previous_loss
 
@@ -719,9 +720,13 @@ class InMemoryBackend:
     # -- what the loop monitors and keeps
 
     def log_likelihood(self, posterior):
+        # the fused passes summed it
         stats = self._stats_of(posterior)
         if stats is not None:
             return stats.log_likelihood
+        held = self._classifier_pass
+        if held is not None and held.posterior is posterior:
+            return held.log_likelihood
         return float(self.sample_weight @ posterior.row_ll)
 
     def classification_log_likelihood(self, posterior):
