@@ -33,14 +33,13 @@ from .._em._stats import fast_linear_alpha, gram_shifts
 from .._experts import fit_experts, fits_exactly
 from .._gates._builder import ColumnSubsetGate
 from .._gates._softmax import (
-    NEWTON_MAX_PARAMETERS,
     SoftmaxGate,
     SoftmaxGateFit,
     gradient_newton_step,
-    mean_penalised_loss,
+    line_search_gate,
+    one_step_warm_gate,
     warm_newton_step,
 )
-from .._gates._solvers import ARMIJO, MAX_HALVINGS
 from .._kernels import classifier_pass, em_pass
 from .._scaling import weighted_standardisation
 from .._sparse import is_sparse
@@ -364,13 +363,6 @@ class InMemoryBackend:
         warn_reseeded(dead, stacklevel=4)
         return Posterior(resp, posterior.row_ll)
 
-    def _fused_gate(self, gate):
-        """Whether this gate's warm M-step can be the fused one-step Newton."""
-        if type(gate) is not SoftmaxGate or gate.warm_max_iter != 1:
-            return False
-        d1, K1 = gate._theta.shape
-        return 0 < d1 * K1 <= NEWTON_MAX_PARAMETERS
-
     def m_step(self, state, posterior, warm_gate):
         """Refit the experts, their scale and the gate on the responsibilities."""
         stats = self._pass
@@ -378,7 +370,7 @@ class InMemoryBackend:
             warm_gate
             and stats is not None
             and stats.posterior is posterior
-            and self._fused_gate(state.gate)
+            and one_step_warm_gate(state.gate)
         ):
             return self._fused_m_step(state, posterior, stats)
         X, Y, sw = self.X, self.Y, self.sample_weight
@@ -429,7 +421,7 @@ class InMemoryBackend:
             and held.posterior is posterior
             and held.theta is state.gate._theta
             and self._soft
-            and self._fused_gate(state.gate)
+            and one_step_warm_gate(state.gate)
         ):
             # the gate's step from the last pass's gradient, each trial one
             # pass that is also the E-step at the stepped experts
@@ -437,13 +429,15 @@ class InMemoryBackend:
             newton = gradient_newton_step(
                 new.gate, X, sw, held.gate_grad, held.gate_loss, self.counts
             )
-            self._line_search_gate(
+            line_search_gate(
                 new.gate,
                 newton,
                 resp,
                 lambda theta, previous: self._classifier_pass_at(
                     new, theta, stepped.log_label, previous
                 ),
+                self.total_weight,
+                self.counts,
             )
             self._handed = (new, None, None)
             return new
@@ -589,47 +583,16 @@ class InMemoryBackend:
             self.counts,
         )
         new = MixtureState(experts, gate, scale)
-        self._line_search_gate(
+        line_search_gate(
             gate,
             (step, slope, loss, done),
             resp,
             lambda theta, previous: self._fused_pass(new, theta, previous)[1],
+            self.total_weight,
+            self.counts,
         )
         self._handed = (new, None, None)
         return new
-
-    def _line_search_gate(self, gate, newton, resp, run_pass):
-        """Take the gate's Newton step by backtracking, each trial one pass.
-
-        ``newton`` is :func:`warm_newton_step`'s ``(step, slope, loss,
-        done)``; ``run_pass(theta, previous)`` makes a fused pass with the
-        gate at ``theta`` (the E-step there, kept for the next M-step) and
-        returns the gate's unpenalised loss against ``previous`` (the
-        M-step's responsibilities, or None where no test is wanted). The
-        trial taken is the last pass made; with no step, a pass at the gate
-        as it was.
-        """
-        step, slope, loss, done = newton
-        total = self.total_weight
-        theta = gate._theta
-        gate.n_iter_ = 0
-        if not done:
-            t = 1.0
-            for _ in range(MAX_HALVINGS):
-                trial = theta + t * step
-                trial_loss = mean_penalised_loss(
-                    gate, trial, run_pass(trial, resp), total
-                )
-                if trial_loss <= loss + ARMIJO * t * slope:
-                    gate._theta, gate.n_iter_ = trial, 1
-                    break
-                t *= 0.5
-        if gate.n_iter_ == 0:
-            # no step: the E-step at the new experts and the gate as it was
-            run_pass(theta, None)
-        gate._set_public()
-        self._count("gate_fits", 1)
-        self._count("gate_steps", gate.n_iter_)
 
     def _classifier_pass_at(self, state, theta, log_label, previous):
         """The classifier's fused pass at ``state``'s experts and the gate at
@@ -666,7 +629,7 @@ class InMemoryBackend:
         ):
             # the fused M-step's pass made the E-step already
             return self._pass.posterior
-        if self._fusable and self._soft and self._fused_gate(state.gate):
+        if self._fusable and self._soft and one_step_warm_gate(state.gate):
             # the E-step, and the next M-step's statistics, in one pass
             return self._fused_pass(state, state.gate._theta, None)[0].posterior
         held = self._classifier_pass
@@ -682,7 +645,7 @@ class InMemoryBackend:
             stepped is not None
             and stepped.experts is state.experts
             and self._soft
-            and self._fused_gate(state.gate)
+            and one_step_warm_gate(state.gate)
         ):
             # the E-step, and the next M-step's gate gradient, in one pass
             theta = state.gate._theta

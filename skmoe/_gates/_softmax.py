@@ -23,6 +23,8 @@ from .._kernels import (
 from .._scaling import unit_scale_for_constant, weighted_standardisation
 from .._sparse import is_sparse, sparse_gate_hessian, sparse_gate_objective
 from ._solvers import (
+    ARMIJO,
+    MAX_HALVINGS,
     cholesky_solver,
     lbfgs_minimize,
     mean_hessian_factor,
@@ -506,15 +508,18 @@ def warm_newton_step(gate, X, sw, gate_sums, target_sums, loss, counts=None):
     return gradient_newton_step(gate, X, sw, grad, loss, counts)
 
 
-def gradient_newton_step(gate, X, sw, grad, loss, counts=None):
+def gradient_newton_step(gate, X, sw, grad, loss, counts=None, total=None):
     """Newton's step for the gate from its gradient and loss, as a pass gave them.
 
     ``grad`` is ``sum_i w_i (g_i - r_i) z_i`` at the gate's current
     parameters, shape (n_features + 1, n_experts - 1), and ``loss`` the
     weighted cross-entropy there (both unpenalised, summed); returns what
-    :func:`warm_newton_step` returns.
+    :func:`warm_newton_step` returns. ``total`` is the data's total weight
+    where ``X`` and ``sw`` are a subsample of it (the Dask backend's; by
+    default ``sw.sum()``).
     """
-    total = sw.sum()
+    if total is None:
+        total = sw.sum()
     alpha = float(gate.alpha)
     theta = gate._theta
     W = theta[:-1]
@@ -528,6 +533,54 @@ def gradient_newton_step(gate, X, sw, grad, loss, counts=None):
         return None, 0.0, mean_loss, True
     step, slope, done = newton_direction(solve, grad, mean_loss, gate.tol)
     return step.reshape(theta.shape), slope, mean_loss, done
+
+
+def one_step_warm_gate(gate):
+    """Whether ``gate``'s warm M-step is one Newton step a fused pass can test.
+
+    The linear softmax gate with ``warm_max_iter=1`` and few enough
+    parameters for Newton's method: its step comes from the sums of the
+    pass that made the responsibilities, and the trial point is tested by
+    the next pass (:func:`line_search_gate`).
+    """
+    if type(gate) is not SoftmaxGate or gate.warm_max_iter != 1:
+        return False
+    d1, K1 = gate._theta.shape
+    return 0 < d1 * K1 <= NEWTON_MAX_PARAMETERS
+
+
+def line_search_gate(gate, newton, previous, run_pass, total, counts):
+    """Take the gate's Newton step by backtracking, each trial one pass.
+
+    ``newton`` is :func:`warm_newton_step`'s ``(step, slope, loss, done)``;
+    ``run_pass(theta, previous)`` makes a fused pass with the gate at
+    ``theta`` (the E-step there, kept for the next M-step) and returns the
+    gate's unpenalised summed loss against ``previous`` (the M-step's
+    responsibilities, however the backend holds them, or None where no test
+    is wanted). ``gate`` takes the trial accepted, which is the last pass
+    made; with no step, a pass at the gate as it was. ``total`` is the
+    data's total weight; ``counts`` gets the fit and its steps.
+    """
+    step, slope, loss, done = newton
+    theta = gate._theta
+    gate.n_iter_ = 0
+    if not done:
+        t = 1.0
+        for _ in range(MAX_HALVINGS):
+            trial = theta + t * step
+            trial_loss = mean_penalised_loss(
+                gate, trial, run_pass(trial, previous), total
+            )
+            if trial_loss <= loss + ARMIJO * t * slope:
+                gate._theta, gate.n_iter_ = trial, 1
+                break
+            t *= 0.5
+    if gate.n_iter_ == 0:
+        # no step: the E-step at the new experts and the gate as it was
+        run_pass(theta, None)
+    gate._set_public()
+    counts["gate_fits"] = counts.get("gate_fits", 0) + 1
+    counts["gate_steps"] = counts.get("gate_steps", 0) + gate.n_iter_
 
 
 def mean_penalised_loss(gate, theta, loss, total):
