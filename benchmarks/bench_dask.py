@@ -11,10 +11,11 @@ n_experts=K, noise=0.3, random_state=0)`` and the model
 on the NumPy arrays and streamed over ``dask.array.from_array`` chunks of
 ``--chunk-rows`` rows (Dask's threaded scheduler). A tiny fit first loads the
 numba kernels. The table gives wall seconds, EM iterations, passes over the
-data during EM (as the fit counts them, ``_fit_counts["passes"]``: one per
-E-step and one per trial point of the gate's Newton step; the two set-up
-passes, moments and chunk weights, and the subsample read for the start are
-not counted), passes per iteration, the final log-likelihood and its
+data during EM (as the fit counts them, ``_fit_counts["passes"]``: the
+start's, then one per iteration, whose pass is both the E-step and the test
+of the gate's Newton step, and one more per halving of that step; the two
+set-up passes, moments and chunk weights, and the subsample read for the
+start are not counted), passes per iteration, the final log-likelihood and its
 difference from the in-memory fit's (up to 10,000 rows the two are the same
 fit; above, the start and the gate's Hessian come from a subsample).
 """

@@ -70,6 +70,9 @@ RESPONSIBILITY_FLOOR = 1e-250
 # depend on the number of threads.
 _GATE_BLOCK_ROWS = 4096
 
+# Rows per block of linear_posterior: its buffers stay in cache.
+_LINEAR_POSTERIOR_BLOCK_ROWS = 512
+
 
 class _OneThread:
     """Holds the libraries of one threadpoolctl API to one thread.
@@ -188,6 +191,26 @@ def fit_threads(n_rows, hold_blas=False):
     threads = numba.get_num_threads()
     allowed = min([threads, *limits]) if limits else threads
     numba.set_num_threads(max(1, allowed))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
+
+
+@contextmanager
+def one_numba_thread():
+    """Numba's parallel kernels on one thread, in the calling thread only.
+
+    For work that is already spread over threads or processes (the Dask
+    backend's chunk tasks): nested in it, the kernels' own threads would
+    oversubscribe the cores. Numba's thread count is local to each thread,
+    so that other threads keep theirs.
+    """
+    if not NUMBA_AVAILABLE:  # pragma: no cover
+        yield
+        return
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
     try:
         yield
     finally:
@@ -504,6 +527,22 @@ def em_pass_numpy(
         float(w @ row_ll),
     )
     return resp, row_ll, grams, gate_sums, scalars, (w * row_ll) @ resp
+
+
+def linear_posterior_numpy(
+    X, Y, gate_mean, gate_scale, theta, coef, intercept, variances
+):
+    """The E-step of :func:`em_pass_numpy` alone: responsibilities and
+    per-row log-likelihoods at the linear gate and linear Gaussian experts
+    (the arguments as there), without the sums for an M-step."""
+    n = X.shape[0]
+    K, q = variances.shape
+    logits = np.zeros((n, K))
+    logits[:, 1:] = ((X - gate_mean) / gate_scale) @ theta[:-1] + theta[-1]
+    means = (X @ coef + intercept).reshape(n, K, q)
+    return gaussian_responsibilities_numpy(
+        log_softmax_numpy(logits), Y, means, variances
+    )
 
 
 def mlp_gate_objective_numpy(flat, shapes, Xs, targets, sample_weight, alpha):
@@ -944,6 +983,48 @@ if NUMBA_AVAILABLE:
         cache=True, fastmath=False, nogil=True, inline="always"
     )(_posterior_row_from_powers)
 
+    def _gaussian_norms(variances):
+        # each expert's Gaussian log-normaliser q log(2 pi) + sum log var
+        # and its inverse variances
+        K, q = variances.shape
+        log_norm = np.empty(K)
+        inv_variances = np.empty((K, q))
+        for k in range(K):
+            acc = q * _LOG_2PI
+            for o in range(q):
+                acc += math.log(variances[k, o])
+                inv_variances[k, o] = 1.0 / variances[k, o]
+            log_norm[k] = acc
+        return log_norm, inv_variances
+
+    _gaussian_norms = numba.njit(
+        cache=True, fastmath=False, nogil=True, inline="always"
+    )(_gaussian_norms)
+
+    def _joint_row_exponents(
+        Y, i, means, r, intercept, inv_variances, log_norm, log_g, exponents
+    ):
+        # block row r's joint log-densities log g_k + log N(y_i; mean, var)
+        # less their maximum into the flat exponents; returns that maximum
+        K, q = inv_variances.shape
+        best = -np.inf
+        for k in range(K):
+            quad = 0.0
+            for o in range(q):
+                res = Y[i, o] - means[r, k * q + o] - intercept[k * q + o]
+                quad += res * res * inv_variances[k, o]
+            v = log_g[r, k] - 0.5 * (quad + log_norm[k])
+            exponents[r * K + k] = v
+            if v > best:
+                best = v
+        for k in range(K):
+            exponents[r * K + k] -= best
+        return best
+
+    _joint_row_exponents = numba.njit(
+        cache=True, fastmath=False, nogil=True, inline="always"
+    )(_joint_row_exponents)
+
     def _em_pass_parts(
         X,
         Y,
@@ -973,14 +1054,7 @@ if NUMBA_AVAILABLE:
         K1 = K - 1
         p = d + 1 + q
         has_previous = previous.shape[0] > 0
-        log_norm = np.empty(K)
-        inv_variances = np.empty((K, q))
-        for k in range(K):
-            acc = q * _LOG_2PI
-            for o in range(q):
-                acc += math.log(variances[k, o])
-                inv_variances[k, o] = 1.0 / variances[k, o]
-            log_norm[k] = acc
+        log_norm, inv_variances = _gaussian_norms(variances)
         gate_coef = np.ascontiguousarray(theta[:d])
         for part in numba.prange(gram_parts.shape[0]):
             G = gram_parts[part]
@@ -1037,19 +1111,17 @@ if NUMBA_AVAILABLE:
                             acc += previous[i, k] * log_g[r, k]
                         loss_previous -= w * acc
                     # the E-step's joint log-densities, less the row's best
-                    best = -np.inf
-                    for k in range(K):
-                        quad = 0.0
-                        for o in range(q):
-                            res = Y[i, o] - means[r, k * q + o] - intercept[k * q + o]
-                            quad += res * res * inv_variances[k, o]
-                        v = log_g[r, k] - 0.5 * (quad + log_norm[k])
-                        exponents[r * K + k] = v
-                        if v > best:
-                            best = v
-                    tops[r] = best
-                    for k in range(K):
-                        exponents[r * K + k] -= best
+                    tops[r] = _joint_row_exponents(
+                        Y,
+                        i,
+                        means,
+                        r,
+                        intercept,
+                        inv_variances,
+                        log_norm,
+                        log_g,
+                        exponents,
+                    )
                 _exp_nonpositive(exponents, powers, scratch, m * K)
                 for r in range(m):
                     i = start + r
@@ -1080,6 +1152,53 @@ if NUMBA_AVAILABLE:
             scalar_parts[part, 2] = ll
             scalar_parts[part, 3:] = expert_ll
             S[d] += gate_mass
+
+    def _linear_posterior_blocks(
+        X, Y, mean, inv_scale, theta, coef, intercept, variances, block, resp, row_ll
+    ):
+        # em_pass's E-step alone, block by block: the gate's log-softmax and
+        # the joint densities, each through the vectorised exp
+        n, d = X.shape
+        K = variances.shape[0]
+        log_norm, inv_variances = _gaussian_norms(variances)
+        gate_coef = np.ascontiguousarray(theta[:d])
+        for b in numba.prange(-(-n // block)):
+            start = b * block
+            m = min(n, start + block) - start
+            xs = np.empty((m, d))
+            exponents = np.empty(m * K)
+            powers = np.empty(m * K)
+            scratch = np.empty(m * K)
+            log_g = np.empty((m, K))
+            tops = np.empty(m)
+            _gate_block_exponents(
+                X, start, m, mean, inv_scale, gate_coef, theta[d], xs, exponents
+            )
+            means = np.dot(X[start : start + m], coef)
+            _exp_nonpositive(exponents, powers, scratch, m * K)
+            for r in range(m):
+                total = 0.0
+                for k in range(K):
+                    total += powers[r * K + k]
+                log_total = math.log(total)
+                for k in range(K):
+                    log_g[r, k] = exponents[r * K + k] - log_total
+                tops[r] = _joint_row_exponents(
+                    Y,
+                    start + r,
+                    means,
+                    r,
+                    intercept,
+                    inv_variances,
+                    log_norm,
+                    log_g,
+                    exponents,
+                )
+            _exp_nonpositive(exponents, powers, scratch, m * K)
+            for r in range(m):
+                _posterior_row_from_powers(
+                    powers, r, K, tops[r], resp, row_ll, start + r
+                )
 
     def _mlp_gate_objective(flat, shapes, Xs, targets, weight, alpha, grad):
         # the NumPy twin's passes, each a BLAS product or one loop over the
@@ -1166,6 +1285,8 @@ if NUMBA_AVAILABLE:
     _em_pass_serial = _njit(_em_pass_parts)
     _mlp_gate_objective_serial = _njit(_mlp_gate_objective)
     _em_pass_parallel = _njit_parallel(_em_pass_parts)
+    _linear_posterior_serial = _njit(_linear_posterior_blocks)
+    _linear_posterior_parallel = _njit_parallel(_linear_posterior_blocks)
 
     def _pick(serial, parallel, n_rows):
         return parallel if n_rows >= _PARALLEL_MIN_ROWS else serial
@@ -1385,6 +1506,34 @@ if NUMBA_AVAILABLE:
         scalars = (float(loss_previous), float(loss), float(ll))
         return resp, row_ll, grams, sum_parts.sum(axis=0), scalars, totals[3:]
 
+    def linear_posterior_numba(
+        X, Y, gate_mean, gate_scale, theta, coef, intercept, variances
+    ):
+        """Numba twin of :func:`linear_posterior_numpy`."""
+
+        def c(a):
+            return np.ascontiguousarray(a, dtype=np.float64)
+
+        X, Y = c(X), c(Y)
+        n = X.shape[0]
+        resp = np.empty((n, variances.shape[0]))
+        row_ll = np.empty(n)
+        with single_threaded_blas():
+            _pick(_linear_posterior_serial, _linear_posterior_parallel, n)(
+                X,
+                Y,
+                c(gate_mean),
+                1.0 / c(gate_scale),
+                c(theta),
+                c(coef),
+                c(intercept),
+                c(variances),
+                _LINEAR_POSTERIOR_BLOCK_ROWS,
+                resp,
+                row_ll,
+            )
+        return resp, row_ll
+
     def mlp_gate_objective_numba(flat, shapes, Xs, targets, sample_weight, alpha):
         """Numba twin of :func:`mlp_gate_objective_numpy`."""
         flat = np.ascontiguousarray(flat, dtype=np.float64)
@@ -1409,6 +1558,7 @@ if NUMBA_AVAILABLE:
     gate_hessian = gate_hessian_numba
     weighted_grams = weighted_grams_numba
     em_pass = em_pass_numba
+    linear_posterior = linear_posterior_numba
     mlp_gate_objective = mlp_gate_objective_numba
     weighted_sq_residuals = weighted_sq_residuals_numba
 else:  # pragma: no cover
@@ -1421,6 +1571,7 @@ else:  # pragma: no cover
     gate_hessian = gate_hessian_numpy
     weighted_grams = weighted_grams_numpy
     em_pass = em_pass_numpy
+    linear_posterior = linear_posterior_numpy
     mlp_gate_objective = mlp_gate_objective_numpy
     weighted_sq_residuals = weighted_sq_residuals_numpy
 

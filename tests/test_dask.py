@@ -326,3 +326,65 @@ def test_streamed_fit_on_a_cluster_equals_the_threaded_one(dask_client, mixture_
         )
     assert len(tasks.data) > 0  # the chunks' tasks ran on the workers
     _assert_same_em(threaded, on_cluster)
+
+
+def test_streamed_em_reads_the_rows_once_per_iteration(mixture_data):
+    """After the start's pass, one pass per EM iteration: the E-step at the
+    new parameters is the pass that tests the gate's Newton step. The same
+    gate steps as the in-memory fit, which holds every row."""
+    X, y = mixture_data
+    w = np.random.RandomState(0).randint(0, 3, len(y)).astype(float)
+    kw = dict(n_experts=3, random_state=0, tol=1e-10, max_iter=300)
+    streamed = MixtureOfExpertsRegressor(**kw).fit(
+        _chunked(X), _chunked(y), sample_weight=_chunked(w)
+    )
+    in_memory = MixtureOfExpertsRegressor(**kw).fit(X, y, sample_weight=w)
+    assert streamed.converged_ and streamed.n_iter_ > 5
+    assert streamed._fit_counts["passes"] == streamed.n_iter_ + 1
+    for name in ("gate_fits", "gate_steps", "gate_hessian_rows"):
+        assert streamed._fit_counts[name] == in_memory._fit_counts[name]
+
+
+def test_streamed_full_gate_step_is_the_tested_one(mixture_data, monkeypatch):
+    """A full Newton step that raises EM's objective is taken untested; with
+    the line search's test (the previous responsibilities recomputed in each
+    chunk) every step, the fit is the same to round-off."""
+    import skmoe._backends._dask as dask_backend
+
+    X, y = mixture_data
+    kw = dict(n_experts=3, random_state=0, tol=1e-10, max_iter=300)
+    untested = MixtureOfExpertsRegressor(**kw).fit(_chunked(X), _chunked(y))
+    monkeypatch.setattr(
+        dask_backend.StreamedBackend, "_full_step_ascends", lambda *args: False
+    )
+    tested = MixtureOfExpertsRegressor(**kw).fit(_chunked(X), _chunked(y))
+    assert tested.n_iter_ == untested.n_iter_
+    np.testing.assert_allclose(
+        tested.log_likelihood_curve_, untested.log_likelihood_curve_, rtol=1e-12
+    )
+
+
+def test_streamed_gate_step_that_lowers_the_objective_is_halved(
+    mixture_data, monkeypatch
+):
+    """Newton steps made eight times too long: the full step lowers the
+    log-likelihood, the line search then halves it (a pass per trial) and
+    soft EM still never lowers its objective."""
+    import skmoe._backends._dask as dask_backend
+
+    real = dask_backend.gradient_newton_step
+
+    def too_long(*args, **kwargs):
+        step, slope, loss, done = real(*args, **kwargs)
+        return (None if step is None else 8 * step), 8 * slope, loss, done
+
+    monkeypatch.setattr(dask_backend, "gradient_newton_step", too_long)
+    X, y = mixture_data
+    fit = MixtureOfExpertsRegressor(n_experts=3, random_state=0, max_iter=30).fit(
+        _chunked(X), _chunked(y)
+    )
+    # more passes than iterations: the full steps failed and were halved
+    assert fit._fit_counts["passes"] > fit.n_iter_ + 5
+    assert np.all(
+        np.diff(fit.objective_curve_) >= -1e-9 * abs(fit.objective_curve_[:-1])
+    )

@@ -310,6 +310,11 @@ def make_calls(n, d=8, K=6):
             logits, expert_logits, codes, w),
         "classifier_pass": lambda: kern.classifier_pass_numba(
             X, mean, scale, theta, logits, w, -27.6, resp),
+        "em_pass": lambda: kern.em_pass_numba(
+            X, Y, w, mean, scale, theta, means[:d, :, 0], np.zeros(K), var, resp,
+            mean, np.zeros(1)),
+        "linear_posterior": lambda: kern.linear_posterior_numba(
+            X, Y, mean, scale, theta, means[:d, :, 0], np.zeros(K), var),
     }
 
 
@@ -378,6 +383,8 @@ def _parallel_builds():
         "gaussian_moe_gradient",
         "logistic_moe_gradient",
         "classifier_pass",
+        "em_pass",
+        "linear_posterior",
     }
     return {f"{name}_parallel" for name in names}
 
@@ -480,6 +487,33 @@ def test_em_pass_matches_numpy(n_rows, previous):
         rtol=1e-11,
         atol=1e-8,
     )
+
+
+def test_linear_posterior_matches_numpy_and_the_em_pass(n_rows):
+    rng = np.random.RandomState(15)
+    d, K, q = 3, 4, 2
+    X = rng.standard_normal((n_rows, d)) * [1.0, 10.0, 0.1] + [0.0, 50.0, -3.0]
+    Y = rng.standard_normal((n_rows, q)) + 7.0
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    theta = rng.standard_normal((d + 1, K - 1))
+    coef = rng.standard_normal((d, K * q))
+    intercept = rng.standard_normal(K * q)
+    variances = rng.uniform(0.05, 2.0, (K, q))
+    args = (X, Y, mean, scale, theta, coef, intercept, variances)
+    resp, row_ll = kern.linear_posterior_numba(*args)
+    ref = kern.linear_posterior_numpy(*args)
+    np.testing.assert_allclose(resp, ref[0], rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(row_ll, ref[1], rtol=1e-12)
+    # the E-step of the fused pass, bit for bit: the same loops
+    fused = kern.em_pass_numba(
+        X, Y, np.ones(n_rows), *args[2:], None, np.zeros(d), np.zeros(q)
+    )
+    np.testing.assert_array_equal(resp, fused[0])
+    np.testing.assert_array_equal(row_ll, fused[1])
+    # a row no expert explains: the posterior of the other kernels
+    variances[:] = 1e-300
+    resp, row_ll = kern.linear_posterior_numba(*args)
+    np.testing.assert_array_equal(resp, kern.linear_posterior_numpy(*args)[0])
 
 
 @pytest.mark.parametrize(

@@ -3,15 +3,17 @@
 EM for linear experts and a linear gate needs the data only through sums
 over rows: each expert's weighted Gram matrix of ``[X, 1, y]`` (its normal
 equations and residual sum of squares), and the gate's cross-entropy and its
-gradient. A pass computes these per chunk with the in-memory code (the
-E-step runs on the chunk from the current parameters) and adds them up in a
-fixed tree order, so memory holds one chunk per worker and the result does
-not depend on the scheduler. The engine's loop (``skmoe/_em/_loop.py``) is
-the in-memory one; the gate's M-step is the same Newton step, its first
-gradient from the pass, its Hessian from an in-memory subsample of the rows,
-and each trial point one more pass. The passes go through ``dask.compute``:
-the threaded scheduler by default, or a ``dask.distributed`` cluster when a
-Client is active.
+gradient. A pass runs the in-memory backend's fused kernel (``em_pass``) on
+each chunk, the E-step at the current parameters and the sums the next
+M-step needs, and adds the chunks' sums up in a fixed tree order, so memory
+holds one chunk per worker and the result does not depend on the scheduler.
+The engine's loop (``skmoe/_em/_loop.py``) is the in-memory one, and so is
+the M-step: the experts solved from the Gram matrices, the gate's one
+Newton step from the pass's gradient, its Hessian from an in-memory
+subsample of the rows. The pass at the new parameters tests that step and
+is the next E-step: one pass per iteration (a second only where the step
+is halved). The passes go through ``dask.compute``: the threaded scheduler
+by default, or a ``dask.distributed`` cluster when a Client is active.
 
 Dask is imported only when a fit is given Dask arrays.
 """
@@ -38,12 +40,27 @@ from .._em._stats import (
     residual_variance_from_gram,
     weighted_grams,
 )
-from .._gates._softmax import newton_hessian_solver, softmax_preconditioner
+from .._gates._softmax import (
+    SoftmaxGateFit,
+    gradient_newton_step,
+    line_search_gate,
+    newton_hessian_solver,
+    one_step_warm_gate,
+    softmax_preconditioner,
+    standardised_sums,
+)
 from .._gates._solvers import lbfgs_minimize, newton_minimize
-from .._kernels import gate_objective, single_threaded_blas
+from .._kernels import (
+    em_pass,
+    gate_objective,
+    linear_posterior,
+    log_softmax,
+    one_numba_thread,
+    single_threaded_blas,
+)
 from .._likelihoods import GaussianLikelihood, noise_floor
 from .._validation import check_extremes
-from ._numpy import MixtureState, Prepared
+from ._numpy import MixtureState, Prepared, linear_expert_arrays
 
 # Rows of the in-memory subsample (evenly strided over the data) on which
 # the k-means start, the re-seeding thresholds and the gate's Hessian are
@@ -281,20 +298,28 @@ class _StartSource:
 
 
 class _EStepSource:
-    """A chunk's responsibilities from parameters (the E-step)."""
+    """A chunk's responsibilities at given parameters (the E-step).
 
-    def __init__(self, likelihood, state):
-        self.likelihood = likelihood
-        self.state = state
+    ``arrays`` are the parameters as :func:`em_pass` takes them: the linear
+    gate's standardisation and parameter array, the experts' coefficients,
+    intercepts and noise variances (see :func:`_pass_arrays`).
+    """
+
+    def __init__(self, arrays):
+        self.arrays = arrays
 
     def __call__(self, X, Y, w, index):
-        likelihood, state = self.likelihood, self.state
-        return likelihood.posterior(
-            state.gate.predict_log_proba(X),
-            likelihood.outputs(state.experts, X),
-            Y,
-            state.scale,
-        )
+        with one_numba_thread():
+            return linear_posterior(X, Y, *self.arrays)
+
+
+def _pass_arrays(state, theta, n_outputs):
+    """``state``'s parameters, its gate at ``theta``, as em_pass takes them."""
+    gate = state.gate
+    coef, intercept = linear_expert_arrays(
+        state.experts, gate._mean.shape[0], n_outputs
+    )
+    return gate._mean, gate._scale, theta, coef, intercept, state.scale
 
 
 class _Reseeded:
@@ -333,26 +358,68 @@ class _Reseeded:
         return resp, row_ll
 
 
-def _em_chunk(X, Y, w, index, source, x_shift, y_shift, gate):
-    """A chunk's part of one EM iteration's sums.
+class _Sums(NamedTuple):
+    """One pass's sums over the rows, for the next M-step.
 
-    From the chunk's responsibilities: the experts' weighted Gram matrices,
-    effective sample sizes, the log-likelihood (total and per expert), the
-    summed gate probabilities, and the gate objective and its gradient at the
-    gate's current parameters (the M-step's first evaluation).
+    The experts' weighted Gram matrices of ``[X - x_shift, 1, Y - y_shift]``
+    and effective sample sizes, the log-likelihood (total and per expert),
+    the summed gate probabilities, and the gate's unpenalised loss and
+    gradient against the responsibilities at the gate the pass was made at
+    (the gate's M-step's first evaluation; None with one expert).
     """
+
+    grams: np.ndarray
+    n_eff: np.ndarray
+    log_likelihood: float
+    expert_ll: np.ndarray
+    gate_sum: np.ndarray
+    gate_loss: object
+    gate_grad: object
+    subsample_resp: object = None
+
+
+def _source_chunk(X, Y, w, index, source, x_shift, y_shift, gate_arrays, rows):
+    """A chunk's part of the :class:`_Sums` of responsibilities from ``source``
+    (a start, or re-seeded ones), with the gate at ``gate_arrays``, its
+    ``(mean, scale, theta)``; and, as a one-item list (lists concatenate in
+    the reduction), the responsibilities of the chunk's rows in the
+    in-memory subsample, ``rows = (chunk offsets, stride)``."""
     X, Y, w = _chunk(X, Y, w)
     resp, row_ll = source(X, Y, w, index)
+    offsets, stride = rows
+    subsample_resp = [resp[(-offsets[index]) % stride :: stride]]
     weights = resp * w[:, None]
     grams = weighted_grams(X, x_shift, Y - y_shift, weights)
     n_eff = weights.sum(axis=0)
     ll = float(w @ row_ll)
     ll_expert = (w * row_ll) @ resp
-    gate_sum = w @ gate.predict_proba(X)
+    mean, scale, theta = gate_arrays
+    logits = np.zeros((X.shape[0], resp.shape[1]))
+    logits[:, 1:] = ((X - mean) / scale) @ theta[:-1] + theta[-1]
+    gate_sum = w @ np.exp(log_softmax(logits))
     loss = grad = None
     if resp.shape[1] > 1:
-        loss, grad = gate_objective(X, gate._mean, gate._scale, gate._theta, resp, w)
-    return grams, n_eff, ll, ll_expert, gate_sum, loss, grad
+        loss, grad = gate_objective(X, mean, scale, theta, resp, w)
+    return grams, n_eff, ll, ll_expert, gate_sum, loss, grad, subsample_resp
+
+
+def _fused_chunk(X, Y, w, index, previous, arrays, x_shift, y_shift):
+    """A chunk's part of one fused EM pass (the kernel :func:`em_pass`).
+
+    At the parameters ``arrays`` (see :class:`_EStepSource`): the E-step's
+    sums for the next M-step (the experts' Gram matrices, the gate's own
+    weighted sums and its loss, the log-likelihoods) and, where
+    ``previous`` (a source of the last M-step's responsibilities,
+    recomputed here from their parameters: the rows are read once) is
+    given, the gate's loss against those, the test of the gate's trial.
+    """
+    X, Y, w = _chunk(X, Y, w)
+    before = None if previous is None else previous(X, Y, w, index)[0]
+    with one_numba_thread():
+        _, _, grams, gate_sums, scalars, expert_ll = em_pass(
+            X, Y, w, *arrays, before, x_shift, y_shift
+        )
+    return grams, gate_sums, np.array(scalars), expert_ll
 
 
 def _expert_gram_chunk(X, Y, w, index, source, k, x_shift, y_shift):
@@ -363,26 +430,24 @@ def _expert_gram_chunk(X, Y, w, index, source, k, x_shift, y_shift):
     return (weighted_grams(X, x_shift, Y - y_shift, weights)[0],)
 
 
-def _gate_chunk(X, Y, w, index, source, mean, scale, theta, smoothed=False):
-    """A chunk's gate cross-entropy and gradient at ``theta`` (``smoothed``:
-    against the first gate fit's targets, see ``smoothed_gate_targets``)."""
+def _gate_chunk(X, Y, w, index, source, mean, scale, theta):
+    """A chunk's gate cross-entropy and gradient at ``theta``."""
     X, Y, w = _chunk(X, Y, w)
     resp, _ = source(X, Y, w, index)
-    if smoothed:
-        resp = smoothed_gate_targets(resp)
     return gate_objective(X, mean, scale, theta, resp, w)
 
 
 class StreamPosterior(NamedTuple):
     """The responsibilities (a source computing them per chunk) and their sums.
 
-    ``stats`` are the sums of :func:`_em_chunk`, with the gate objective at
-    ``gate``, where the next M-step starts.
+    ``stats`` are their :class:`_Sums`, with the gate objective at
+    ``gate_arrays``, the gate's ``(mean, scale, theta)``, where the next
+    M-step starts.
     """
 
     source: object
-    stats: tuple
-    gate: object
+    stats: _Sums
+    gate_arrays: tuple
 
 
 # ---------------------------------------------------------------------------
@@ -419,6 +484,8 @@ class StreamedBackend:
     def fresh(self):
         backend = copy.copy(self)
         backend._passes_at_start = self.stream.passes
+        backend.counts = {}
+        backend._handed = None
         return backend
 
     def warm_state(self, estimator):
@@ -428,12 +495,55 @@ class StreamedBackend:
             self.likelihood.scale_of(estimator),
         )
 
-    def _pass(self, source, gate):
+    def _pass(self, source, gate_arrays):
+        """A pass over the chunks: the :class:`_Sums` of ``source``'s
+        responsibilities, the gate's objective at ``gate_arrays``."""
         setup = self.setup
-        stats = self.stream.map_reduce(
-            _em_chunk, source, setup["x_shift"], setup["y_shift"], gate
+        *stats, subsample_resp = self.stream.map_reduce(
+            _source_chunk,
+            source,
+            setup["x_shift"],
+            setup["y_shift"],
+            gate_arrays,
+            (setup["offsets"], setup["stride"]),
         )
-        return StreamPosterior(source, stats, gate)
+        sums = _Sums(*stats, subsample_resp=np.concatenate(subsample_resp))
+        return StreamPosterior(source, sums, gate_arrays)
+
+    def _fused_pass(self, state, theta, previous):
+        """One fused pass at ``state``'s experts and the gate at ``theta``.
+
+        Kept as the next E-step's result; returns the gate's loss against
+        the responsibilities of ``previous`` (a source; NaN without one).
+        """
+        setup = self.setup
+        x_shift = setup["x_shift"]
+        arrays = _pass_arrays(state, theta, self.likelihood.n_outputs)
+        grams, gate_sums, scalars, expert_ll = self.stream.map_reduce(
+            _fused_chunk, previous, arrays, x_shift, setup["y_shift"]
+        )
+        d = x_shift.shape[0]
+        n_eff = grams[:, d, d].copy()
+        # the gradient: the gate's own sums minus the targets', which the
+        # Gram matrices hold (as the in-memory fused M-step takes it)
+        gate_grad = gate_sums - standardised_sums(
+            state.gate, (x_shift, n_eff, grams[:, :d, d])
+        )
+        stats = _Sums(
+            grams,
+            n_eff,
+            float(scalars[2]),
+            expert_ll,
+            np.r_[self.total_weight - gate_sums[d].sum(), gate_sums[d]],
+            float(scalars[1]),
+            gate_grad,
+        )
+        gate_arrays = arrays[:3]
+        self._handed = (
+            state,
+            StreamPosterior(_EStepSource(arrays), stats, gate_arrays),
+        )
+        return float(scalars[0])
 
     def start(self, init, restart, random_state, gate_seed):
         setup = self.setup
@@ -459,15 +569,16 @@ class StreamedBackend:
             source = _StartSource(
                 K, setup["offsets"], centres=centres, scaling=setup["kmeans_scaling"]
             )
-        return MixtureState(None, gate, None), self._pass(source, gate)
+        gate_arrays = (gate._mean, gate._scale, gate._theta)
+        return MixtureState(None, gate, None), self._pass(source, gate_arrays)
 
     def assign(self, posterior, training, random_state):
         return posterior  # soft EM only (see the capability table)
 
     def reseed(self, posterior):
-        source, stats, gate = posterior
+        source, stats, gate_arrays = posterior
         K = self.n_experts
-        dead = dead_experts(stats[1], self.total_weight)
+        dead = dead_experts(stats.n_eff, self.total_weight)
         if dead.size == 0 or dead.size == K:
             return posterior
         if isinstance(source, _EStepSource):
@@ -483,12 +594,22 @@ class StreamedBackend:
                 share=self.total_weight / (2 * K),
             )
         warn_reseeded(dead, stacklevel=4)
-        return self._pass(source, gate)
+        return self._pass(source, gate_arrays)
 
     def m_step(self, state, posterior, warm_gate):
+        """The experts from the pass's Gram matrices, then the gate.
+
+        The gate's warm one-step Newton M-step (:func:`one_step_warm_gate`)
+        starts from the pass's gradient, its Hessian from the in-memory
+        subsample, and its trial point is tested by the next pass, which is
+        also the E-step at the new parameters: one pass per iteration, a
+        second only where the line search halves the step. Other gate
+        M-steps (the first, cold one; more than one Newton step) take one
+        pass per trial point, and the E-step one more.
+        """
         setup = self.setup
         source, stats, _ = posterior
-        grams, loss0, grad0 = stats[0], stats[5], stats[6]
+        grams = stats.grams
         x_shift, y_shift = setup["x_shift"], setup["y_shift"]
         y_is_1d = self.likelihood.y_is_1d
         plain = plain_grams(grams, x_shift)
@@ -511,11 +632,89 @@ class StreamedBackend:
             variances.append(residual_variance_from_gram(est, G, shift, y_shift))
         var = np.stack(variances)
         scale = np.maximum(var, self.likelihood.noise_floor)
-        gate = self._fit_gate(state.gate, source, loss0, grad0, warm_gate)
+        if warm_gate and one_step_warm_gate(state.gate):
+            gate = copy.deepcopy(state.gate)
+            new = MixtureState(experts, gate, scale)
+            Xs, _, ws = setup["subsample"]
+            newton = gradient_newton_step(
+                gate,
+                Xs,
+                ws,
+                stats.gate_grad,
+                stats.gate_loss,
+                self.counts,
+                total=self.total_weight,
+            )
+            if not self._full_step_ascends(state, posterior, new, newton):
+                line_search_gate(
+                    gate,
+                    newton,
+                    source,
+                    lambda theta, previous: self._fused_pass(new, theta, previous),
+                    self.total_weight,
+                    self.counts,
+                )
+            return new
+        if warm_gate:
+            gate = self._fit_gate(state.gate, source, stats.gate_loss, stats.gate_grad)
+        else:
+            gate = self._cold_gate(state.gate, stats.subsample_resp)
         return MixtureState(experts, gate, scale)
 
-    def _fit_gate(self, gate, source, loss0, grad0, warm):
-        """The gate's M-step: Newton on the summed objective, as in memory.
+    def _full_step_ascends(self, state, posterior, new, newton):
+        """Take the gate's full Newton step where EM's objective rises.
+
+        The line search's test needs the last M-step's responsibilities
+        (recomputed in each chunk from their parameters: an E-step more per
+        chunk); the penalised log-likelihood the pass at the full step
+        gives needs nothing more. Where it has not fallen, the step is an
+        ascent of what EM monitors and is taken (``new.gate`` moves there,
+        the pass is the E-step); else (False) the gate is left as it was
+        for the line search. Where the maths allow both, this is the step
+        the test takes; it can differ from it only where the full step
+        fails the test and the objective rises all the same.
+        """
+        step, _, _, done = newton
+        if done:
+            return False
+        gate = new.gate
+        theta = gate._theta
+        before = posterior.stats.log_likelihood - state.gate.penalty()
+        gate._theta = theta + step
+        self._fused_pass(new, gate._theta, None)
+        after = self._handed[1].stats.log_likelihood - gate.penalty()
+        if not after >= before:
+            gate._theta = theta
+            return False
+        gate.n_iter_ = 1
+        gate._set_public()
+        self.counts["gate_fits"] = self.counts.get("gate_fits", 0) + 1
+        self.counts["gate_steps"] = self.counts.get("gate_steps", 0) + 1
+        return True
+
+    def _cold_gate(self, gate, resp):
+        """A run's first gate fit, on the in-memory subsample, no pass.
+
+        As the in-memory backend's first fit (on at most
+        ``COLD_GATE_MAX_ROWS`` rows): against the smoothed targets of the
+        start's responsibilities, the subsample's weights scaled to the
+        whole; the same fit where the subsample is every row. The warm
+        Newton steps of the iterations after it see every row.
+        """
+        Xs, _, ws = self.setup["subsample"]
+        gate = copy.deepcopy(gate)
+        if gate._theta.shape[1] == 0 or not ws.sum() > 0:
+            gate.n_iter_ = 0
+            gate._set_public()
+            return gate
+        weights = ws * (self.total_weight / ws.sum())
+        SoftmaxGateFit(Xs, weights, keep=False, counts=self.counts).fit(
+            gate, np.ascontiguousarray(smoothed_gate_targets(resp)), False
+        )
+        return gate
+
+    def _fit_gate(self, gate, source, loss0, grad0):
+        """A warm gate M-step of several Newton steps, as in memory.
 
         The first evaluation comes from the EM pass already made; each trial
         point is one pass (the chunk's responsibilities recomputed from
@@ -534,13 +733,11 @@ class StreamedBackend:
 
         def objective(flat, first=False):
             theta = flat.reshape(d1, K1)
-            if first and warm:
+            if first:
                 loss, grad = loss0, grad0.copy()
             else:
-                # a run's first fit: against smoothed targets, so one more
-                # pass than the EM pass made
                 loss, grad = self.stream.map_reduce(
-                    _gate_chunk, source, mean, scale, theta, not warm
+                    _gate_chunk, source, mean, scale, theta
                 )
                 grad = grad.copy()
             W = theta[:-1]
@@ -550,7 +747,7 @@ class StreamedBackend:
 
         Xs, _, ws = self.setup["subsample"]
         max_iter = gate.max_iter
-        if warm and gate.warm_max_iter is not None:
+        if gate.warm_max_iter is not None:
             max_iter = min(max_iter, gate.warm_max_iter)
         with single_threaded_blas():
             hessian_solver = newton_hessian_solver(gate, Xs, ws, alpha, total)
@@ -577,10 +774,15 @@ class StreamedBackend:
         return gate
 
     def e_step(self, state):
-        return self._pass(_EStepSource(self.likelihood, state), state.gate)
+        handed, self._handed = self._handed, None
+        if handed is not None and handed[0] is state:
+            # the M-step's last pass made it
+            return handed[1]
+        self._fused_pass(state, state.gate._theta, None)
+        return self._handed[1]
 
     def log_likelihood(self, posterior):
-        return posterior.stats[2]
+        return posterior.stats.log_likelihood
 
     def classification_log_likelihood(self, posterior):  # pragma: no cover
         raise NotImplementedError("the streamed fit is soft EM")
@@ -591,21 +793,24 @@ class StreamedBackend:
     def result(self, state, posterior, *, curves, n_iter, converged):
         stats = posterior.stats
         summary = {
-            "mean_gate": stats[4] / self.total_weight,
-            "effective_samples": stats[1],
-            "log_likelihood": stats[3],
+            "mean_gate": stats.gate_sum / self.total_weight,
+            "effective_samples": stats.n_eff,
+            "log_likelihood": stats.expert_ll,
         }
         return EMResult(
             experts=state.experts,
             gate=state.gate,
             scale=state.scale,
-            log_likelihood=float(stats[2]),
+            log_likelihood=float(stats.log_likelihood),
             log_likelihood_curve=np.asarray(curves[0]),
             objective_curve=np.asarray(curves[1]),
             n_iter=n_iter,
             converged=converged,
             summary=summary,
-            counts={"passes": self.stream.passes - self._passes_at_start},
+            counts={
+                **self.counts,
+                "passes": self.stream.passes - self._passes_at_start,
+            },
         )
 
 
@@ -661,6 +866,7 @@ def prepare_streamed(estimator, X, y, sample_weight, *, warm):
             np.sqrt(d / Y.shape[1]),
         ),
         "subsample": (Xs, Ys, ws),
+        "stride": step,
     }
 
     def build(*, templates, expert_info, make_gate, n_jobs, tree_branching):

@@ -112,6 +112,18 @@ class _ClassifierPass(NamedTuple):
     log_likelihood: float
 
 
+def linear_expert_arrays(experts, n_features, n_outputs):
+    """The linear experts' coefficients as :func:`em_pass` takes them.
+
+    ``coef`` of shape (n_features, n_experts * n_outputs), expert-major, and
+    ``intercept`` of shape (n_experts * n_outputs,).
+    """
+    d, q = n_features, n_outputs
+    coef = np.concatenate([np.reshape(e.coef_, (q, d)) for e in experts]).T
+    intercept = np.concatenate([np.broadcast_to(e.intercept_, (q,)) for e in experts])
+    return coef, intercept
+
+
 def _shallow_copy_gate(gate):
     """A copy of a :class:`SoftmaxGate` whose arrays a fit then rebinds.
 
@@ -509,12 +521,9 @@ class InMemoryBackend:
 
         Kept as the next M-step's statistics; returns them.
         """
-        experts, gate = state.experts, state.gate
-        d = self.X.shape[1]
-        q = self.Y.shape[1]
-        coef = np.concatenate([np.reshape(e.coef_, (q, d)) for e in experts]).T
-        intercept = np.concatenate(
-            [np.broadcast_to(e.intercept_, (q,)) for e in experts]
+        gate = state.gate
+        coef, intercept = linear_expert_arrays(
+            state.experts, self.X.shape[1], self.Y.shape[1]
         )
         resp, row_ll, grams, gate_sums, scalars, expert_ll = em_pass(
             self.X,
