@@ -19,6 +19,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._backends._dask import is_dask_collection, map_row_blocks
 from ._backends._numpy import prepare_in_memory
 from ._em._gradient import GradientSettings, run_gradient
 from ._em._loop import EMSettings, run_em, run_restarts
@@ -497,8 +498,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         Returns
         -------
         gate : ndarray of shape (n_samples, n_experts)
-            Rows sum to one.
+            Rows sum to one. Given a Dask array, a Dask array computed
+            block by block.
         """
+        if is_dask_collection(X):
+            return map_row_blocks(self, self.predict_gate, X, self.n_experts_)
         return self.gate_.predict_proba(self._check_X(X))
 
     def _routed_gate(self, X):

@@ -5,6 +5,7 @@ from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.metaestimators import available_if
 
+from ._backends._dask import is_dask_collection, map_row_blocks
 from ._base import BaseMixtureOfExperts
 from ._em._online import online_partial_fit, supports_partial_fit
 from ._likelihoods import CategoricalLikelihood
@@ -286,8 +287,11 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Columns follow ``classes_``; rows sum to one.
+            Columns follow ``classes_``; rows sum to one. Given a Dask
+            array, a Dask array computed block by block.
         """
+        if is_dask_collection(X):
+            return map_row_blocks(self, self.predict_proba, X, len(self.classes_))
         X = self._check_X(X)
         gate = self._routed_gate(X)
         return np.einsum("nk,nkc->nc", gate, self._routed_outputs(X, gate))
@@ -316,7 +320,12 @@ class MixtureOfExpertsClassifier(ClassifierMixin, BaseMixtureOfExperts):
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            Given a Dask array, a Dask array computed block by block.
         """
+        if is_dask_collection(X):
+            return map_row_blocks(
+                self, self.predict, X, dtype=np.asarray(self.classes_).dtype
+            )
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 

@@ -14,12 +14,16 @@ def _draw_gate(rng, n_samples, n_features, n_experts, gate_scale):
     gate_coef = np.zeros((n_features, n_experts))
     gate_coef[:, 1:] = gate_scale * rng.standard_normal((n_features, n_experts - 1))
     gate_intercept = np.zeros(n_experts)
-    logits = X @ gate_coef
-    log_gate = logits - logsumexp(logits, axis=1, keepdims=True)
-    u = rng.random_sample(n_samples)
-    z = (np.exp(log_gate).cumsum(axis=1) < u[:, None]).sum(axis=1)
-    z = np.minimum(z, n_experts - 1)
+    log_gate, z = _draw_experts(rng, X @ gate_coef)
     return X, gate_coef, gate_intercept, log_gate, z
+
+
+def _draw_experts(rng, logits):
+    """Each row's expert drawn from ``softmax(logits)``; the log-gate too."""
+    log_gate = logits - logsumexp(logits, axis=1, keepdims=True)
+    u = rng.random_sample(logits.shape[0])
+    z = (np.exp(log_gate).cumsum(axis=1) < u[:, None]).sum(axis=1)
+    return log_gate, np.minimum(z, logits.shape[1] - 1)
 
 
 def make_moe_regression(
@@ -73,6 +77,108 @@ def make_moe_regression(
         return X, y
     params = Bunch(gate_coef=gate_coef, gate_intercept=gate_intercept, **experts)
     return X, y, params
+
+
+def make_moe_regression_dask(
+    n_samples=1_000_000,
+    n_features=2,
+    n_experts=3,
+    *,
+    chunk_rows=100_000,
+    noise=0.1,
+    gate_scale=3.0,
+    coef_scale=2.0,
+    return_params=False,
+    random_state=None,
+):
+    """:func:`make_moe_regression`'s model as lazy Dask arrays, chunk by chunk.
+
+    The mixture's parameters are drawn once from ``random_state``; each
+    chunk of ``chunk_rows`` rows is drawn only when it is computed, from its
+    own seed (the run's seed and the chunk's index), so that data far larger
+    than memory can be streamed: every pass over the arrays draws the chunks
+    again, the same values each time, on whichever worker computes them.
+    The rows follow the same model as :func:`make_moe_regression`'s, not the
+    same draws. Needs ``dask[array]``.
+
+    Parameters
+    ----------
+    n_samples : int, default=1_000_000
+    n_features : int, default=2
+    n_experts : int, default=3
+    chunk_rows : int, default=100_000
+        Rows per chunk (the last may be shorter).
+    noise : float or array-like of shape (n_experts,), default=0.1
+        Noise standard deviation of each expert.
+    gate_scale : float, default=3.0
+        Scale of the gate coefficients; larger gives sharper regions.
+    coef_scale : float, default=2.0
+        Scale of the experts' coefficients and intercepts.
+    return_params : bool, default=False
+        Also return the true parameters.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    X : dask.array.Array of shape (n_samples, n_features)
+    y : dask.array.Array of shape (n_samples,)
+    params : Bunch
+        Only with ``return_params=True``: ``gate_coef``, ``gate_intercept``,
+        ``coef``, ``intercept`` and ``noise``, as :func:`make_moe_regression`
+        gives them.
+
+    Examples
+    --------
+    >>> from skmoe.datasets import make_moe_regression_dask
+    >>> X, y = make_moe_regression_dask(10_000, chunk_rows=2_500, random_state=0)
+    >>> X.shape, X.numblocks
+    ((10000, 2), (4, 1))
+    """
+    import dask
+    import dask.array as da
+
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}.")
+    rng = check_random_state(random_state)
+    gate_coef = np.zeros((n_features, n_experts))
+    gate_coef[:, 1:] = gate_scale * rng.standard_normal((n_features, n_experts - 1))
+    coef = coef_scale * rng.standard_normal((n_experts, n_features))
+    intercept = coef_scale * rng.standard_normal(n_experts)
+    noise = np.broadcast_to(np.asarray(noise, dtype=float), (n_experts,)).copy()
+    seed = int(rng.randint(np.iinfo(np.int32).max))
+    params = (gate_coef, coef, intercept, noise)
+    draw = dask.delayed(_moe_regression_chunk, pure=True, nout=2)
+    Xs, ys = [], []
+    for index, start in enumerate(range(0, n_samples, chunk_rows)):
+        rows = min(chunk_rows, n_samples - start)
+        X_chunk, y_chunk = draw(seed, index, rows, params)
+        Xs.append(da.from_delayed(X_chunk, (rows, n_features), dtype=np.float64))
+        ys.append(da.from_delayed(y_chunk, (rows,), dtype=np.float64))
+    X, y = da.concatenate(Xs), da.concatenate(ys)
+    if not return_params:
+        return X, y
+    return (
+        X,
+        y,
+        Bunch(
+            gate_coef=gate_coef,
+            gate_intercept=np.zeros(n_experts),
+            coef=coef,
+            intercept=intercept,
+            noise=noise,
+        ),
+    )
+
+
+def _moe_regression_chunk(seed, index, n_rows, params):
+    """Chunk ``index`` of :func:`make_moe_regression_dask`, from its own seed."""
+    gate_coef, coef, intercept, noise = params
+    rng = np.random.RandomState([seed, index])
+    X = rng.standard_normal((n_rows, gate_coef.shape[0]))
+    _, z = _draw_experts(rng, X @ gate_coef)
+    means = X @ coef.T + intercept
+    y = means[np.arange(n_rows), z] + noise[z] * rng.standard_normal(n_rows)
+    return X, y
 
 
 def _linear_gaussian_targets(rng, X, log_gate, z, noise, coef_scale):

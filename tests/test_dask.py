@@ -281,6 +281,28 @@ def test_predict_on_a_dask_array_is_lazy(mixture_data):
     assert isinstance(mean, da.Array) and mean.shape == (len(X),)
     np.testing.assert_array_equal(mean.compute(), est.predict(X))
     np.testing.assert_array_equal(mean_std[1].compute(), est.predict(X, True)[1])
+    gate = est.predict_gate(_chunked(X))
+    assert isinstance(gate, da.Array) and gate.numblocks == (len(X) // 250, 1)
+    np.testing.assert_array_equal(gate.compute(), est.predict_gate(X))
+    with pytest.raises(ValueError, match="X has 3 features, but"):
+        est.predict_gate(_chunked(np.c_[X, X[:, :1]]))
+
+
+def test_classifier_predictions_on_a_dask_array_are_lazy():
+    X, y = make_moe_classification(n_samples=600, n_classes=3, random_state=0)
+    labels = np.array(["a", "b", "c"])[y]
+    est = MixtureOfExpertsClassifier(n_experts=2, random_state=0).fit(X, labels)
+    dX = _chunked(X, rows=200)
+    proba, pred, gate = est.predict_proba(dX), est.predict(dX), est.predict_gate(dX)
+    for lazy in (proba, pred, gate):
+        assert isinstance(lazy, da.Array) and lazy.numblocks[0] == 3
+    # block by block: BLAS may round the last bit otherwise
+    np.testing.assert_allclose(proba.compute(), est.predict_proba(X), rtol=1e-12)
+    np.testing.assert_array_equal(pred.compute(), est.predict(X))
+    np.testing.assert_allclose(gate.compute(), est.predict_gate(X), rtol=1e-12)
+    np.testing.assert_allclose(
+        np.exp(est.predict_log_proba(dX).compute()), est.predict_proba(X), rtol=1e-12
+    )
 
 
 def test_streamed_fit_refuses_what_it_cannot_fit(mixture_data):
@@ -387,4 +409,44 @@ def test_streamed_gate_step_that_lowers_the_objective_is_halved(
     assert fit._fit_counts["passes"] > fit.n_iter_ + 5
     assert np.all(
         np.diff(fit.objective_curve_) >= -1e-9 * abs(fit.objective_curve_[:-1])
+    )
+
+
+def test_lazily_generated_data_is_drawn_chunk_by_chunk():
+    """The graph holds the mixture's parameters, not the rows; every
+    compute draws the same rows; a chunk alone is the chunk in the whole."""
+    import pickle
+
+    from skmoe.datasets import make_moe_regression_dask
+
+    pytest.importorskip("dask.array")
+    X, y = make_moe_regression_dask(1_000_000, 5, 3, chunk_rows=50_000, random_state=0)
+    assert X.shape == (1_000_000, 5) and X.numblocks == (20, 1)
+    assert len(pickle.dumps(dict(X.__dask_graph__()))) < 200_000  # 40 MB of rows
+    X_small, y_small = make_moe_regression_dask(
+        9_000, 2, 3, chunk_rows=2_000, random_state=1
+    )
+    whole = X_small.compute()
+    np.testing.assert_array_equal(whole, X_small.compute())
+    np.testing.assert_array_equal(X_small.blocks[3].compute(), whole[6000:8000])
+    assert y_small.chunks == ((2000,) * 4 + (1000,),)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        make_moe_regression_dask(100, chunk_rows=0)
+
+
+def test_streamed_fit_recovers_a_lazily_generated_mixture():
+    from skmoe.datasets import make_moe_regression_dask
+
+    pytest.importorskip("dask.array")
+    X, y, params = make_moe_regression_dask(
+        40_000, 3, 3, chunk_rows=5_000, noise=0.2, return_params=True, random_state=3
+    )
+    fit = _fit_quietly(MixtureOfExpertsRegressor(n_experts=3, random_state=0), X, y)
+    order = np.argsort([float(e.intercept_) for e in fit.experts_])
+    true = np.argsort(params.intercept)
+    np.testing.assert_allclose(
+        np.array([e.coef_ for e in fit.experts_])[order], params.coef[true], atol=0.02
+    )
+    np.testing.assert_allclose(
+        fit.noise_variance_[order], params.noise[true] ** 2, rtol=0.05
     )

@@ -882,25 +882,45 @@ def prepare_streamed(estimator, X, y, sample_weight, *, warm):
     return Prepared(likelihood, attributes, int(n_pos), build)
 
 
-def predict_blocks(estimator, X, return_std=False):
-    """``estimator.predict`` mapped over the row blocks of a Dask array X."""
+def _row_blocks(estimator, X):
+    """Dask array X checked against a fitted estimator, one block per row chunk."""
     import dask.array as da
 
     check_is_fitted(estimator)
     X = _as_dask_array(da, X, "X", "auto")
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D Dask array for X, got {X.ndim}-D.")
-    X = X.rechunk({1: -1})
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is "
+            f"expecting {estimator.n_features_in_} features as input."
+        )
+    return X.rechunk({1: -1})
+
+
+def map_row_blocks(estimator, method, X, n_columns=None, dtype=np.float64):
+    """``method`` of a fitted estimator mapped over the row blocks of X, lazily.
+
+    ``method(X_block)`` gives one row per row of the block: ``n_columns``
+    columns, or a 1-D array where None. The result is a Dask array computed
+    block by block, on the workers of a cluster where one is active.
+    """
+    X = _row_blocks(estimator, X)
+    if n_columns is None:
+        return X.map_blocks(method, dtype=dtype, drop_axis=1)
+    return X.map_blocks(method, dtype=dtype, chunks=(X.chunks[0], (n_columns,)))
+
+
+def predict_blocks(estimator, X, return_std=False):
+    """``estimator.predict`` mapped over the row blocks of a Dask array X."""
     n_outputs = estimator._likelihood.n_outputs
-    y_is_1d = estimator._likelihood.y_is_1d
+    columns = None if estimator._likelihood.y_is_1d else n_outputs
 
     def part(i):
         def block(Xb):
             out = estimator.predict(Xb, return_std=return_std)
             return out[i] if return_std else out
 
-        if y_is_1d:
-            return X.map_blocks(block, dtype=np.float64, drop_axis=1)
-        return X.map_blocks(block, dtype=np.float64, chunks=(X.chunks[0], (n_outputs,)))
+        return map_row_blocks(estimator, block, X, columns)
 
     return (part(0), part(1)) if return_std else part(0)
