@@ -156,10 +156,6 @@ def _add(a, b):
     return tuple(None if x is None else x + y for x, y in zip(a, b, strict=True))
 
 
-def _concatenate(a, b):
-    return a + b
-
-
 class _Stream:
     """The row chunks of (X, Y, sample weight) and passes over them."""
 
@@ -200,8 +196,11 @@ class _Stream:
         return self._dask.compute(parts[0])[0]
 
 
-def _moments_chunk(X, Y, w, index):
-    """Weighted count, mean and centred second moment of [X, Y] in a chunk."""
+def _moments_chunk(X, Y, w, index, rows):
+    """A chunk's weighted count, mean and centred second moment of [X, Y],
+    its checks, its total weight and its rows of the in-memory subsample
+    (``rows = (chunk offsets, stride)``), these two as one-item lists, which
+    the reduction concatenates in the chunks' order."""
     X, Y, w = _chunk(X, Y, w)
     V = np.hstack([X, Y])
     bad = int(np.count_nonzero(~np.isfinite(V)) + np.count_nonzero(~np.isfinite(w)))
@@ -214,13 +213,20 @@ def _moments_chunk(X, Y, w, index):
     else:
         low, high = np.full(V.shape[1], np.inf), np.full(V.shape[1], -np.inf)
     positive = int(np.count_nonzero(w > 0))
-    return len(w), positive, W, mean, m2, w @ Y**2, bad, negative, low, high
+    offsets, stride = rows
+    sub = slice((-offsets[index]) % stride, None, stride)
+    return (
+        (len(w), positive, W, mean, m2, w @ Y**2, bad, negative, low, high),
+        [W],
+        [(X[sub], Y[sub], w[sub])],
+    )
 
 
 def _combine_moments(a, b):
-    """Chan et al.'s pairwise update of weighted means and second moments."""
-    n_a, pos_a, W_a, mean_a, m2_a, sq_a, bad_a, neg_a, lo_a, hi_a = a
-    n_b, pos_b, W_b, mean_b, m2_b, sq_b, bad_b, neg_b, lo_b, hi_b = b
+    """Chan et al.'s pairwise update of weighted means and second moments;
+    the lists of chunk weights and subsample rows concatenated."""
+    n_a, pos_a, W_a, mean_a, m2_a, sq_a, bad_a, neg_a, lo_a, hi_a = a[0]
+    n_b, pos_b, W_b, mean_b, m2_b, sq_b, bad_b, neg_b, lo_b, hi_b = b[0]
     W = W_a + W_b
     if W > 0:
         delta = mean_b - mean_a
@@ -228,7 +234,7 @@ def _combine_moments(a, b):
         m2 = m2_a + m2_b + delta**2 * (W_a * W_b / W)
     else:
         mean, m2 = mean_a, m2_a + m2_b
-    return (
+    moments = (
         n_a + n_b,
         pos_a + pos_b,
         W,
@@ -240,11 +246,7 @@ def _combine_moments(a, b):
         np.minimum(lo_a, lo_b),
         np.maximum(hi_a, hi_b),
     )
-
-
-def _chunk_weight(X, Y, w, index):
-    """The chunk's total weight, as a one-entry tuple (concatenated in order)."""
-    return (float(_chunk(X, Y, w)[2].sum()),)
+    return moments, a[1] + b[1], a[2] + b[2]
 
 
 class _StartSource:
@@ -818,9 +820,15 @@ def prepare_streamed(estimator, X, y, sample_weight, *, warm):
     """Check the Dask arrays and take their moments; see :class:`Prepared`."""
     X, Y, sample_weight, y_is_1d = _check_arrays(estimator, X, y, sample_weight, warm)
     stream = _Stream(X, Y, sample_weight)
-    n_rows, n_pos, total, mean, m2, sq, bad, negative, low, high = stream.map_reduce(
-        _moments_chunk, combine=_combine_moments
+    # one pass: the moments, the chunks' weights, and an evenly strided
+    # subsample held in memory for the k-means start, the re-seeding
+    # thresholds, the first gate fit and the gate's Hessian
+    offsets = np.r_[0, np.cumsum(X.chunks[0])[:-1]]
+    step = max(1, -(-X.shape[0] // _SUBSAMPLE_ROWS))
+    moments, chunk_weights, subsample = stream.map_reduce(
+        _moments_chunk, (offsets, step), combine=_combine_moments
     )
+    n_rows, n_pos, total, mean, m2, sq, bad, negative, low, high = moments
     if bad:
         raise ValueError(
             f"Input contains NaN or infinity: {bad} value(s) in X, y or sample_weight."
@@ -839,18 +847,11 @@ def prepare_streamed(estimator, X, y, sample_weight, *, warm):
         noise_floor(y_mean, y_var, sq / total, n_rows), y_is_1d
     )
     x_std, y_std = np.sqrt(x_var), np.sqrt(y_var)
-    # an evenly strided subsample, held in memory, for the k-means start,
-    # the re-seeding thresholds and the gate's Hessian
-    step = max(1, -(-n_rows // _SUBSAMPLE_ROWS))
-    Xs, Ys = X[::step].compute(), Y[::step].compute()
-    ws = np.ones(len(Xs)) if sample_weight is None else sample_weight[::step]
-    ws = np.asarray(ws, dtype=np.float64)
+    Xs, Ys, ws = (np.concatenate(part) for part in zip(*subsample, strict=True))
     setup = {
         "total": float(total),
-        "offsets": np.r_[0, np.cumsum(X.chunks[0])[:-1]],
-        "chunk_weights": np.asarray(
-            stream.map_reduce(_chunk_weight, combine=_concatenate)
-        ),
+        "offsets": offsets,
+        "chunk_weights": np.asarray(chunk_weights),
         "x_mean": x_mean,
         "x_std": x_std,
         # centring for the normal equations
