@@ -171,13 +171,23 @@ def make_moe_regression_dask(
 
 
 def _moe_regression_chunk(seed, index, n_rows, params):
-    """Chunk ``index`` of :func:`make_moe_regression_dask`, from its own seed."""
+    """Chunk ``index`` of :func:`make_moe_regression_dask`, from its own seed.
+
+    NumPy's Generator, not RandomState: its normals (ziggurat) are drawn
+    several times faster, and every pass over lazy data draws them again.
+    """
     gate_coef, coef, intercept, noise = params
-    rng = np.random.RandomState([seed, index])
+    rng = np.random.default_rng([seed, index])
     X = rng.standard_normal((n_rows, gate_coef.shape[0]))
-    _, z = _draw_experts(rng, X @ gate_coef)
-    means = X @ coef.T + intercept
-    y = means[np.arange(n_rows), z] + noise[z] * rng.standard_normal(n_rows)
+    logits = X @ gate_coef
+    # the expert by inverse CDF: the gate's cumulative weights against a
+    # uniform scaled to their total (no logarithms needed)
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(weights, axis=1)
+    u = rng.random(n_rows) * cumulative[:, -1]
+    z = np.minimum((cumulative < u[:, None]).sum(axis=1), len(noise) - 1)
+    y = np.einsum("ij,ij->i", X, coef[z]) + intercept[z]
+    y += noise[z] * rng.standard_normal(n_rows)
     return X, y
 
 

@@ -450,3 +450,133 @@ def test_streamed_fit_recovers_a_lazily_generated_mixture():
     np.testing.assert_allclose(
         fit.noise_variance_[order], params.noise[true] ** 2, rtol=0.05
     )
+
+
+def test_streamed_fit_survives_a_worker_lost_mid_fit(mixture_data, monkeypatch):
+    """A worker process killed between two passes: distributed runs the
+    tasks on the worker left, and since the chunks' sums are added in a
+    fixed order the fit is the threaded one."""
+    import os
+    import signal
+
+    import skmoe._backends._dask as dask_backend
+
+    distributed = pytest.importorskip("distributed")
+    X, y = mixture_data
+    params = dict(n_experts=3, random_state=0, max_iter=8)
+    threaded = _fit_quietly(
+        MixtureOfExpertsRegressor(**params), _chunked(X), _chunked(y)
+    )
+    real = dask_backend.StreamedBackend._fused_pass
+    killed = []
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+
+        def losing_a_worker(self, *args):
+            if not killed and self.counts.get("passes", 0) >= 3:
+                pid = next(iter(client.run(os.getpid).values()))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            return real(self, *args)
+
+        monkeypatch.setattr(
+            dask_backend.StreamedBackend, "_fused_pass", losing_a_worker
+        )
+        with dask.config.set(scheduler=client):
+            on_cluster = _fit_quietly(
+                MixtureOfExpertsRegressor(**params), _chunked(X), _chunked(y)
+            )
+        assert killed[0] not in client.run(os.getpid).values()
+    assert on_cluster.n_iter_ == threaded.n_iter_ > 3
+    _assert_same_fit(threaded, on_cluster, X)
+
+
+def test_dask_progress_bar_reports_the_streamed_passes(mixture_data, capsys):
+    from dask.diagnostics import ProgressBar
+
+    X, y = mixture_data
+    with ProgressBar(minimum=0):
+        fit = _fit_quietly(
+            MixtureOfExpertsRegressor(n_experts=3, random_state=0, max_iter=3),
+            _chunked(X),
+            _chunked(y),
+        )
+    out = capsys.readouterr().out
+    # one bar per pass: the set-up pass, then those EM counts
+    assert out.count("100% Completed") == fit._fit_counts["passes"] + 1
+
+
+def test_verbose_streamed_fit_prints_one_line_per_iteration(mixture_data, capsys):
+    X, y = mixture_data
+    fit = _fit_quietly(
+        MixtureOfExpertsRegressor(n_experts=3, random_state=0, max_iter=4, verbose=1),
+        _chunked(X),
+        _chunked(y),
+    )
+    lines = [s for s in capsys.readouterr().out.splitlines() if "iteration" in s]
+    assert len(lines) == fit.n_iter_ == 4
+
+
+def test_streamed_fit_holds_a_few_chunks_not_all():
+    """Memory for a few chunks at a time, whatever the number of rows: with
+    five times the chunks, the traced peak does not grow (a view kept of
+    each chunk, say of its rows of the subsample, held them all: the peak
+    doubled)."""
+    import tracemalloc
+
+    from skmoe.datasets import make_moe_regression_dask
+
+    pytest.importorskip("dask.array")
+
+    def peak(n):
+        X, y = make_moe_regression_dask(n, 10, 3, chunk_rows=50_000, random_state=0)
+        with dask.config.set(scheduler="sync"):
+            tracemalloc.start()
+            _fit_quietly(
+                MixtureOfExpertsRegressor(n_experts=3, random_state=0, max_iter=2),
+                X,
+                y,
+            )
+            top = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        return top
+
+    small, large = peak(200_000), peak(1_000_000)
+    assert large < 1.5 * small, (small, large)
+
+
+def test_streamed_restarts_side_by_side_equal_the_serial_ones(
+    mixture_data, monkeypatch
+):
+    """n_init restarts run on threads, their passes interleaved on the
+    scheduler: each is the run it is alone, and the best is kept."""
+    import threading
+
+    import skmoe._backends._dask as dask_backend
+
+    X, y = mixture_data
+    params = dict(n_experts=3, n_init=3, random_state=0, max_iter=30)
+    threads = set()
+    real = dask_backend.StreamedBackend.start
+
+    def start(self, *args):
+        threads.add(threading.get_ident())
+        return real(self, *args)
+
+    monkeypatch.setattr(dask_backend.StreamedBackend, "start", start)
+    side_by_side = _fit_quietly(
+        MixtureOfExpertsRegressor(**params), _chunked(X), _chunked(y)
+    )
+    assert len(threads) == 3
+    monkeypatch.setattr(dask_backend.StreamedBackend, "restarts_in_threads", False)
+    serial = _fit_quietly(MixtureOfExpertsRegressor(**params), _chunked(X), _chunked(y))
+    _assert_same_fit(side_by_side, serial, X)
+    assert side_by_side._fit_counts == {
+        **serial._fit_counts,
+        "start_s": side_by_side._fit_counts["start_s"],
+        "iterations_s": side_by_side._fit_counts["iterations_s"],
+    }

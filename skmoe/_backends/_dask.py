@@ -163,15 +163,17 @@ class _Stream:
         import dask
 
         self._dask = dask
-        xs = X.to_delayed().ravel()
-        ys = Y.to_delayed().ravel()
+        # the arrays' graphs as they are: a task that makes both X's and y's
+        # chunk (a generator's, a file reader's) stays one task of the
+        # pass; each array's graph optimised apart fused its own copy of
+        # it, and every pass ran it twice
+        xs, ys = (a.to_delayed(optimize_graph=False).ravel() for a in (X, Y))
         ws = (
             [None] * len(xs)
             if sample_weight is None
-            else sample_weight.to_delayed().ravel()
+            else sample_weight.to_delayed(optimize_graph=False).ravel()
         )
         self.blocks = list(zip(xs, ys, ws, strict=True))
-        self.passes = 0
 
     def map_reduce(self, func, *args, combine=_add):
         """``combine`` over the chunks of ``func(X, Y, w, chunk_index, *args)``.
@@ -192,7 +194,6 @@ class _Stream:
                 for j in range(0, len(parts) - 1, 2)
             ]
             parts = pairs + parts[len(parts) - len(parts) % 2 :]
-        self.passes += 1
         return self._dask.compute(parts[0])[0]
 
 
@@ -218,7 +219,8 @@ def _moments_chunk(X, Y, w, index, rows):
     return (
         (len(w), positive, W, mean, m2, w @ Y**2, bad, negative, low, high),
         [W],
-        [(X[sub], Y[sub], w[sub])],
+        # copies: views would hold every chunk in memory until the end
+        [(X[sub].copy(), Y[sub].copy(), w[sub].copy())],
     )
 
 
@@ -389,7 +391,8 @@ def _source_chunk(X, Y, w, index, source, x_shift, y_shift, gate_arrays, rows):
     X, Y, w = _chunk(X, Y, w)
     resp, row_ll = source(X, Y, w, index)
     offsets, stride = rows
-    subsample_resp = [resp[(-offsets[index]) % stride :: stride]]
+    # copies: a view would hold the whole chunk's array until the end
+    subsample_resp = [resp[(-offsets[index]) % stride :: stride].copy()]
     weights = resp * w[:, None]
     grams = weighted_grams(X, x_shift, Y - y_shift, weights)
     n_eff = weights.sum(axis=0)
@@ -483,12 +486,20 @@ class StreamedBackend:
         self.total_weight = setup["total"]
         self.n_experts = len(templates)
 
+    # a run's passes wait on the cluster: restarts run side by side, each
+    # from its own thread, so that one's tasks fill the others' gaps
+    restarts_in_threads = True
+
     def fresh(self):
         backend = copy.copy(self)
-        backend._passes_at_start = self.stream.passes
         backend.counts = {}
         backend._handed = None
         return backend
+
+    def _map_reduce(self, func, *args):
+        """A pass over the chunks (:meth:`_Stream.map_reduce`), counted."""
+        self.counts["passes"] = self.counts.get("passes", 0) + 1
+        return self.stream.map_reduce(func, *args)
 
     def warm_state(self, estimator):
         return MixtureState(
@@ -501,7 +512,7 @@ class StreamedBackend:
         """A pass over the chunks: the :class:`_Sums` of ``source``'s
         responsibilities, the gate's objective at ``gate_arrays``."""
         setup = self.setup
-        *stats, subsample_resp = self.stream.map_reduce(
+        *stats, subsample_resp = self._map_reduce(
             _source_chunk,
             source,
             setup["x_shift"],
@@ -521,7 +532,7 @@ class StreamedBackend:
         setup = self.setup
         x_shift = setup["x_shift"]
         arrays = _pass_arrays(state, theta, self.likelihood.n_outputs)
-        grams, gate_sums, scalars, expert_ll = self.stream.map_reduce(
+        grams, gate_sums, scalars, expert_ll = self._map_reduce(
             _fused_chunk, previous, arrays, x_shift, setup["y_shift"]
         )
         d = x_shift.shape[0]
@@ -623,7 +634,7 @@ class StreamedBackend:
                 shift, G = recentred_gram(
                     G,
                     x_shift,
-                    lambda s, k=k: self.stream.map_reduce(
+                    lambda s, k=k: self._map_reduce(
                         _expert_gram_chunk, source, k, s, y_shift
                     )[0],
                 )
@@ -738,9 +749,7 @@ class StreamedBackend:
             if first:
                 loss, grad = loss0, grad0.copy()
             else:
-                loss, grad = self.stream.map_reduce(
-                    _gate_chunk, source, mean, scale, theta
-                )
+                loss, grad = self._map_reduce(_gate_chunk, source, mean, scale, theta)
                 grad = grad.copy()
             W = theta[:-1]
             grad[:-1] += alpha * W
@@ -809,10 +818,7 @@ class StreamedBackend:
             n_iter=n_iter,
             converged=converged,
             summary=summary,
-            counts={
-                **self.counts,
-                "passes": self.stream.passes - self._passes_at_start,
-            },
+            counts=dict(self.counts),
         )
 
 

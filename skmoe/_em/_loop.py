@@ -207,14 +207,24 @@ def run_restarts(run, backend, settings, seeds, *, n_jobs=None, warm_state=None)
 
     One run goes in this process, so that the experts' own fits can spread
     out; several go through joblib (``n_jobs``, or a
-    ``joblib.parallel_backend`` such as Dask's). The best is the highest
+    ``joblib.parallel_backend`` such as Dask's), or side by side on threads
+    where the backend's work runs elsewhere (``restarts_in_threads``: the
+    Dask backend's passes, on its scheduler). The best is the highest
     log-likelihood at the kept parameters, the first of equals, as in a
     serial loop.
     """
     if len(seeds) == 1:
         results = [_one_run(run, backend, settings, seeds[0], 0, warm_state)]
     else:
-        results = Parallel(n_jobs=n_jobs)(
+        # a backend whose work runs elsewhere (the Dask one's passes) runs
+        # its restarts side by side on threads, whatever n_jobs says
+        threads = getattr(backend, "restarts_in_threads", False)
+        parallel = (
+            Parallel(n_jobs=len(seeds), backend="threading")
+            if threads
+            else Parallel(n_jobs=n_jobs)
+        )
+        results = parallel(
             delayed(_one_run)(run, backend, settings, seed, restart, warm_state)
             for restart, seed in enumerate(seeds)
         )
