@@ -14,16 +14,12 @@ def _draw_gate(rng, n_samples, n_features, n_experts, gate_scale):
     gate_coef = np.zeros((n_features, n_experts))
     gate_coef[:, 1:] = gate_scale * rng.standard_normal((n_features, n_experts - 1))
     gate_intercept = np.zeros(n_experts)
-    log_gate, z = _draw_experts(rng, X @ gate_coef)
-    return X, gate_coef, gate_intercept, log_gate, z
-
-
-def _draw_experts(rng, logits):
-    """Each row's expert drawn from ``softmax(logits)``; the log-gate too."""
+    logits = X @ gate_coef
     log_gate = logits - logsumexp(logits, axis=1, keepdims=True)
-    u = rng.random_sample(logits.shape[0])
+    u = rng.random_sample(n_samples)
     z = (np.exp(log_gate).cumsum(axis=1) < u[:, None]).sum(axis=1)
-    return log_gate, np.minimum(z, logits.shape[1] - 1)
+    z = np.minimum(z, n_experts - 1)
+    return X, gate_coef, gate_intercept, log_gate, z
 
 
 def make_moe_regression(
