@@ -42,6 +42,7 @@ from .._em._stats import (
 )
 from .._gates._softmax import (
     SoftmaxGateFit,
+    finish_gate_step,
     gradient_newton_step,
     line_search_gate,
     newton_hessian_solver,
@@ -616,9 +617,10 @@ class StreamedBackend:
         starts from the pass's gradient, its Hessian from the in-memory
         subsample, and its trial point is tested by the next pass, which is
         also the E-step at the new parameters: one pass per iteration, a
-        second only where the line search halves the step. Other gate
-        M-steps (the first, cold one; more than one Newton step) take one
-        pass per trial point, and the E-step one more.
+        second only where the line search halves the step. A run's first,
+        cold gate fit is made on the subsample (:meth:`_cold_gate`, no
+        pass); warm M-steps of more than one Newton step take one pass per
+        trial point, and the E-step one more.
         """
         setup = self.setup
         source, stats, _ = posterior
@@ -700,9 +702,7 @@ class StreamedBackend:
             gate._theta = theta
             return False
         gate.n_iter_ = 1
-        gate._set_public()
-        self.counts["gate_fits"] = self.counts.get("gate_fits", 0) + 1
-        self.counts["gate_steps"] = self.counts.get("gate_steps", 0) + 1
+        finish_gate_step(gate, self.counts)
         return True
 
     def _cold_gate(self, gate, resp):

@@ -578,6 +578,11 @@ def line_search_gate(gate, newton, previous, run_pass, total, counts):
     if gate.n_iter_ == 0:
         # no step: the E-step at the new experts and the gate as it was
         run_pass(theta, None)
+    finish_gate_step(gate, counts)
+
+
+def finish_gate_step(gate, counts):
+    """Publish a stepped gate's parameters; count its fit and its steps."""
     gate._set_public()
     counts["gate_fits"] = counts.get("gate_fits", 0) + 1
     counts["gate_steps"] = counts.get("gate_steps", 0) + gate.n_iter_
