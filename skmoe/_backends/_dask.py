@@ -66,9 +66,9 @@ from ._numpy import MixtureState, Prepared, linear_expert_arrays
 # Rows of the in-memory subsample (evenly strided over the data) on which
 # the k-means start, the re-seeding thresholds and the gate's Hessian are
 # computed.
-_SUBSAMPLE_ROWS = 10_000
+SUBSAMPLE_ROWS = 10_000
 
-# Rows per block of the random start's draws (see _StartSource._random).
+# Rows per block of the random start's draws (see StartSource._random).
 _RANDOM_START_ROWS = 4096
 
 
@@ -82,7 +82,7 @@ def is_dask_collection(x):
 # ---------------------------------------------------------------------------
 
 
-def _as_dask_array(da, a, name, row_chunks):
+def as_dask_array(da, a, name, row_chunks):
     if isinstance(a, da.Array):
         return a
     if is_dask_collection(a):
@@ -94,16 +94,23 @@ def _as_dask_array(da, a, name, row_chunks):
     return da.from_array(a, chunks=(row_chunks,) + a.shape[1:])
 
 
-def _check_arrays(estimator, X, y, sample_weight, warm):
-    """Dask arrays X (n, d), Y (n, n_outputs) and weights, aligned by chunk."""
+def check_arrays(estimator, X, y, sample_weight, warm, *, labels=False):
+    """Dask arrays X (n, d), Y (n, n_outputs) and weights, aligned by chunk.
+
+    With ``labels`` (the classifier), y stays 1-D and keeps its dtype.
+    """
     import dask.array as da
 
     first = X if isinstance(X, da.Array) else y
     row_chunks = first.chunks[0] if isinstance(first, da.Array) else "auto"
-    X = _as_dask_array(da, X, "X", row_chunks)
-    y = _as_dask_array(da, y, "y", X.chunks[0])
+    X = as_dask_array(da, X, "X", row_chunks)
+    y = as_dask_array(da, y, "y", X.chunks[0])
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D Dask array for X, got {X.ndim}-D.")
+    if labels and y.ndim != 1:
+        raise ValueError(
+            f"y must be a 1-D array of class labels, got {y.ndim}-D of shape {y.shape}."
+        )
     if y.ndim not in (1, 2):
         raise ValueError(f"y must be 1-D or 2-D, got {y.ndim}-D.")
     if any(np.isnan(s) for s in X.shape + y.shape):
@@ -111,7 +118,7 @@ def _check_arrays(estimator, X, y, sample_weight, warm):
             "X or y has unknown chunk sizes; call compute_chunk_sizes() on it "
             "(or to_dask_array(lengths=True) on a Dask DataFrame) first."
         )
-    for name, a in (("X", X), ("y", y)):
+    for name, a in (("X", X),) if labels else (("X", X), ("y", y)):
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise ValueError(f"{name} must be numeric, got dtype {a.dtype}.")
     n, d = X.shape
@@ -129,9 +136,12 @@ def _check_arrays(estimator, X, y, sample_weight, warm):
         )
     X = X.astype(np.float64).rechunk({1: -1})
     rows = X.chunks[0]
-    Y = (y[:, None] if y.ndim == 1 else y).astype(np.float64).rechunk((rows, -1))
+    if labels:
+        Y = y.rechunk((rows,))
+    else:
+        Y = (y[:, None] if y.ndim == 1 else y).astype(np.float64).rechunk((rows, -1))
     if sample_weight is not None:
-        sample_weight = _as_dask_array(da, sample_weight, "sample_weight", rows)
+        sample_weight = as_dask_array(da, sample_weight, "sample_weight", rows)
         if sample_weight.shape != (n,):
             raise ValueError(
                 f"sample_weight has shape {sample_weight.shape}; expected ({n},)."
@@ -145,19 +155,19 @@ def _check_arrays(estimator, X, y, sample_weight, warm):
 # ---------------------------------------------------------------------------
 
 
-def _chunk(X, Y, w):
+def read_chunk(X, Y, w):
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     w = np.ones(X.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
     return X, Y, w
 
 
-def _add(a, b):
+def add_sums(a, b):
     """Elementwise sum of two tuples of per-chunk statistics (None stays)."""
     return tuple(None if x is None else x + y for x, y in zip(a, b, strict=True))
 
 
-class _Stream:
+class ChunkStream:
     """The row chunks of (X, Y, sample weight) and passes over them."""
 
     def __init__(self, X, Y, sample_weight):
@@ -176,7 +186,7 @@ class _Stream:
         )
         self.blocks = list(zip(xs, ys, ws, strict=True))
 
-    def map_reduce(self, func, *args, combine=_add):
+    def map_reduce(self, func, *args, combine=add_sums):
         """``combine`` over the chunks of ``func(X, Y, w, chunk_index, *args)``.
 
         The chunks' results are combined pairwise in a fixed tree, so the
@@ -198,12 +208,12 @@ class _Stream:
         return self._dask.compute(parts[0])[0]
 
 
-def _moments_chunk(X, Y, w, index, rows):
+def moments_chunk(X, Y, w, index, rows):
     """A chunk's weighted count, mean and centred second moment of [X, Y],
     its checks, its total weight and its rows of the in-memory subsample
     (``rows = (chunk offsets, stride)``), these two as one-item lists, which
     the reduction concatenates in the chunks' order."""
-    X, Y, w = _chunk(X, Y, w)
+    X, Y, w = read_chunk(X, Y, w)
     V = np.hstack([X, Y])
     bad = int(np.count_nonzero(~np.isfinite(V)) + np.count_nonzero(~np.isfinite(w)))
     negative = int(np.count_nonzero(w < 0))
@@ -225,7 +235,7 @@ def _moments_chunk(X, Y, w, index, rows):
     )
 
 
-def _combine_moments(a, b):
+def combine_moments(a, b):
     """Chan et al.'s pairwise update of weighted means and second moments;
     the lists of chunk weights and subsample rows concatenated."""
     n_a, pos_a, W_a, mean_a, m2_a, sq_a, bad_a, neg_a, lo_a, hi_a = a[0]
@@ -252,19 +262,24 @@ def _combine_moments(a, b):
     return moments, a[1] + b[1], a[2] + b[2]
 
 
-class _StartSource:
+class StartSource:
     """Starting responsibilities of a chunk: nearest k-means centre or random.
 
     Rows are explained by nothing yet: their log-likelihoods are 0, so that
     a collapsed expert is re-seeded on the first rows, as in memory.
     """
 
-    def __init__(self, n_experts, offsets, *, centres=None, scaling=None, seed=None):
+    def __init__(
+        self, n_experts, offsets, *, centres=None, scaling=None, seed=None, targets=True
+    ):
         self.n_experts = n_experts
         self.offsets = offsets  # first row of each chunk
         self.centres = centres
         self.scaling = scaling
         self.seed = seed
+        # whether k-means clusters the targets with the inputs (the
+        # classifier's clusters are of the inputs alone)
+        self.targets = targets
 
     def _random(self, start, stop):
         # drawn in fixed blocks of rows, each from its own seed, so that a
@@ -289,7 +304,7 @@ class _StartSource:
         if self.centres is None:
             start = self.offsets[index]
             return self._random(start, start + m), np.zeros(m)
-        Z = scale_for_kmeans(X, Y, self.scaling)
+        Z = scale_for_kmeans(X, Y if self.targets else Y[:, :0], self.scaling)
         dist = (
             (Z**2).sum(axis=1)[:, None]
             - 2 * Z @ self.centres.T
@@ -327,7 +342,7 @@ def _pass_arrays(state, theta, n_outputs):
     return gate._mean, gate._scale, theta, coef, intercept, state.scale
 
 
-class _Reseeded:
+class Reseeded:
     """Responsibilities of ``source`` with collapsed experts re-seeded.
 
     Dead expert ``j`` shares, half and half, the rows in the ``j``-th block
@@ -389,7 +404,7 @@ def _source_chunk(X, Y, w, index, source, x_shift, y_shift, gate_arrays, rows):
     ``(mean, scale, theta)``; and, as a one-item list (lists concatenate in
     the reduction), the responsibilities of the chunk's rows in the
     in-memory subsample, ``rows = (chunk offsets, stride)``."""
-    X, Y, w = _chunk(X, Y, w)
+    X, Y, w = read_chunk(X, Y, w)
     resp, row_ll = source(X, Y, w, index)
     offsets, stride = rows
     # copies: a view would hold the whole chunk's array until the end
@@ -419,7 +434,7 @@ def _fused_chunk(X, Y, w, index, previous, arrays, x_shift, y_shift):
     recomputed here from their parameters: the rows are read once) is
     given, the gate's loss against those, the test of the gate's trial.
     """
-    X, Y, w = _chunk(X, Y, w)
+    X, Y, w = read_chunk(X, Y, w)
     before = None if previous is None else previous(X, Y, w, index)[0]
     with one_numba_thread():
         _, _, grams, gate_sums, scalars, expert_ll = em_pass(
@@ -430,7 +445,7 @@ def _fused_chunk(X, Y, w, index, previous, arrays, x_shift, y_shift):
 
 def _expert_gram_chunk(X, Y, w, index, source, k, x_shift, y_shift):
     """A chunk's part of expert ``k``'s Gram matrix about ``x_shift``."""
-    X, Y, w = _chunk(X, Y, w)
+    X, Y, w = read_chunk(X, Y, w)
     resp, _ = source(X, Y, w, index)
     weights = np.ascontiguousarray(resp[:, k : k + 1] * w[:, None])
     return (weighted_grams(X, x_shift, Y - y_shift, weights)[0],)
@@ -438,9 +453,46 @@ def _expert_gram_chunk(X, Y, w, index, source, k, x_shift, y_shift):
 
 def _gate_chunk(X, Y, w, index, source, mean, scale, theta):
     """A chunk's gate cross-entropy and gradient at ``theta``."""
-    X, Y, w = _chunk(X, Y, w)
+    X, Y, w = read_chunk(X, Y, w)
     resp, _ = source(X, Y, w, index)
     return gate_objective(X, mean, scale, theta, resp, w)
+
+
+def initial_gate(make_gate, gate_seed, setup, n_experts):
+    """An unfitted linear gate, standardised by the moments pass, at zero."""
+    gate = make_gate(gate_seed)
+    gate._set_scaler(setup["x_mean"], setup["x_std"])
+    gate._theta = np.zeros((setup["x_mean"].shape[0] + 1, n_experts - 1))
+    gate._set_public()
+    return gate
+
+
+def start_source(setup, n_experts, init, restart, random_state, targets=True):
+    """The :class:`StartSource` of a run: k-means centres found on the
+    in-memory subsample (of the inputs, and of the targets where
+    ``targets``), or random responsibilities."""
+    K = n_experts
+    if K == 1 or init == "random" or restart > 0:
+        return StartSource(
+            K, setup["offsets"], seed=random_state.randint(np.iinfo(np.int32).max)
+        )
+    Xs, Ys, ws = setup["subsample"]
+    keep = ws > 0
+    Ts = Ys[keep] if targets else np.empty((int(keep.sum()), 0))
+    Zs = scale_for_kmeans(Xs[keep], Ts, setup["kmeans_scaling"])
+    labels = kmeans_labels(Zs, ws[keep], K, random_state)
+    centres = np.full((K, Zs.shape[1]), np.nan)
+    for k in range(K):
+        mass = ws[keep][labels == k]
+        if mass.sum() > 0:
+            centres[k] = mass @ Zs[labels == k] / mass.sum()
+    return StartSource(
+        K,
+        setup["offsets"],
+        centres=centres,
+        scaling=setup["kmeans_scaling"],
+        targets=targets,
+    )
 
 
 class StreamPosterior(NamedTuple):
@@ -456,6 +508,88 @@ class StreamPosterior(NamedTuple):
     gate_arrays: tuple
 
 
+def cold_gate_fit(gate, resp, subsample, total, counts):
+    """A run's first gate fit, on the in-memory subsample, no pass.
+
+    As the in-memory backend's first fit (on at most ``COLD_GATE_MAX_ROWS``
+    rows): against the smoothed targets of the start's responsibilities
+    ``resp`` (the subsample's rows), the subsample's weights scaled to the
+    ``total``; the same fit where the subsample is every row. The warm Newton
+    steps of the iterations after it see every row.
+    """
+    Xs, _, ws = subsample
+    gate = copy.deepcopy(gate)
+    if gate._theta.shape[1] == 0 or not ws.sum() > 0:
+        gate.n_iter_ = 0
+        gate._set_public()
+        return gate
+    weights = ws * (total / ws.sum())
+    SoftmaxGateFit(Xs, weights, keep=False, counts=counts).fit(
+        gate, np.ascontiguousarray(smoothed_gate_targets(resp)), False
+    )
+    return gate
+
+
+def fit_gate_streamed(gate, map_reduce, chunk, loss0, grad0, subsample, total):
+    """A warm gate M-step of several Newton steps, as in memory.
+
+    The first evaluation, ``loss0`` and ``grad0``, comes from the EM pass
+    already made; each trial point is one pass, ``map_reduce(*chunk, mean,
+    scale, theta)`` giving the gate's summed loss and gradient (the chunk's
+    responsibilities recomputed there); the Hessian is estimated on the
+    in-memory subsample, as the in-memory backend estimates it on a strided
+    subsample.
+    """
+    gate = copy.deepcopy(gate)
+    d1, K1 = gate._theta.shape
+    if K1 == 0:
+        gate.n_iter_ = 0
+        gate._set_public()
+        return gate
+    alpha = float(gate.alpha)
+    mean, scale = gate._mean, gate._scale
+
+    def objective(flat, first=False):
+        theta = flat.reshape(d1, K1)
+        if first:
+            loss, grad = loss0, grad0.copy()
+        else:
+            loss, grad = map_reduce(*chunk, mean, scale, theta)
+            grad = grad.copy()
+        W = theta[:-1]
+        grad[:-1] += alpha * W
+        loss = loss + 0.5 * alpha * np.sum(W * W)
+        return loss / total, grad.ravel() / total
+
+    Xs, _, ws = subsample
+    max_iter = gate.max_iter
+    if gate.warm_max_iter is not None:
+        max_iter = min(max_iter, gate.warm_max_iter)
+    with single_threaded_blas():
+        hessian_solver = newton_hessian_solver(gate, Xs, ws, alpha, total)
+        flat, n_iter, ok = newton_minimize(
+            objective,
+            hessian_solver,
+            gate._theta.ravel().copy(),
+            max_iter=max_iter,
+            tol=gate.tol,
+        )
+        if not ok:
+            gate._theta = flat.reshape(d1, K1)
+            L = softmax_preconditioner(gate, Xs, ws, alpha, total)
+            flat, n_iter = lbfgs_minimize(
+                objective,
+                flat,
+                max_iter=gate.max_iter,
+                tol=gate.tol,
+                preconditioner=L,
+            )
+    gate._theta = flat.reshape(d1, K1)
+    gate.n_iter_ = n_iter
+    gate._set_public()
+    return gate
+
+
 # ---------------------------------------------------------------------------
 # The backend
 # ---------------------------------------------------------------------------
@@ -466,7 +600,7 @@ class StreamedBackend:
 
     Parameters
     ----------
-    stream : _Stream
+    stream : ChunkStream
     setup : dict
         What the moments pass and the subsample give: total weight, chunk
         offsets and weights, scalings, centring shifts, the subsample.
@@ -498,7 +632,7 @@ class StreamedBackend:
         return backend
 
     def _map_reduce(self, func, *args):
-        """A pass over the chunks (:meth:`_Stream.map_reduce`), counted."""
+        """A pass over the chunks (:meth:`ChunkStream.map_reduce`), counted."""
         self.counts["passes"] = self.counts.get("passes", 0) + 1
         return self.stream.map_reduce(func, *args)
 
@@ -560,29 +694,8 @@ class StreamedBackend:
         return float(scalars[0])
 
     def start(self, init, restart, random_state, gate_seed):
-        setup = self.setup
-        K = self.n_experts
-        gate = self.make_gate(gate_seed)
-        gate._set_scaler(setup["x_mean"], setup["x_std"])
-        gate._theta = np.zeros((setup["x_mean"].shape[0] + 1, K - 1))
-        gate._set_public()
-        if K == 1 or init == "random" or restart > 0:
-            source = _StartSource(
-                K, setup["offsets"], seed=random_state.randint(np.iinfo(np.int32).max)
-            )
-        else:
-            Xs, Ys, ws = setup["subsample"]
-            keep = ws > 0
-            Zs = scale_for_kmeans(Xs[keep], Ys[keep], setup["kmeans_scaling"])
-            labels = kmeans_labels(Zs, ws[keep], K, random_state)
-            centres = np.full((K, Zs.shape[1]), np.nan)
-            for k in range(K):
-                mass = ws[keep][labels == k]
-                if mass.sum() > 0:
-                    centres[k] = mass @ Zs[labels == k] / mass.sum()
-            source = _StartSource(
-                K, setup["offsets"], centres=centres, scaling=setup["kmeans_scaling"]
-            )
+        gate = initial_gate(self.make_gate, gate_seed, self.setup, self.n_experts)
+        source = start_source(self.setup, self.n_experts, init, restart, random_state)
         gate_arrays = (gate._mean, gate._scale, gate._theta)
         return MixtureState(None, gate, None), self._pass(source, gate_arrays)
 
@@ -599,9 +712,9 @@ class StreamedBackend:
             Xs, Ys, ws = self.setup["subsample"]
             _, row_ll = source(Xs, Ys, ws, None)
             thresholds = reseed_thresholds(row_ll, ws, dead.size, K)
-            source = _Reseeded(source, dead, thresholds=thresholds)
+            source = Reseeded(source, dead, thresholds=thresholds)
         else:
-            source = _Reseeded(
+            source = Reseeded(
                 source,
                 dead,
                 chunk_weights=self.setup["chunk_weights"],
@@ -671,9 +784,23 @@ class StreamedBackend:
                 )
             return new
         if warm_gate:
-            gate = self._fit_gate(state.gate, source, stats.gate_loss, stats.gate_grad)
+            gate = fit_gate_streamed(
+                state.gate,
+                self._map_reduce,
+                (_gate_chunk, source),
+                stats.gate_loss,
+                stats.gate_grad,
+                setup["subsample"],
+                self.total_weight,
+            )
         else:
-            gate = self._cold_gate(state.gate, stats.subsample_resp)
+            gate = cold_gate_fit(
+                state.gate,
+                stats.subsample_resp,
+                setup["subsample"],
+                self.total_weight,
+                self.counts,
+            )
         return MixtureState(experts, gate, scale)
 
     def _full_step_ascends(self, state, posterior, new, newton):
@@ -704,85 +831,6 @@ class StreamedBackend:
         gate.n_iter_ = 1
         finish_gate_step(gate, self.counts)
         return True
-
-    def _cold_gate(self, gate, resp):
-        """A run's first gate fit, on the in-memory subsample, no pass.
-
-        As the in-memory backend's first fit (on at most
-        ``COLD_GATE_MAX_ROWS`` rows): against the smoothed targets of the
-        start's responsibilities, the subsample's weights scaled to the
-        whole; the same fit where the subsample is every row. The warm
-        Newton steps of the iterations after it see every row.
-        """
-        Xs, _, ws = self.setup["subsample"]
-        gate = copy.deepcopy(gate)
-        if gate._theta.shape[1] == 0 or not ws.sum() > 0:
-            gate.n_iter_ = 0
-            gate._set_public()
-            return gate
-        weights = ws * (self.total_weight / ws.sum())
-        SoftmaxGateFit(Xs, weights, keep=False, counts=self.counts).fit(
-            gate, np.ascontiguousarray(smoothed_gate_targets(resp)), False
-        )
-        return gate
-
-    def _fit_gate(self, gate, source, loss0, grad0):
-        """A warm gate M-step of several Newton steps, as in memory.
-
-        The first evaluation comes from the EM pass already made; each trial
-        point is one pass (the chunk's responsibilities recomputed from
-        ``source``); the Hessian is estimated on the in-memory subsample,
-        as the in-memory backend estimates it on a strided subsample.
-        """
-        gate = copy.deepcopy(gate)
-        d1, K1 = gate._theta.shape
-        if K1 == 0:
-            gate.n_iter_ = 0
-            gate._set_public()
-            return gate
-        alpha = float(gate.alpha)
-        total = self.total_weight
-        mean, scale = gate._mean, gate._scale
-
-        def objective(flat, first=False):
-            theta = flat.reshape(d1, K1)
-            if first:
-                loss, grad = loss0, grad0.copy()
-            else:
-                loss, grad = self._map_reduce(_gate_chunk, source, mean, scale, theta)
-                grad = grad.copy()
-            W = theta[:-1]
-            grad[:-1] += alpha * W
-            loss = loss + 0.5 * alpha * np.sum(W * W)
-            return loss / total, grad.ravel() / total
-
-        Xs, _, ws = self.setup["subsample"]
-        max_iter = gate.max_iter
-        if gate.warm_max_iter is not None:
-            max_iter = min(max_iter, gate.warm_max_iter)
-        with single_threaded_blas():
-            hessian_solver = newton_hessian_solver(gate, Xs, ws, alpha, total)
-            flat, n_iter, ok = newton_minimize(
-                objective,
-                hessian_solver,
-                gate._theta.ravel().copy(),
-                max_iter=max_iter,
-                tol=gate.tol,
-            )
-            if not ok:
-                gate._theta = flat.reshape(d1, K1)
-                L = softmax_preconditioner(gate, Xs, ws, alpha, total)
-                flat, n_iter = lbfgs_minimize(
-                    objective,
-                    flat,
-                    max_iter=gate.max_iter,
-                    tol=gate.tol,
-                    preconditioner=L,
-                )
-        gate._theta = flat.reshape(d1, K1)
-        gate.n_iter_ = n_iter
-        gate._set_public()
-        return gate
 
     def e_step(self, state):
         handed, self._handed = self._handed, None
@@ -824,15 +872,15 @@ class StreamedBackend:
 
 def prepare_streamed(estimator, X, y, sample_weight, *, warm):
     """Check the Dask arrays and take their moments; see :class:`Prepared`."""
-    X, Y, sample_weight, y_is_1d = _check_arrays(estimator, X, y, sample_weight, warm)
-    stream = _Stream(X, Y, sample_weight)
+    X, Y, sample_weight, y_is_1d = check_arrays(estimator, X, y, sample_weight, warm)
+    stream = ChunkStream(X, Y, sample_weight)
     # one pass: the moments, the chunks' weights, and an evenly strided
     # subsample held in memory for the k-means start, the re-seeding
     # thresholds, the first gate fit and the gate's Hessian
     offsets = np.r_[0, np.cumsum(X.chunks[0])[:-1]]
-    step = max(1, -(-X.shape[0] // _SUBSAMPLE_ROWS))
+    step = max(1, -(-X.shape[0] // SUBSAMPLE_ROWS))
     moments, chunk_weights, subsample = stream.map_reduce(
-        _moments_chunk, (offsets, step), combine=_combine_moments
+        moments_chunk, (offsets, step), combine=combine_moments
     )
     n_rows, n_pos, total, mean, m2, sq, bad, negative, low, high = moments
     if bad:
@@ -894,7 +942,7 @@ def _row_blocks(estimator, X):
     import dask.array as da
 
     check_is_fitted(estimator)
-    X = _as_dask_array(da, X, "X", "auto")
+    X = as_dask_array(da, X, "X", "auto")
     if X.ndim != 2:
         raise ValueError(f"Expected a 2-D Dask array for X, got {X.ndim}-D.")
     if X.shape[1] != estimator.n_features_in_:
