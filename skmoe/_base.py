@@ -405,7 +405,11 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         if path == "memory" and self.training == "gradient":
             expert_info = check_supported("gradient", self, names, templates)
         check_sparse_input(X, self, path, names, templates)
-        if path == "dask":
+        if path == "dask" and self._is_classifier_moe:
+            from ._backends._dask_classifier import prepare_streamed_classifier
+
+            prepared = prepare_streamed_classifier(self, X, y, sample_weight, warm=warm)
+        elif path == "dask":
             from ._backends._dask import prepare_streamed
 
             prepared = prepare_streamed(self, X, y, sample_weight, warm=warm)

@@ -18,6 +18,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 
 from ._backends._dask import is_dask_collection
 from ._backends._namespace import use_array_api
+from ._em._logistic import logistic_settings
 from ._em._stats import fast_linear_alpha
 
 
@@ -79,6 +80,18 @@ def _closed_form(expert, is_classifier):
     return None if is_classifier else fast_linear_alpha(expert)
 
 
+def _streamed(expert, is_classifier):
+    """What the streamed fit needs of ``expert``: a ridge penalty (linear
+    experts, closed form) or Newton settings (LogisticRegression without
+    class weights, whose balancing would need the pass it is used in)."""
+    if not is_classifier:
+        return fast_linear_alpha(expert)
+    settings = logistic_settings(expert)
+    if settings is None or settings.class_weight is not None:
+        return None
+    return settings
+
+
 # -- the table
 
 
@@ -135,13 +148,14 @@ PATHS = {
         title="EM over Dask arrays (out of core)",
         verb="fit",
         trainings=frozenset({"em"}),
-        classifier=False,
+        classifier=True,
         families=_GAUSSIAN,
-        experts=_closed_form,
+        experts=_streamed,
         experts_text=(
-            "MixtureOfExpertsRegressor with LinearRegression or Ridge experts "
-            "(solver 'auto' or 'cholesky', positive=False), fitted from summed "
-            "per-chunk statistics"
+            "LinearRegression or Ridge experts (solver 'auto' or 'cholesky', "
+            "positive=False) for regression, LogisticRegression experts (L2 or "
+            "no penalty, no class_weight, any solver but liblinear) for "
+            "classification, fitted from summed per-chunk statistics"
         ),
         any_gate=False,
         remedy="Compute the arrays (X.compute()) to fit in memory.",

@@ -524,3 +524,165 @@ def logistic_penalty(experts, settings):
         if setting is not None and isinstance(est, LogisticRegression):
             value += 0.5 * setting.penalty * float(np.sum(est.coef_**2))
     return value
+
+
+# -- the streamed M-step: the experts' sums over every row come from passes
+# over the chunks of the data; the Hessians from a subsample in memory
+
+
+class ExpertArrays(NamedTuple):
+    """Fitted experts as :func:`logistic_experts_pass` reads them.
+
+    ``D`` (d, M) and ``b`` (M,): the raw non-reference logits of every
+    expert side by side, expert ``k`` in columns ``offsets[k]:offsets[k +
+    1]``; ``local`` (K, n_codes): each label code's class under each expert
+    (-1: not held); ``expert_of_column`` (M,).
+    """
+
+    D: np.ndarray
+    b: np.ndarray
+    offsets: np.ndarray
+    local: np.ndarray
+    expert_of_column: np.ndarray
+
+
+def expert_arrays(experts, n_features, n_codes):
+    """:class:`ExpertArrays` of fitted experts on label codes.
+
+    Each is a :class:`~sklearn.linear_model.LogisticRegression` or a
+    DummyClassifier (an expert whose rows held one class: no columns, its
+    class at probability 1; a prior over several, constant logits).
+    """
+    blocks, local = [], np.full((len(experts), n_codes), -1, dtype=np.intp)
+    for k, est in enumerate(experts):
+        classes = np.asarray(est.classes_, dtype=np.intp)
+        local[k, classes] = np.arange(classes.size)
+        if isinstance(est, LogisticRegression):
+            coef = np.asarray(est.coef_, dtype=float)
+            intercept = np.asarray(est.intercept_, dtype=float)
+            if classes.size == 2:
+                D, b = coef.T, intercept
+            else:
+                D, b = (coef[1:] - coef[0]).T, intercept[1:] - intercept[0]
+        else:
+            with np.errstate(divide="ignore"):
+                log_prior = np.log(np.asarray(est.class_prior_, dtype=float))
+            D = np.zeros((n_features, classes.size - 1))
+            b = log_prior[1:] - log_prior[0]
+        blocks.append((D, b))
+    widths = [D.shape[1] for D, _ in blocks]
+    return ExpertArrays(
+        np.ascontiguousarray(np.hstack([D for D, _ in blocks])),
+        np.concatenate([b for _, b in blocks]),
+        np.r_[0, np.cumsum(widths)].astype(np.intp),
+        local,
+        np.repeat(np.arange(len(experts)), widths).astype(np.intp),
+    )
+
+
+class StreamedLogisticSteps:
+    """Every expert's Newton step from its sums over all rows.
+
+    The streamed classifier's generalised M-step, as
+    :func:`newton_step_logistic_experts` takes it in memory: each expert's
+    loss and gradient from a pass's sums (``losses``, ``XtR`` and
+    ``col_sums`` of :func:`logistic_gradient_sums`, in the column layout of
+    ``arrays``), its Hessian from the in-memory ``subsample`` ``(X, codes,
+    S)`` of rows and weights, and its own Armijo test of the losses the next
+    pass gives at the trial points (:meth:`test`). ``totals`` are the
+    experts' summed weights over all rows.
+
+    Use :func:`steppable` first: every expert must be a LogisticRegression
+    on the classes its rows now hold.
+    """
+
+    def __init__(
+        self,
+        templates,
+        settings,
+        previous,
+        arrays,
+        subsample,
+        standardised,
+        sums,
+        totals,
+    ):
+        Xs, codes_s, Ss = subsample
+        losses, XtR, col_sums = sums
+        n_codes = arrays.local.shape[1]
+        self.templates = templates
+        self.problems, self.thetas, self.steps = [], [], []
+        self.losses, self.slopes = np.empty(len(previous)), np.zeros(len(previous))
+        for k, est in enumerate(previous):
+            problem = _ExpertProblem(
+                settings[k],
+                Xs,
+                codes_s,
+                np.array(Ss[:, k]),
+                standardised,
+                np.asarray(est.classes_, dtype=np.intp),
+                n_codes,
+                total=totals[k],
+            )
+            theta = problem.theta_of(est)
+            columns = slice(arrays.offsets[k], arrays.offsets[k + 1])
+            grad = problem.gradient(theta, XtR[:, columns], col_sums[columns])
+            loss = (losses[k] + problem.penalty(theta)) / problem.total
+            step, slope, done = None, 0.0, True
+            with single_threaded_blas():
+                solve = problem.hessian_solver(theta.ravel())
+            if solve is not None:
+                step, slope, done = newton_direction(solve, grad.ravel(), loss, _TOL)
+            self.problems.append(problem)
+            self.thetas.append(theta)
+            self.steps.append(None if done else step.reshape(theta.shape))
+            self.losses[k], self.slopes[k] = loss, slope
+        moving = np.array([step is not None for step in self.steps])
+        self.t = np.where(moving, 1.0, 0.0)
+        self.accepted = ~moving
+
+    @property
+    def done(self):
+        """Whether every expert's step is taken (or none was to be taken)."""
+        return bool(self.accepted.all())
+
+    def experts(self):
+        """The experts at the current trial points."""
+        points = _points(self.thetas, self.steps, self.t)
+        return [
+            problem.estimator(template, theta, int(t > 0))
+            for problem, template, theta, t in zip(
+                self.problems, self.templates, points, self.t, strict=True
+            )
+        ]
+
+    def test(self, trial_losses):
+        """Armijo's test of each untested step from its summed loss (against
+        the M-step's weights) at the trial point; failed steps are halved."""
+        points = _points(self.thetas, self.steps, self.t)
+        for k in np.flatnonzero(~self.accepted):
+            problem = self.problems[k]
+            trial = (trial_losses[k] + problem.penalty(points[k])) / problem.total
+            if trial <= self.losses[k] + ARMIJO * self.t[k] * self.slopes[k]:
+                self.accepted[k] = True
+            else:
+                self.t[k] *= 0.5
+
+    def give_up(self):
+        """No step for the experts whose halvings ran out."""
+        self.t[~self.accepted] = 0.0
+        self.accepted[:] = True
+
+
+def steppable(experts, masses):
+    """Whether every expert can take a Newton step from its last fit: a
+    LogisticRegression on exactly the classes of positive weight in its
+    rows (``masses[c, k]``, the weight of class code ``c`` under expert
+    ``k``)."""
+    return all(
+        isinstance(est, LogisticRegression)
+        and np.array_equal(
+            np.asarray(est.classes_, dtype=np.intp), np.flatnonzero(masses[:, k] > 0)
+        )
+        for k, est in enumerate(experts)
+    )
