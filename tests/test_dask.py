@@ -10,8 +10,8 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LinearRegression, Ridge
-from sklearn.tree import DecisionTreeRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor, SoftmaxGate
 from skmoe.datasets import make_moe_classification, make_moe_regression
@@ -311,9 +311,6 @@ def test_streamed_fit_refuses_what_it_cannot_fit(mixture_data):
     tree = MixtureOfExpertsRegressor(DecisionTreeRegressor(), n_experts=2)
     with pytest.raises(ValueError, match="out of core.* cannot fit expert 'expert0'"):
         tree.fit(dX, dy)
-    classifier = MixtureOfExpertsClassifier(n_experts=2)
-    with pytest.raises(ValueError, match="cannot fit MixtureOfExpertsClassifier"):
-        classifier.fit(dX, _chunked((y > 0).astype(int)))
     moe = MixtureOfExpertsRegressor(n_experts=2)
     with pytest.raises(ValueError, match="inconsistent numbers of samples"):
         moe.fit(dX, dy[:-1])
@@ -580,3 +577,217 @@ def test_streamed_restarts_side_by_side_equal_the_serial_ones(
         "start_s": side_by_side._fit_counts["start_s"],
         "iterations_s": side_by_side._fit_counts["iterations_s"],
     }
+
+
+# -- the classifier streamed
+
+
+@pytest.fixture(scope="module")
+def classification_data():
+    pytest.importorskip("dask.array")
+    return make_moe_classification(
+        n_samples=3000, n_features=3, n_experts=3, n_classes=3, random_state=0
+    )
+
+
+def _classifier_case(case, X, y):
+    """An estimator, labels and weights for one of the streamed cases."""
+    rng = np.random.RandomState(0)
+    est = MixtureOfExpertsClassifier(n_experts=3, random_state=0)
+    sample_weight = None
+    if case == "sample_weight":
+        sample_weight = rng.randint(0, 3, size=len(y)).astype(float)
+    elif case == "binary_strings":
+        y = np.where(y == 0, "cat", "dog")
+        est.set_params(n_experts=2)
+    elif case == "penalty_no_intercept":
+        est.set_params(estimator=LogisticRegression(C=0.05, fit_intercept=False))
+    return est, y, sample_weight
+
+
+@pytest.mark.parametrize(
+    "case", ["plain", "sample_weight", "binary_strings", "penalty_no_intercept"]
+)
+def test_streamed_classifier_equals_in_memory(classification_data, case):
+    """From the same parameters, the streamed classifier takes the in-memory
+    fit's steps (up to 4,000 rows the Hessians of both see every row): the
+    same curve to round-off, with one pass per EM iteration (and one more
+    each for the E-step at the start and the gate's mean probabilities)."""
+    X, y = classification_data
+    est, y, w = _classifier_case(case, X, y)
+    start = _fit_quietly(est.set_params(max_iter=2), X, y)
+    start.set_params(warm_start=True, max_iter=40, tol=1e-12)
+    in_memory = _fit_quietly(copy.deepcopy(start), X, y) if w is None else None
+    if w is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            in_memory = copy.deepcopy(start).fit(X, y, sample_weight=w)
+            streamed = copy.deepcopy(start).fit(
+                _chunked(X, 500), _chunked(y, 500), sample_weight=_chunked(w, 500)
+            )
+    else:
+        streamed = _fit_quietly(
+            copy.deepcopy(start), _chunked(X, 500), _chunked(y, 500)
+        )
+    assert streamed.n_iter_ == in_memory.n_iter_ > 10
+    np.testing.assert_allclose(
+        streamed.log_likelihood_curve_, in_memory.log_likelihood_curve_, rtol=1e-11
+    )
+    np.testing.assert_allclose(
+        streamed.predict_proba(X), in_memory.predict_proba(X), atol=1e-9
+    )
+    np.testing.assert_array_equal(streamed.classes_, in_memory.classes_)
+    assert streamed._fit_counts["passes"] == streamed.n_iter_ + 2
+    for name in ("gate_fits", "gate_steps", "gate_hessian_rows"):
+        assert streamed._fit_counts[name] == in_memory._fit_counts[name]
+
+
+def test_streamed_classifier_is_a_complete_model(classification_data):
+    """Fitted from its own start (k-means and the first fits on the in-memory
+    subsample), it reaches the in-memory fit's optimum, ascends EM's
+    objective at every iteration, and is a model like any other: its
+    log-likelihood is that of the data, its summary adds up, and it
+    predicts NumPy and Dask inputs alike."""
+    X, y = classification_data
+    in_memory = MixtureOfExpertsClassifier(n_experts=3, random_state=0).fit(X, y)
+    streamed = MixtureOfExpertsClassifier(n_experts=3, random_state=0)
+    streamed.fit(_chunked(X), _chunked(y))
+    assert streamed.converged_
+    assert all(type(e) is LogisticRegression for e in streamed.experts_)
+    assert streamed.log_likelihood_ == pytest.approx(
+        in_memory.log_likelihood_, abs=len(y) * 1e-4
+    )
+    assert np.all(np.diff(streamed.objective_curve_) >= -1e-9 * len(y))
+    assert streamed.log_likelihood_ == streamed.log_likelihood_curve_[-1]
+    assert streamed.conditional_log_likelihood(X, y).sum() == pytest.approx(
+        streamed.log_likelihood_, 1e-10
+    )
+    summary = streamed.summary()
+    assert summary["effective_samples"].sum() == pytest.approx(len(y))
+    assert summary["mean_gate"].sum() == pytest.approx(1.0)
+    lazy = streamed.predict_proba(_chunked(X))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_allclose(lazy.compute(), streamed.predict_proba(X), rtol=1e-12)
+    assert streamed._fit_counts["passes"] <= 1.1 * streamed.n_iter_ + 2
+
+
+def test_streamed_classifier_refits_an_expert_whose_classes_change():
+    """A k-means cluster of one class makes a class-pure expert; when its
+    rows gain the other classes it is refitted on the subsample, and EM goes
+    on to the in-memory fit's optimum."""
+    pytest.importorskip("dask.array")
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.normal(size=(1000, 2)) + [10, 0], rng.normal(size=(2000, 2))]
+    p = 1 / (1 + np.exp(-3 * X[1000:, 0]))
+    y = np.r_[np.zeros(1000, int), (rng.rand(2000) < p).astype(int) + 1]
+    kw = dict(n_experts=3, random_state=0)
+    in_memory = _fit_quietly(MixtureOfExpertsClassifier(**kw), X, y)
+    streamed = _fit_quietly(MixtureOfExpertsClassifier(**kw), _chunked(X), _chunked(y))
+    assert streamed._fit_counts["subsample_expert_fits"] >= 2
+    assert streamed.log_likelihood_ == pytest.approx(
+        in_memory.log_likelihood_, abs=len(y) * 1e-5
+    )
+
+
+def test_streamed_classifier_reseeds_a_collapsed_expert(classification_data):
+    X, y = classification_data
+    start = _fit_quietly(
+        MixtureOfExpertsClassifier(n_experts=3, max_iter=2, random_state=0), X, y
+    )
+    start.set_params(warm_start=True, max_iter=20)
+    start.gate_._theta[-1, 1] = -80.0  # expert 2's gate weight ~ 1e-35
+    start.gate_._set_public()
+    fits = []
+    for X_fit, y_fit in ((X, y), (_chunked(X), _chunked(y))):
+        with (
+            pytest.warns(UserWarning, match=r"Expert\(s\) \[2\] collapsed"),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(copy.deepcopy(start).fit(X_fit, y_fit))
+    in_memory, streamed = fits
+    assert streamed.summary()["effective_samples"].iloc[2] > 0.05 * len(y)
+    assert streamed.log_likelihood_ == pytest.approx(
+        in_memory.log_likelihood_, rel=1e-9
+    )
+
+
+def test_streamed_classifier_refuses_what_it_cannot_fit(classification_data):
+    X, y = classification_data
+    dX, dy = _chunked(X), _chunked(y)
+    for expert, name in (
+        (LogisticRegression(class_weight="balanced"), "LogisticRegression"),
+        (LogisticRegression(solver="liblinear"), "LogisticRegression"),
+        (DecisionTreeClassifier(), "DecisionTreeClassifier"),
+    ):
+        with pytest.raises(ValueError, match=f"cannot fit expert 'expert0' .{name}"):
+            MixtureOfExpertsClassifier(expert, n_experts=2).fit(dX, dy)
+    moe = MixtureOfExpertsClassifier(n_experts=2)
+    with pytest.raises(ValueError, match="1-D array of class labels, got 2-D"):
+        moe.fit(dX, _chunked(np.c_[y, y]))
+    with pytest.raises(ValueError, match="y contains NaN or infinity: 2 label"):
+        moe.fit(dX, _chunked(np.r_[np.nan, np.inf, y[2:]]))
+    with pytest.raises(ValueError, match="only one class"):
+        moe.fit(dX, _chunked(np.zeros(len(y))))
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        moe.fit(dX, _chunked(X[:, 0]))
+    fitted = _fit_quietly(MixtureOfExpertsClassifier(n_experts=2, max_iter=3), dX, dy)
+    before = copy.deepcopy(fitted.gate_.coef_)
+    fitted.set_params(warm_start=True)
+    with pytest.raises(ValueError, match="needs the classes of the previous fit"):
+        fitted.fit(dX, _chunked(np.minimum(y, 1)))
+    np.testing.assert_array_equal(fitted.gate_.coef_, before)
+
+
+def test_streamed_classifier_on_a_cluster_equals_the_threaded_one(
+    dask_client, classification_data
+):
+    X, y = classification_data
+    params = dict(n_experts=3, max_iter=4, random_state=0)
+    threaded = _fit_quietly(
+        MixtureOfExpertsClassifier(**params), _chunked(X), _chunked(y)
+    )
+    with dask.config.set(scheduler=dask_client):
+        on_cluster = _fit_quietly(
+            MixtureOfExpertsClassifier(**params), _chunked(X), _chunked(y)
+        )
+    np.testing.assert_allclose(
+        on_cluster.log_likelihood_curve_, threaded.log_likelihood_curve_, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        on_cluster.predict_proba(X), threaded.predict_proba(X), rtol=1e-10
+    )
+
+
+def test_streamed_classifier_halves_steps_that_are_too_long(
+    classification_data, monkeypatch
+):
+    """Every expert's and the gate's Newton steps made 8x too long: each
+    backtracks on its own Armijo test, one pass per trial point, and EM's
+    objective still never falls."""
+    import skmoe._backends._dask_classifier as dask_classifier
+    import skmoe._em._logistic as logistic
+
+    X, y = classification_data
+    real_gate, real_expert = (
+        dask_classifier.gradient_newton_step,
+        logistic.newton_direction,
+    )
+
+    def gate_too_long(*args, **kwargs):
+        step, slope, loss, done = real_gate(*args, **kwargs)
+        return (None if step is None else 8 * step), 8 * slope, loss, done
+
+    def expert_too_long(*args):
+        step, slope, done = real_expert(*args)
+        return 8 * step, 8 * slope, done
+
+    monkeypatch.setattr(dask_classifier, "gradient_newton_step", gate_too_long)
+    monkeypatch.setattr(logistic, "newton_direction", expert_too_long)
+    est = _fit_quietly(
+        MixtureOfExpertsClassifier(n_experts=3, max_iter=15, random_state=0),
+        _chunked(X),
+        _chunked(y),
+    )
+    assert est._fit_counts["passes"] >= 2 * est.n_iter_
+    assert np.all(np.diff(est.objective_curve_) > 0)
