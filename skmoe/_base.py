@@ -314,9 +314,10 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
     def fit(self, X, y, sample_weight=None):
         """Fit the mixture of experts by EM.
 
-        Given Dask arrays, a regressor with linear experts is fitted out of
-        core, by EM streamed over the chunks (see the user guide, "Scaling
-        out with Dask"). A fit that raises leaves the estimator as it was.
+        Given Dask arrays, a regressor with linear experts or a classifier
+        with LogisticRegression experts is fitted out of core, by EM
+        streamed over the chunks (see the user guide, "Scaling out with
+        Dask"). A fit that raises leaves the estimator as it was.
 
         Parameters
         ----------

@@ -605,10 +605,26 @@ def _classifier_case(case, X, y):
     return est, y, sample_weight
 
 
+def _test_every_step(monkeypatch):
+    """The streamed classifier's steps all tested, none taken untested."""
+    import skmoe._backends._dask_classifier as dask_classifier
+
+    monkeypatch.setattr(
+        dask_classifier.StreamedClassifierBackend,
+        "_full_step_ascends",
+        lambda *args: None,
+    )
+
+
+@pytest.fixture
+def tested_steps(monkeypatch):
+    _test_every_step(monkeypatch)
+
+
 @pytest.mark.parametrize(
     "case", ["plain", "sample_weight", "binary_strings", "penalty_no_intercept"]
 )
-def test_streamed_classifier_equals_in_memory(classification_data, case):
+def test_streamed_classifier_equals_in_memory(classification_data, case, tested_steps):
     """From the same parameters, the streamed classifier takes the in-memory
     fit's steps (up to 4,000 rows the Hessians of both see every row): the
     same curve to round-off, with one pass per EM iteration (and one more
@@ -689,7 +705,26 @@ def test_streamed_classifier_refits_an_expert_whose_classes_change():
     )
 
 
-def test_streamed_classifier_reseeds_a_collapsed_expert(classification_data):
+def test_streamed_classifier_full_steps_are_the_tested_ones(
+    classification_data, monkeypatch
+):
+    """Full steps that raise EM's objective are taken untested; tested, each
+    against the last responsibilities recomputed in every chunk, the fit is
+    the same to round-off here, where no full step fails its test."""
+    X, y = classification_data
+    kw = dict(n_experts=3, random_state=0, tol=1e-10, max_iter=60)
+    untested = _fit_quietly(MixtureOfExpertsClassifier(**kw), _chunked(X), _chunked(y))
+    _test_every_step(monkeypatch)
+    tested = _fit_quietly(MixtureOfExpertsClassifier(**kw), _chunked(X), _chunked(y))
+    assert tested.n_iter_ == untested.n_iter_
+    np.testing.assert_allclose(
+        tested.log_likelihood_curve_, untested.log_likelihood_curve_, rtol=1e-12
+    )
+
+
+def test_streamed_classifier_reseeds_a_collapsed_expert(
+    classification_data, tested_steps
+):
     X, y = classification_data
     start = _fit_quietly(
         MixtureOfExpertsClassifier(n_experts=3, max_iter=2, random_state=0), X, y

@@ -430,9 +430,9 @@ class StreamedClassifierBackend:
                 setup["subsample"],
                 self.total_weight,
             )
-        return self._line_search(posterior, steps, experts, gate, newton)
+        return self._line_search(state, posterior, steps, experts, gate, newton)
 
-    def _line_search(self, posterior, steps, experts, gate, newton):
+    def _line_search(self, before, posterior, steps, experts, gate, newton):
         """Take the experts' steps and the gate's, each backtracking on its
         own Armijo condition, all trial points tested by one pass.
 
@@ -442,6 +442,8 @@ class StreamedClassifierBackend:
         it is the E-step there, handed to :meth:`e_step`. ``steps`` (None:
         the experts are ``experts``, fixed) and ``newton`` (the gate's
         ``(step, slope, loss, done)``; None: the gate is fitted already).
+        The full steps are tried first without the tests
+        (:meth:`_full_step_ascends`).
         """
         theta0 = gate._theta
         step = slope = loss = None
@@ -458,6 +460,20 @@ class StreamedClassifierBackend:
                 experts if steps is None else steps.experts(), gate, None
             ), trial
 
+        def finish(state, tried):
+            self._handed = (state, tried)
+            if newton is not None:
+                finish_gate_step(gate, self.counts)
+            return state
+
+        if not (gate_done and (steps is None or steps.done)):
+            state, gate._theta = point()
+            tried = self._full_step_ascends(before, posterior, state)
+            if tried is not None:
+                if steps is not None:
+                    steps.take()
+                gate.n_iter_ = int(not gate_done)
+                return finish(state, tried)
         for _ in range(MAX_HALVINGS):
             if gate_done and (steps is None or steps.done):
                 break
@@ -475,10 +491,7 @@ class StreamedClassifierBackend:
                     t_gate *= 0.5
             if gate_done and (steps is None or steps.done):
                 # the pass was made at the point taken: the next E-step
-                self._handed = (state, tried)
-                if newton is not None:
-                    finish_gate_step(gate, self.counts)
-                return state
+                return finish(state, tried)
         if steps is not None and not steps.done:
             steps.give_up()
         if not gate_done:
@@ -487,6 +500,26 @@ class StreamedClassifierBackend:
         if newton is not None:
             finish_gate_step(gate, self.counts)
         return state
+
+    def _full_step_ascends(self, before, posterior, state):
+        """The pass at the full steps, where EM's objective has not fallen
+        there; else None.
+
+        The Armijo tests need the last responsibilities, recomputed in each
+        chunk from their parameters (an E-step more per chunk); the
+        penalised log-likelihood of the pass at the full steps needs
+        nothing more. Where it has not fallen, the steps ascend what EM
+        monitors and are taken, and the pass is the E-step; where it has,
+        the line search tests every step as in memory. Where the maths
+        allow both, these are the steps the tests take; they differ only
+        where a full step fails its test and the objective rises all the
+        same.
+        """
+        tried = self._pass(self._model(state))
+        rise = (tried.stats.log_likelihood - self.penalty(state)) - (
+            posterior.stats.log_likelihood - self.penalty(before)
+        )
+        return tried if rise >= 0 else None
 
     def e_step(self, state):
         handed, self._handed = self._handed, None
