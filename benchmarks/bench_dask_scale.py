@@ -5,6 +5,7 @@ Run from the repository root::
     python benchmarks/bench_dask_scale.py                    # both tables
     python benchmarks/bench_dask_scale.py --table memory --n 1000000
     python benchmarks/bench_dask_scale.py --table lazy --lazy-n 1000000 10000000
+    python benchmarks/bench_dask_scale.py --table memory --classifier --n 1000000
 
 Every measurement runs in a fresh process (its peak memory its own) and
 fits ``MixtureOfExpertsRegressor(n_experts=K, random_state=0,
@@ -24,6 +25,12 @@ arrays in memory would have to be shipped to the workers, so the cluster
 gets the lazy data). Lazy data are drawn again at every pass: the ``draw``
 column is the time of one pass that only draws them (``(X.sum() +
 y.sum()).compute()``), part of each iteration's time.
+
+With ``--classifier`` the memory table fits
+``MixtureOfExpertsClassifier(n_experts=K, random_state=0)`` to
+``make_moe_classification(n_samples=n, n_features=d, n_experts=K,
+n_classes=3)`` (LogisticRegression experts), in memory and streamed from the
+same arrays on threads (there is no lazy classification generator).
 
 Table ``lazy`` (d=10, K=8 by default): the lazily drawn data at growing
 sizes, with the peak resident memory of the process that fits and of the
@@ -52,21 +59,34 @@ def worker(spec):
     import dask.array as da
     import numpy as np
 
-    from skmoe import MixtureOfExpertsRegressor
-    from skmoe.datasets import make_moe_regression, make_moe_regression_dask
+    from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
+    from skmoe.datasets import (
+        make_moe_classification,
+        make_moe_regression,
+        make_moe_regression_dask,
+    )
 
     warnings.simplefilter("ignore")
     n, d, K, rows = spec["n"], spec["d"], spec["K"], spec["chunk_rows"]
-    X, y = make_moe_regression(n_samples=2000, n_features=d, n_experts=K)
-    MixtureOfExpertsRegressor(n_experts=K, max_iter=3).fit(X, y)
-    MixtureOfExpertsRegressor(n_experts=K, max_iter=3).fit(
+    if spec.get("classifier"):
+        Model = MixtureOfExpertsClassifier
+
+        def make(n, **kw):
+            return make_moe_classification(n_samples=n, n_classes=3, **kw)
+    else:
+        Model = MixtureOfExpertsRegressor
+
+        def make(n, **kw):
+            return make_moe_regression(n_samples=n, noise=0.3, **kw)
+
+    X, y = make(2000, n_features=d, n_experts=K)
+    Model(n_experts=K, max_iter=3).fit(X, y)
+    Model(n_experts=K, max_iter=3).fit(
         da.from_array(X, chunks=(500, -1)), da.from_array(y, chunks=500)
     )
     kind, data = spec["kind"], spec["data"]
     if data == "array":
-        X, y = make_moe_regression(
-            n_samples=n, n_features=d, n_experts=K, noise=0.3, random_state=0
-        )
+        X, y = make(n, n_features=d, n_experts=K, random_state=0)
         if kind != "memory":
             X, y = da.from_array(X, chunks=(rows, -1)), da.from_array(y, chunks=rows)
     else:
@@ -103,9 +123,7 @@ def worker(spec):
         return record(*args, **kwargs)
 
     loop.record_iteration = stamped
-    model = MixtureOfExpertsRegressor(
-        n_experts=K, random_state=0, max_iter=spec["max_iter"]
-    )
+    model = Model(n_experts=K, random_state=0, max_iter=spec["max_iter"])
     start = time.perf_counter()
     model.fit(X, y)
     seconds = time.perf_counter() - start
@@ -140,7 +158,8 @@ def _fmt(value, fmt):
 
 
 def memory_table(args):
-    print(f"\nd={args.d}, K={args.K}, chunks of {args.chunk_rows} rows")
+    model = "classifier, 3 classes" if args.classifier else "regressor"
+    print(f"\n{model}, d={args.d}, K={args.K}, chunks of {args.chunk_rows} rows")
     header = (
         f"{'n':>10} {'fit':>22} {'s/iter':>7} {'x mem':>6} {'iter':>4} "
         f"{'passes':>6} {'draw s':>6} {'LL / n':>9} {'peak MB':>8} {'workers':>8}"
@@ -155,7 +174,10 @@ def memory_table(args):
             ("threads", "lazy", "threads, lazy"),
             ("cluster", "lazy", "2-worker cluster, lazy"),
         ):
+            if args.classifier and data == "lazy":
+                continue
             spec = dict(
+                classifier=args.classifier,
                 kind=kind,
                 data=data,
                 n=n,
@@ -227,6 +249,7 @@ def main():
     parser.add_argument("--lazy-d", type=int, default=10)
     parser.add_argument("--lazy-chunk-rows", type=int, default=500_000)
     parser.add_argument("--max-iter", type=int, default=6)
+    parser.add_argument("--classifier", action="store_true")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")
     if args.table in ("memory", "both"):
