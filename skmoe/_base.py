@@ -29,6 +29,7 @@ from ._gates._builder import build_gate, gate_n_parameters
 from ._inference import coefficient_table
 from ._kernels import fit_threads
 from ._plan import check_supported, select_path
+from ._routing import Router
 from ._selection import CountUndefinedError, expert_n_parameters, select_n_experts
 from ._validation import check_no_categorical, check_safe_range, check_sparse_input
 
@@ -80,6 +81,10 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions({"kmeans", "random"})],
         "top_k": [None, Interval(Integral, 1, None, closed="left")],
+        "routing": [StrOptions({"softmax", "top_k", "expert_choice"})],
+        "routing_k": [Interval(Integral, 1, None, closed="left")],
+        # at least one: the experts' capacities then hold every row
+        "capacity_factor": [Interval(Real, 1, None, closed="left")],
         # None, or a number of jobs (-1 for all cores): 0 means nothing
         "n_jobs": [
             None,
@@ -116,6 +121,9 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         n_init=1,
         init="kmeans",
         top_k=None,
+        routing="softmax",
+        routing_k=2,
+        capacity_factor=1.25,
         n_jobs=None,
         device="cpu",
         random_state=None,
@@ -143,6 +151,9 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
         self.n_init = n_init
         self.init = init
         self.top_k = top_k
+        self.routing = routing
+        self.routing_k = routing_k
+        self.capacity_factor = capacity_factor
         self.n_jobs = n_jobs
         self.device = device
         self.random_state = random_state
@@ -441,6 +452,9 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             n_jobs=self.n_jobs,
             tree_branching=self.gate_branching if self.gate == "hierarchical" else None,
         )
+        router = Router.of(self, K)
+        if router is not None:
+            backend.use_router(router)
         n_init = 1 if warm else self.n_init
         # seeds drawn up front: each restart is the same wherever it runs
         seeds = random_state.randint(np.iinfo(np.int32).max, size=n_init)
@@ -710,7 +724,9 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             (the expert's part of the training log-likelihood, ``sum_i w_i
             h_ik log p(y_i | x_i)``; the parts add up to ``log_likelihood_``)
             and, for a Gaussian regressor, ``noise_std`` (one column per output
-            for multi-output targets). A log-likelihood's share of the total is
+            for multi-output targets). With sparse ``routing`` in training,
+            ``routed_rows``: the rows (of positive weight) routed to each
+            expert at the last E-step. A log-likelihood's share of the total is
             not given: the total can be near zero or of either sign, and a
             share of it means nothing. The table is a few columns wide, so
             that it prints whole in a terminal; the coefficients, with
@@ -726,6 +742,8 @@ class BaseMixtureOfExperts(_BaseComposition, metaclass=ABCMeta):
             },
             index=pd.Index(self.expert_names_, name="expert"),
         )
+        if "routed_rows" in stats:  # sparse routing in training
+            table["routed_rows"] = stats["routed_rows"]
         if hasattr(self, "noise_variance_"):  # a Gaussian regressor
             std = np.sqrt(self._noise_variance_2d())
             if std.shape[1] == 1:

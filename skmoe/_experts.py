@@ -169,6 +169,7 @@ def fit_experts(
     shifts=None,
     previous=None,
     standardised=None,
+    rows=None,
 ):
     """Fit one expert per column of ``weights``.
 
@@ -198,6 +199,9 @@ def fit_experts(
     standardised : tuple of (mean, scale), default=None
         The inputs' standardisation for LogisticRegression experts; None
         computes it.
+    rows : list of ndarray, default=None
+        Per expert, the only rows of positive weight (sparse routing), where
+        known: closed-form experts then read only those.
 
     Returns
     -------
@@ -221,6 +225,7 @@ def fit_experts(
             y_is_1d,
             grams=grams,
             shifts=shifts,
+            rows=None if rows is None else [rows[k] for k in fast],
         )
         for k, est in zip(fast, fitted, strict=True):
             experts[k] = est

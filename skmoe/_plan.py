@@ -219,6 +219,13 @@ def check_supported(path_name, estimator, names, templates):
     """
     path = PATHS[path_name]
     is_classifier = estimator._is_classifier_moe
+    routing = getattr(estimator, "routing", "softmax")
+    if routing != "softmax" and path_name != "memory":
+        raise ValueError(
+            f"{path.title} cannot route rows sparsely in training "
+            f"(routing={routing!r}): it supports routing='softmax'. Fit arrays "
+            "in memory with training='em', 'cem' or 'sem' to route them."
+        )
     if is_classifier and not path.classifier:
         raise _refuse(path, type(estimator).__name__)
     if estimator.training not in path.trainings:

@@ -190,6 +190,24 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         weights per row, renormalised, and call each expert only on the
         rows routed to it. None uses every expert. Densities
         (``conditional_log_likelihood``, ``responsibilities``) always use every expert.
+    routing : {"softmax", "top_k", "expert_choice"}, default="softmax"
+        Which experts see which rows in training (prediction uses the gate,
+        with ``top_k`` as set). "softmax": every expert every row (EM).
+        "top_k": each row only its ``routing_k`` experts of largest gate
+        weight, its responsibilities among them renormalised, so that an
+        iteration evaluates and fits ``n_samples * routing_k`` expert rows
+        instead of ``n_samples * n_experts``. "expert_choice": each expert
+        takes the ``ceil(capacity_factor * n_samples / n_experts)`` rows of
+        its largest gate weight, and rows no expert took go to the expert of
+        their largest gate weight with room left, so that no expert is
+        starved and none holds more than its capacity. Both fit by EM on
+        the routed model; see the user guide ("Sparse routing") for what is
+        still guaranteed.
+    routing_k : int, default=2
+        Experts per row with ``routing="top_k"``.
+    capacity_factor : float, default=1.25
+        Rows per expert with ``routing="expert_choice"``, as a multiple of
+        ``n_samples / n_experts`` (at least 1, so that every row has room).
     n_jobs : int, default=None
         Jobs for fitting experts, and running the ``n_init`` restarts, in
         parallel through joblib (experts fitted in closed form do not need
@@ -318,6 +336,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
         n_init=1,
         init="kmeans",
         top_k=None,
+        routing="softmax",
+        routing_k=2,
+        capacity_factor=1.25,
         n_jobs=None,
         device="cpu",
         random_state=None,
@@ -346,6 +367,9 @@ class MixtureOfExpertsRegressor(RegressorMixin, BaseMixtureOfExperts):
             n_init=n_init,
             init=init,
             top_k=top_k,
+            routing=routing,
+            routing_k=routing_k,
+            capacity_factor=capacity_factor,
             n_jobs=n_jobs,
             device=device,
             random_state=random_state,

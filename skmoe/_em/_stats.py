@@ -314,8 +314,18 @@ def gram_shifts(X, Y, templates):
     return x_shift, y_shift
 
 
+def routed_grams(X, x_shift, Y, weights, y_shift, rows):
+    """Each expert's weighted Gram matrix (as :func:`weighted_grams`) summed
+    over its own ``rows`` only: ``sum_k |rows_k|`` rows read, not ``n K``."""
+    grams = []
+    for k, r in enumerate(rows):
+        w = np.ascontiguousarray(weights[r, k : k + 1])
+        grams.append(weighted_grams(X[r], x_shift, Y[r], w, y_shift)[0])
+    return np.stack(grams)
+
+
 def closed_form_experts(
-    templates, alphas, X, Y, weights, y_is_1d, *, grams=None, shifts=None
+    templates, alphas, X, Y, weights, y_is_1d, *, grams=None, shifts=None, rows=None
 ):
     """Fit LinearRegression / Ridge experts from their weighted Gram matrices.
 
@@ -337,6 +347,9 @@ def closed_form_experts(
         The Gram matrices of ``weights``, where already made.
     shifts : tuple of (x_shift, y_shift), default=None
         Their centres (:func:`gram_shifts`); required with ``grams``.
+    rows : list of ndarray, default=None
+        Per expert, the only rows of positive weight (sparse routing): its
+        Gram matrix is summed over them alone.
 
     Returns
     -------
@@ -350,7 +363,9 @@ def closed_form_experts(
         it was solved from (:func:`residual_variance_from_gram`).
     """
     x_shift, y_shift = gram_shifts(X, Y, templates) if shifts is None else shifts
-    if grams is None:
+    if grams is None and rows is not None:
+        grams = routed_grams(X, x_shift, Y, weights, y_shift, rows)
+    elif grams is None:
         grams = weighted_grams(X, x_shift, Y, weights, y_shift)
     plain = plain_grams(grams, x_shift)
     d = x_shift.shape[0]

@@ -266,6 +266,9 @@ class SoftmaxGateFit:
         )
         self.keep = keep
         self.counts = counts
+        # L-BFGS iterations at most in a warm fit (None: the gate's
+        # max_iter): a partial M-step that still lowers the gate's objective
+        self.warm_lbfgs_max_iter = None
         self.log_proba = None  # the gate's log-probabilities at ``_values_at``
         self.proba = None  # its probabilities there, or None
         self._values_at = None
@@ -443,10 +446,13 @@ class SoftmaxGateFit:
             # the Hessian is not positive definite: L-BFGS goes on from there
             gate._theta = theta.reshape(d1, K1)
         L = softmax_preconditioner(gate, X, sw, alpha, total) if warm else None
+        max_iter = gate.max_iter
+        if warm and self.warm_lbfgs_max_iter is not None:
+            max_iter = min(max_iter, self.warm_lbfgs_max_iter)
         return lbfgs_minimize(
             objective,
             gate._theta.ravel(),
-            max_iter=gate.max_iter,
+            max_iter=max_iter,
             tol=gate.tol,
             preconditioner=L,
         )

@@ -1,0 +1,132 @@
+"""Sparse routing in training: which experts see which rows.
+
+The gate's probabilities are restricted to each row's routed experts and
+renormalised there; the E-step then runs on those log-probabilities
+(``-inf`` for the experts a row is not routed to), so a row's
+responsibilities are zero outside its experts, and each expert is
+evaluated and fitted only on its rows.
+
+* ``"top_k"`` (Shazeer et al. 2017; the Switch Transformer's k = 1): each
+  row goes to its ``k`` experts of largest gate weight.
+* ``"expert_choice"`` (Zhou et al. 2022): every expert takes rows up to a
+  capacity, so that none is starved and none holds more than its capacity:
+  each row first gets the expert of its largest gate weight with room, then
+  each expert fills its remaining room with the rows of its largest gate
+  weight (see :func:`expert_choice_mask`).
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import logsumexp
+
+
+class Router(NamedTuple):
+    """How rows are routed to experts in training.
+
+    ``kind``: "top_k" or "expert_choice"; ``k``: experts per row (top-k);
+    ``capacity_factor``: rows per expert, as a multiple of the rows over the
+    experts (expert choice).
+    """
+
+    kind: str
+    k: int
+    capacity_factor: float
+
+    @classmethod
+    def of(cls, estimator, n_experts):
+        """The estimator's router, or None where every expert sees every row."""
+        routing = estimator.routing
+        if routing == "softmax":
+            return None
+        if routing == "top_k" and estimator.routing_k >= n_experts:
+            return None  # every expert is in every row's top k: dense EM
+        return cls(routing, int(estimator.routing_k), float(estimator.capacity_factor))
+
+    def capacity(self, n_rows, n_experts):
+        """Rows an expert may take under expert choice."""
+        return math.ceil(self.capacity_factor * n_rows / n_experts)
+
+    def mask(self, log_gate, sample_weight):
+        """Boolean (n, K): which experts each row is routed to."""
+        if self.kind == "top_k":
+            return top_k_mask(log_gate, self.k)
+        n, K = log_gate.shape
+        positive = sample_weight > 0
+        return expert_choice_mask(
+            log_gate, positive, self.capacity(int(positive.sum()), K)
+        )
+
+    def route(self, log_gate, sample_weight):
+        """The routed gate's log-probabilities and each expert's rows.
+
+        Returns ``(routed, rows)``: ``log_gate`` restricted to each row's
+        experts and renormalised there (``-inf`` elsewhere), and per expert
+        the indices of its rows.
+        """
+        mask = self.mask(log_gate, sample_weight)
+        routed = np.where(mask, log_gate, -np.inf)
+        routed -= logsumexp(routed, axis=1, keepdims=True)
+        rows = [np.flatnonzero(mask[:, k]) for k in range(mask.shape[1])]
+        return routed, rows
+
+
+def top_k_mask(log_gate, k):
+    """Each row's ``k`` experts of largest gate weight."""
+    n, K = log_gate.shape
+    mask = np.zeros((n, K), dtype=bool)
+    top = np.argpartition(-log_gate, k - 1, axis=1)[:, :k]
+    np.put_along_axis(mask, top, True, axis=1)
+    return mask
+
+
+def expert_choice_mask(log_gate, positive, capacity):
+    """Expert choice with a capacity: each expert's rows, as a boolean (n, K).
+
+    Two rounds, so that every row has an expert and no expert more than
+    ``capacity`` rows (``capacity * K`` at least the rows of positive
+    weight). First every row gets one expert: each row proposes to the
+    expert of its largest gate weight that has room, each expert accepts the
+    proposals of largest gate weight that fit, and the rows turned away
+    propose again to their next expert with room. Then each expert fills
+    the room it has left with the rows, among those not yet its own, of its
+    largest gate weight: the experts' choice, which may give a row several
+    experts. Rows of zero weight (which weigh nothing in the fit) go to the
+    expert of their largest gate weight, outside the capacities.
+    """
+    n, K = log_gate.shape
+    mask = np.zeros((n, K), dtype=bool)
+    loads = np.zeros(K, dtype=np.intp)
+    left = np.flatnonzero(positive)
+    while left.size:
+        room = loads < capacity
+        if not room.any():  # pragma: no cover - capacity * K >= rows
+            raise RuntimeError("expert choice: no expert has room for a row")
+        scores = np.where(room, log_gate[left], -np.inf)
+        best = scores.argmax(axis=1)
+        placed = np.zeros(left.size, dtype=bool)
+        for k in np.unique(best):
+            proposals = np.flatnonzero(best == k)
+            free = capacity - loads[k]
+            if proposals.size > free:
+                order = np.argsort(-scores[proposals, k], kind="stable")
+                proposals = proposals[order[:free]]
+            mask[left[proposals], k] = True
+            loads[k] += proposals.size
+            placed[proposals] = True
+        left = left[~placed]
+    for k in np.flatnonzero(loads < capacity):
+        others = np.flatnonzero(positive & ~mask[:, k])
+        take = min(capacity - loads[k], others.size)
+        if take:
+            chosen = np.argpartition(-log_gate[others, k], take - 1)[:take]
+            mask[others[chosen], k] = True
+    idle = np.flatnonzero(~positive)
+    mask[idle, log_gate[idle].argmax(axis=1)] = True
+    return mask
+
+
+def routed_counts(rows, sample_weight):
+    """Rows of positive weight routed to each expert."""
+    return np.array([np.count_nonzero(sample_weight[r] > 0) for r in rows])
