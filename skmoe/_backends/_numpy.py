@@ -431,7 +431,7 @@ class InMemoryBackend:
             rows = None
             if self.router is not None:
                 # the responsibilities are zero outside each expert's rows
-                rows = [np.flatnonzero(w > 0) for w in weights.T]
+                rows = [np.flatnonzero(w > 0) for w in np.ascontiguousarray(weights.T)]
             experts, stats = fit_experts(
                 self.templates,
                 X,
