@@ -595,7 +595,36 @@ def fit_gate_streamed(gate, map_reduce, chunk, loss0, grad0, subsample, total):
 # ---------------------------------------------------------------------------
 
 
-class StreamedBackend:
+class StreamedEM:
+    """What the streamed backends share: passes over the chunks, counted per
+    run; soft EM only (see the capability table); restarts side by side."""
+
+    # a run's passes wait on the cluster: restarts run side by side, each
+    # from its own thread, so that one's tasks fill the others' gaps
+    restarts_in_threads = True
+
+    def fresh(self):
+        backend = copy.copy(self)
+        backend.counts = {}
+        backend._handed = None
+        return backend
+
+    def _map_reduce(self, func, *args):
+        """A pass over the chunks (:meth:`ChunkStream.map_reduce`), counted."""
+        self.counts["passes"] = self.counts.get("passes", 0) + 1
+        return self.stream.map_reduce(func, *args)
+
+    def assign(self, posterior, training, random_state):
+        return posterior
+
+    def log_likelihood(self, posterior):
+        return posterior.stats.log_likelihood
+
+    def classification_log_likelihood(self, posterior):  # pragma: no cover
+        raise NotImplementedError("the streamed fit is soft EM")
+
+
+class StreamedBackend(StreamedEM):
     """EM's statistics over the chunks of Dask arrays (linear experts).
 
     Parameters
@@ -620,21 +649,6 @@ class StreamedBackend:
         self.make_gate = make_gate
         self.total_weight = setup["total"]
         self.n_experts = len(templates)
-
-    # a run's passes wait on the cluster: restarts run side by side, each
-    # from its own thread, so that one's tasks fill the others' gaps
-    restarts_in_threads = True
-
-    def fresh(self):
-        backend = copy.copy(self)
-        backend.counts = {}
-        backend._handed = None
-        return backend
-
-    def _map_reduce(self, func, *args):
-        """A pass over the chunks (:meth:`ChunkStream.map_reduce`), counted."""
-        self.counts["passes"] = self.counts.get("passes", 0) + 1
-        return self.stream.map_reduce(func, *args)
 
     def warm_state(self, estimator):
         return MixtureState(
@@ -698,9 +712,6 @@ class StreamedBackend:
         source = start_source(self.setup, self.n_experts, init, restart, random_state)
         gate_arrays = (gate._mean, gate._scale, gate._theta)
         return MixtureState(None, gate, None), self._pass(source, gate_arrays)
-
-    def assign(self, posterior, training, random_state):
-        return posterior  # soft EM only (see the capability table)
 
     def reseed(self, posterior):
         source, stats, gate_arrays = posterior
@@ -839,12 +850,6 @@ class StreamedBackend:
             return handed[1]
         self._fused_pass(state, state.gate._theta, None)
         return self._handed[1]
-
-    def log_likelihood(self, posterior):
-        return posterior.stats.log_likelihood
-
-    def classification_log_likelihood(self, posterior):  # pragma: no cover
-        raise NotImplementedError("the streamed fit is soft EM")
 
     def penalty(self, state):
         return state.gate.penalty()

@@ -52,6 +52,7 @@ from ._dask import (
     SUBSAMPLE_ROWS,
     ChunkStream,
     Reseeded,
+    StreamedEM,
     check_arrays,
     cold_gate_fit,
     combine_moments,
@@ -245,7 +246,7 @@ class StreamPosterior(NamedTuple):
     model: _Model
 
 
-class StreamedClassifierBackend:
+class StreamedClassifierBackend(StreamedEM):
     """EM's statistics over the chunks of Dask arrays (LogisticRegression
     experts, the linear gate).
 
@@ -262,9 +263,6 @@ class StreamedClassifierBackend:
     make_gate : callable
     """
 
-    # a run's passes wait on the cluster: restarts run side by side
-    restarts_in_threads = True
-
     def __init__(self, stream, setup, likelihood, templates, settings, make_gate):
         self.stream = stream
         self.setup = setup
@@ -276,16 +274,6 @@ class StreamedClassifierBackend:
         self.n_experts = len(templates)
         self.counts = {}
         self._handed = None
-
-    def fresh(self):
-        backend = copy.copy(self)
-        backend.counts = {}
-        backend._handed = None
-        return backend
-
-    def _map_reduce(self, func, *args):
-        self.counts["passes"] = self.counts.get("passes", 0) + 1
-        return self.stream.map_reduce(func, *args)
 
     def _model(self, state):
         gate = state.gate
@@ -326,9 +314,6 @@ class StreamedClassifierBackend:
         )
         model = _Model((gate._mean, gate._scale, gate._theta), None, 0.0)
         return MixtureState(None, gate, None), self._pass(model, source=source)
-
-    def assign(self, posterior, training, random_state):
-        return posterior  # soft EM only (see the capability table)
 
     def reseed(self, posterior):
         source, stats, model = posterior
@@ -526,12 +511,6 @@ class StreamedClassifierBackend:
         if handed is not None and handed[0] is state:
             return handed[1]
         return self._pass(self._model(state))
-
-    def log_likelihood(self, posterior):
-        return posterior.stats.log_likelihood
-
-    def classification_log_likelihood(self, posterior):  # pragma: no cover
-        raise NotImplementedError("the streamed fit is soft EM")
 
     def penalty(self, state):
         """The gate's penalty and the experts' (which their M-steps minimise)."""
