@@ -111,6 +111,7 @@ class Path:
     experts_text: str
     any_gate: bool  # else only gate='linear' without columns or penalty
     remedy: str
+    routing: bool = False  # whether it takes sparse routing in training
 
 
 _LINEAR_GATE = "gate='linear' without gate_features or gate_load_balance"
@@ -127,6 +128,7 @@ PATHS = {
         experts_text="any expert that accepts sample_weight",
         any_gate=True,
         remedy="",
+        routing=True,
     ),
     "array_api": Path(
         title=("The Array API path (device='cuda', CuPy or other Array API inputs)"),
@@ -220,7 +222,7 @@ def check_supported(path_name, estimator, names, templates):
     path = PATHS[path_name]
     is_classifier = estimator._is_classifier_moe
     routing = getattr(estimator, "routing", "softmax")
-    if routing != "softmax" and path_name != "memory":
+    if routing != "softmax" and not path.routing:
         raise ValueError(
             f"{path.title} cannot route rows sparsely in training "
             f"(routing={routing!r}): it supports routing='softmax'. Fit arrays "

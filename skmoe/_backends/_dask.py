@@ -415,13 +415,20 @@ def _source_chunk(X, Y, w, index, source, x_shift, y_shift, gate_arrays, rows):
     ll = float(w @ row_ll)
     ll_expert = (w * row_ll) @ resp
     mean, scale, theta = gate_arrays
-    logits = np.zeros((X.shape[0], resp.shape[1]))
-    logits[:, 1:] = ((X - mean) / scale) @ theta[:-1] + theta[-1]
-    gate_sum = w @ np.exp(log_softmax(logits))
+    gate_sum = gate_mass(X, w, gate_arrays)
     loss = grad = None
     if resp.shape[1] > 1:
         loss, grad = gate_objective(X, mean, scale, theta, resp, w)
     return grams, n_eff, ll, ll_expert, gate_sum, loss, grad, subsample_resp
+
+
+def gate_mass(X, w, gate_arrays):
+    """The rows' weighted sum of the gate's probabilities at ``gate_arrays``,
+    its ``(mean, scale, theta)``."""
+    mean, scale, theta = gate_arrays
+    logits = np.zeros((X.shape[0], theta.shape[1] + 1))
+    logits[:, 1:] = ((X - mean) / scale) @ theta[:-1] + theta[-1]
+    return w @ np.exp(log_softmax(logits))
 
 
 def _fused_chunk(X, Y, w, index, previous, arrays, x_shift, y_shift):
@@ -603,6 +610,17 @@ class StreamedEM:
     # from its own thread, so that one's tasks fill the others' gaps
     restarts_in_threads = True
 
+    def __init__(self, stream, setup, likelihood, templates, make_gate):
+        self.stream = stream
+        self.setup = setup
+        self.likelihood = likelihood
+        self.templates = templates
+        self.make_gate = make_gate
+        self.total_weight = setup["total"]
+        self.n_experts = len(templates)
+        self.counts = {}
+        self._handed = None
+
     def fresh(self):
         backend = copy.copy(self)
         backend.counts = {}
@@ -641,14 +659,8 @@ class StreamedBackend(StreamedEM):
     """
 
     def __init__(self, stream, setup, likelihood, templates, alphas, make_gate):
-        self.stream = stream
-        self.setup = setup
-        self.likelihood = likelihood
-        self.templates = templates
+        super().__init__(stream, setup, likelihood, templates, make_gate)
         self.alphas = alphas
-        self.make_gate = make_gate
-        self.total_weight = setup["total"]
-        self.n_experts = len(templates)
 
     def warm_state(self, estimator):
         return MixtureState(

@@ -40,7 +40,6 @@ from .._gates._solvers import ARMIJO, MAX_HALVINGS
 from .._kernels import (
     classifier_pass,
     gate_objective,
-    log_softmax,
     logistic_experts_pass,
     logistic_gradient_sums,
     one_numba_thread,
@@ -57,6 +56,7 @@ from ._dask import (
     cold_gate_fit,
     combine_moments,
     fit_gate_streamed,
+    gate_mass,
     initial_gate,
     moments_chunk,
     start_source,
@@ -228,16 +228,13 @@ def _gate_chunk(X, y, w, index, classes, source, mean, scale, theta):
 
 
 def _gate_mass_chunk(X, y, w, index, gate_arrays):
-    """A chunk's summed gate probabilities."""
+    """A chunk's summed gate probabilities (:func:`gate_mass`)."""
     X = np.asarray(X, dtype=np.float64)
     w = np.ones(X.shape[0]) if w is None else np.asarray(w, dtype=np.float64)
-    mean, scale, theta = gate_arrays
-    logits = np.zeros((X.shape[0], theta.shape[1] + 1))
-    logits[:, 1:] = ((X - mean) / scale) @ theta[:-1] + theta[-1]
-    return (w @ np.exp(log_softmax(logits)),)
+    return (gate_mass(X, w, gate_arrays),)
 
 
-class StreamPosterior(NamedTuple):
+class ClassifierPosterior(NamedTuple):
     """A pass's responsibilities (a source computing them per chunk), its
     :class:`_Sums`, and the :class:`_Model` it was made at."""
 
@@ -264,16 +261,8 @@ class StreamedClassifierBackend(StreamedEM):
     """
 
     def __init__(self, stream, setup, likelihood, templates, settings, make_gate):
-        self.stream = stream
-        self.setup = setup
-        self.likelihood = likelihood
-        self.templates = templates
+        super().__init__(stream, setup, likelihood, templates, make_gate)
         self.settings = settings
-        self.make_gate = make_gate
-        self.total_weight = setup["total"]
-        self.n_experts = len(templates)
-        self.counts = {}
-        self._handed = None
 
     def _model(self, state):
         gate = state.gate
@@ -289,7 +278,7 @@ class StreamedClassifierBackend(StreamedEM):
         )
 
     def _pass(self, model, source=None, previous=None):
-        """A pass at ``model``: its :class:`StreamPosterior`."""
+        """A pass at ``model``: its :class:`ClassifierPosterior`."""
         setup = self.setup
         parts = self._map_reduce(
             _classifier_chunk,
@@ -300,7 +289,7 @@ class StreamedClassifierBackend(StreamedEM):
             (setup["offsets"], setup["stride"]),
         )
         stats = _Sums(*parts[:-1], subsample_resp=np.concatenate(parts[-1]))
-        return StreamPosterior(
+        return ClassifierPosterior(
             _EStep(model) if source is None else source, stats, model
         )
 
