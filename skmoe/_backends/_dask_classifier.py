@@ -22,10 +22,10 @@ import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 
 from .._em._logistic import (
-    StreamedLogisticSteps,
     expert_arrays,
     logistic_penalty,
     steppable,
+    streamed_logistic_steps,
 )
 from .._em._loop import EMResult
 from .._em._start import dead_experts, reseed_thresholds, warn_reseeded
@@ -330,7 +330,7 @@ class StreamedClassifierBackend(StreamedEM):
         """The experts' and the gate's M-steps.
 
         Warm, every expert takes one Newton step from the pass's sums
-        (:class:`StreamedLogisticSteps`) and the gate one
+        (:func:`streamed_logistic_steps`) and the gate one
         (:func:`gradient_newton_step`), all tested by the pass at the trial
         point (:meth:`_line_search`). A run's first M-step fits the experts
         and the gate on the in-memory subsample (no pass), as does a warm
@@ -348,7 +348,7 @@ class StreamedClassifierBackend(StreamedEM):
             and state.experts is not None
             and steppable(state.experts, stats.masses)
         ):
-            steps = StreamedLogisticSteps(
+            steps = streamed_logistic_steps(
                 self.templates,
                 self.settings,
                 state.experts,

@@ -225,40 +225,19 @@ def newton_step_logistic_experts(
     losses, XtR, col_sums = logistic_gradient_sums(
         X, cache.residual, cache.log_label, S, layout.expert_of_column
     )
-    steps, slopes, moving = [], [], []
-    for k, problem in enumerate(problems):
-        theta = thetas[k]
-        sl = layout.columns[k]
-        grad = problem.gradient(theta, XtR[:, sl], col_sums[sl])
-        loss = (losses[k] + problem.penalty(theta)) / problem.total
-        solve = problem.hessian_solver(theta.ravel())
-        step, slope, done = (None, 0.0, True)
-        if solve is not None:
-            step, slope, done = newton_direction(solve, grad.ravel(), loss, _TOL)
-        steps.append(None if done else step.reshape(theta.shape))
-        slopes.append(slope)
-        moving.append(not done)
-        losses[k] = loss
-    t = np.where(moving, 1.0, 0.0)
-    accepted = ~np.array(moving)
+    steps = LogisticSteps(
+        templates, problems, thetas, (losses, XtR, col_sums), layout.columns
+    )
     evaluated = None
     for _ in range(MAX_HALVINGS):
-        if accepted.all():
+        if steps.done:
             break
-        trial = _points(thetas, steps, t)
-        evaluated = layout.evaluate(X, trial, S, out)
-        for k in np.flatnonzero(~accepted):
-            trial_loss = evaluated.losses[k] + problems[k].penalty(trial[k])
-            if trial_loss / problems[k].total <= losses[k] + ARMIJO * t[k] * slopes[k]:
-                accepted[k] = True
-            else:
-                t[k] *= 0.5
+        evaluated = layout.evaluate(X, steps.points(), S, out)
+        steps.test(evaluated.losses)
     else:
-        t[~accepted] = 0.0  # no step decreased these experts' objectives
-    final = _points(thetas, steps, t)
-    experts = [
-        problems[k].estimator(templates[k], final[k], int(t[k] > 0)) for k in range(K)
-    ]
+        steps.give_up()  # no step decreased these experts' objectives
+    final = steps.points()
+    experts = steps.experts()
     if evaluated is None:
         return cache._replace(experts=experts)  # no expert moved
     if not all(
@@ -580,61 +559,29 @@ def expert_arrays(experts, n_features, n_codes):
     )
 
 
-class StreamedLogisticSteps:
-    """Every expert's Newton step from its sums over all rows.
+class LogisticSteps:
+    """Every expert's Newton step from its loss and gradient sums, each taken
+    by backtracking on its own Armijo condition.
 
-    The streamed classifier's generalised M-step, as
-    :func:`newton_step_logistic_experts` takes it in memory: each expert's
-    loss and gradient from a pass's sums (``losses``, ``XtR`` and
-    ``col_sums`` of :func:`logistic_gradient_sums`, in the column layout of
-    ``arrays``), its Hessian from the in-memory ``subsample`` ``(X, codes,
-    S)`` of rows and weights, and its own Armijo test of the losses the next
-    pass gives at the trial points (:meth:`test`). ``totals`` are the
-    experts' summed weights over all rows.
-
-    Use :func:`steppable` first: every expert must be a LogisticRegression
-    on the classes its rows now hold.
+    ``problems`` (each expert's :class:`_ExpertProblem`, whose rows give its
+    Hessian) at ``thetas``; ``sums``: the experts' losses, ``X^T R`` and
+    ``R``'s column sums (:func:`logistic_gradient_sums`) over all rows, each
+    expert in its ``columns``. :meth:`points` are the trial points;
+    :meth:`test` takes their losses against the M-step's weights.
     """
 
-    def __init__(
-        self,
-        templates,
-        settings,
-        previous,
-        arrays,
-        subsample,
-        standardised,
-        sums,
-        totals,
-    ):
-        Xs, codes_s, Ss = subsample
+    def __init__(self, templates, problems, thetas, sums, columns):
         losses, XtR, col_sums = sums
-        n_codes = arrays.local.shape[1]
-        self.templates = templates
-        self.problems, self.thetas, self.steps = [], [], []
-        self.losses, self.slopes = np.empty(len(previous)), np.zeros(len(previous))
-        for k, est in enumerate(previous):
-            problem = _ExpertProblem(
-                settings[k],
-                Xs,
-                codes_s,
-                np.array(Ss[:, k]),
-                standardised,
-                np.asarray(est.classes_, dtype=np.intp),
-                n_codes,
-                total=totals[k],
-            )
-            theta = problem.theta_of(est)
-            columns = slice(arrays.offsets[k], arrays.offsets[k + 1])
-            grad = problem.gradient(theta, XtR[:, columns], col_sums[columns])
+        self.templates, self.problems, self.thetas = templates, problems, thetas
+        self.steps, self.slopes = [], np.zeros(len(problems))
+        self.losses = np.empty(len(problems))
+        for k, (problem, theta) in enumerate(zip(problems, thetas, strict=True)):
+            grad = problem.gradient(theta, XtR[:, columns[k]], col_sums[columns[k]])
             loss = (losses[k] + problem.penalty(theta)) / problem.total
-            step, slope, done = None, 0.0, True
-            with single_threaded_blas():
-                solve = problem.hessian_solver(theta.ravel())
+            solve = problem.hessian_solver(theta.ravel())
+            step, slope, done = (None, 0.0, True)
             if solve is not None:
                 step, slope, done = newton_direction(solve, grad.ravel(), loss, _TOL)
-            self.problems.append(problem)
-            self.thetas.append(theta)
             self.steps.append(None if done else step.reshape(theta.shape))
             self.losses[k], self.slopes[k] = loss, slope
         moving = np.array([step is not None for step in self.steps])
@@ -646,20 +593,23 @@ class StreamedLogisticSteps:
         """Whether every expert's step is taken (or none was to be taken)."""
         return bool(self.accepted.all())
 
+    def points(self):
+        """``theta_k + t_k step_k``, the experts' current trial points."""
+        return _points(self.thetas, self.steps, self.t)
+
     def experts(self):
         """The experts at the current trial points."""
-        points = _points(self.thetas, self.steps, self.t)
         return [
             problem.estimator(template, theta, int(t > 0))
             for problem, template, theta, t in zip(
-                self.problems, self.templates, points, self.t, strict=True
+                self.problems, self.templates, self.points(), self.t, strict=True
             )
         ]
 
     def test(self, trial_losses):
         """Armijo's test of each untested step from its summed loss (against
         the M-step's weights) at the trial point; failed steps are halved."""
-        points = _points(self.thetas, self.steps, self.t)
+        points = self.points()
         for k in np.flatnonzero(~self.accepted):
             problem = self.problems[k]
             trial = (trial_losses[k] + problem.penalty(points[k])) / problem.total
@@ -676,6 +626,42 @@ class StreamedLogisticSteps:
         """No step for the experts whose halvings ran out."""
         self.t[~self.accepted] = 0.0
         self.accepted[:] = True
+
+
+def streamed_logistic_steps(
+    templates, settings, previous, arrays, subsample, standardised, sums, totals
+):
+    """The streamed classifier's :class:`LogisticSteps`.
+
+    As :func:`newton_step_logistic_experts` takes them in memory, from sums a
+    pass over the chunks made (in the column layout of ``arrays``, the
+    experts' :class:`ExpertArrays`), with each expert's Hessian on the
+    in-memory ``subsample`` ``(X, codes, S)`` of rows and weights; ``totals``
+    are the experts' summed weights over all rows. Use :func:`steppable`
+    first: every expert must be a LogisticRegression on the classes its rows
+    now hold.
+    """
+    Xs, codes_s, Ss = subsample
+    n_codes = arrays.local.shape[1]
+    problems = [
+        _ExpertProblem(
+            settings[k],
+            Xs,
+            codes_s,
+            np.array(Ss[:, k]),
+            standardised,
+            np.asarray(est.classes_, dtype=np.intp),
+            n_codes,
+            total=totals[k],
+        )
+        for k, est in enumerate(previous)
+    ]
+    thetas = [p.theta_of(est) for p, est in zip(problems, previous, strict=True)]
+    columns = [
+        slice(arrays.offsets[k], arrays.offsets[k + 1]) for k in range(len(problems))
+    ]
+    with single_threaded_blas():
+        return LogisticSteps(templates, problems, thetas, sums, columns)
 
 
 def steppable(experts, masses):
