@@ -51,11 +51,9 @@ class Router(NamedTuple):
         """Boolean (n, K): which experts each row is routed to."""
         if self.kind == "top_k":
             return top_k_mask(log_gate, self.k)
-        n, K = log_gate.shape
         positive = sample_weight > 0
-        return expert_choice_mask(
-            log_gate, positive, self.capacity(int(positive.sum()), K)
-        )
+        capacity = self.capacity(int(positive.sum()), log_gate.shape[1])
+        return expert_choice_mask(log_gate, positive, capacity)
 
     def route(self, log_gate, sample_weight):
         """The routed gate's log-probabilities and each expert's rows.
