@@ -22,6 +22,7 @@ import types
 from contextlib import contextmanager
 
 import numpy as np
+from scipy import sparse
 from scipy.special import logsumexp
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -2223,3 +2224,225 @@ if NUMBA_AVAILABLE:
     classifier_pass = classifier_pass_numba
 else:  # pragma: no cover
     classifier_pass = classifier_pass_numpy
+
+
+# ---------------------------------------------------------------------------
+# Sparse routing: each row's experts, and the gate's objective on them
+# ---------------------------------------------------------------------------
+
+
+def top_k_routes_numpy(log_gate, k):
+    """Each row's ``k`` experts of largest gate weight, and the routed gate.
+
+    Ties go to the expert of smaller index.
+
+    Parameters
+    ----------
+    log_gate : ndarray of shape (n, K)
+        The gate's log-probabilities.
+    k : int
+        Experts per row, ``1 <= k <= K``.
+
+    Returns
+    -------
+    experts : ndarray of shape (n, k), int64
+        Each row's experts, in increasing order.
+    routed : ndarray of shape (n, K)
+        ``log_gate`` restricted to each row's experts and renormalised there,
+        ``-inf`` elsewhere.
+    """
+    top = np.argsort(-log_gate, axis=1, kind="stable")[:, :k]
+    experts = np.sort(top, axis=1).astype(np.int64)
+    picked = np.take_along_axis(log_gate, experts, axis=1)
+    best = picked.max(axis=1, keepdims=True)
+    lse = best + np.log(np.exp(picked - best).sum(axis=1, keepdims=True))
+    routed = np.full(log_gate.shape, -np.inf)
+    np.put_along_axis(routed, experts, picked - lse, axis=1)
+    return experts, routed
+
+
+def routed_gate_objective_numpy(
+    X, mean, scale, theta, indptr, experts, targets, sample_weight
+):
+    """The routed gate's cross-entropy on fixed routes, and its gradient.
+
+    Row ``i`` is routed to ``experts[indptr[i]:indptr[i + 1]]`` (its routes,
+    CSR order) with targets ``targets[indptr[i]:indptr[i + 1]]``; its gate is
+    the softmax of the linear gate's logits (as in
+    :func:`gate_objective_numpy`) over those experts alone. Only the routed
+    logits are computed: ``n_routes * (d + 1)`` products, not ``n K (d + 1)``.
+
+    Returns
+    -------
+    loss : float
+        ``-sum_i w_i sum_{k routed} t_ik log(g_ik / sum_{j routed} g_ij)``
+        (no penalty).
+    grad : ndarray of shape (d + 1, K - 1)
+        Its gradient in ``theta``.
+    """
+    n, d = X.shape
+    K = theta.shape[1] + 1
+    Xs1 = np.empty((n, d + 1))
+    Xs1[:, :d] = X if mean is None else (X - mean) / scale
+    Xs1[:, d] = 1.0
+    coef = np.zeros((K, d + 1))  # expert 0's logit is 0
+    coef[1:] = theta.T
+    counts = np.diff(indptr)
+    row = np.repeat(np.arange(n), counts)
+    logits = np.einsum("rj,rj->r", Xs1[row], coef[experts])
+    starts = indptr[:-1][counts > 0]
+    best = np.full(n, -np.inf)
+    best[counts > 0] = np.maximum.reduceat(logits, starts)
+    shifted = logits - best[row]
+    sums = np.zeros(n)
+    sums[counts > 0] = np.add.reduceat(np.exp(shifted), starts)
+    log_g = shifted - np.log(sums)[row]
+    target_sums = np.bincount(row, weights=targets, minlength=n)
+    w = sample_weight[row]
+    loss = -float(np.sum(w * targets * log_g))
+    dlogits = w * (target_sums[row] * np.exp(log_g) - targets)
+    by_expert = sparse.csr_array((dlogits, experts, indptr), shape=(n, K))
+    grad = (by_expert.T @ Xs1)[1:].T
+    return loss, np.ascontiguousarray(grad)
+
+
+# Rows per part of the routed gate's gradient: each part sums (K, d + 1).
+_ROUTED_PART_ROWS = 4096
+
+if NUMBA_AVAILABLE:
+
+    def _top_k_routes_rows(log_gate, k, experts, routed):
+        n, K = log_gate.shape
+        for i in numba.prange(n):
+            # insertion into the row's k best, kept in decreasing order;
+            # a later expert displaces only a strictly larger one's
+            best = experts[i]
+            m = 0
+            for c in range(K):
+                v = log_gate[i, c]
+                if m == k and not (v > log_gate[i, best[k - 1]]):
+                    continue
+                p = m if m < k else k - 1
+                while p > 0 and v > log_gate[i, best[p - 1]]:
+                    best[p] = best[p - 1]
+                    p -= 1
+                best[p] = c
+                if m < k:
+                    m += 1
+            top = log_gate[i, best[0]]
+            s = 0.0
+            for j in range(k):
+                s += math.exp(log_gate[i, best[j]] - top)
+            lse = top + math.log(s)
+            for c in range(K):
+                routed[i, c] = -np.inf
+            for j in range(k):
+                routed[i, best[j]] = log_gate[i, best[j]] - lse
+            # increasing order, as the NumPy twin's
+            for j in range(1, k):
+                e = best[j]
+                p = j
+                while p > 0 and best[p - 1] > e:
+                    best[p] = best[p - 1]
+                    p -= 1
+                best[p] = e
+
+    def _routed_gate_objective_parts(
+        X, mean, inv_scale, coef, indptr, experts, targets, weight, rows, parts, losses
+    ):
+        # coef[k] = (standardised coefficients, intercept) of expert k's
+        # logit (row 0 zeros); part b sums its rows' gradient into parts[b]
+        n, d = X.shape
+        K = coef.shape[0]
+        for b in numba.prange(parts.shape[0]):
+            xs = np.empty(d + 1)
+            xs[d] = 1.0
+            logits = np.empty(K)
+            grad = parts[b]
+            loss = 0.0
+            for i in range(b * rows, min(n, (b + 1) * rows)):
+                lo, hi = indptr[i], indptr[i + 1]
+                if hi == lo:
+                    continue
+                for j in range(d):
+                    xs[j] = (X[i, j] - mean[j]) * inv_scale[j]
+                top = -np.inf
+                for p in range(lo, hi):
+                    e = experts[p]
+                    v = 0.0
+                    for j in range(d + 1):
+                        v += coef[e, j] * xs[j]
+                    logits[p - lo] = v
+                    if v > top:
+                        top = v
+                s = 0.0
+                total = 0.0
+                for p in range(lo, hi):
+                    s += math.exp(logits[p - lo] - top)
+                    total += targets[p]
+                lse = top + math.log(s)
+                w = weight[i]
+                acc = 0.0
+                for p in range(lo, hi):
+                    lg = logits[p - lo] - lse
+                    acc += targets[p] * lg
+                    dz = w * (total * math.exp(lg) - targets[p])
+                    e = experts[p]
+                    for j in range(d + 1):
+                        grad[e, j] += dz * xs[j]
+                loss -= w * acc
+            losses[b] = loss
+
+    _top_k_routes_serial = _njit(_top_k_routes_rows)
+    _top_k_routes_parallel = _njit_parallel(_top_k_routes_rows)
+    _routed_gate_objective_serial = _njit(_routed_gate_objective_parts)
+    _routed_gate_objective_parallel = _njit_parallel(_routed_gate_objective_parts)
+
+    def top_k_routes_numba(log_gate, k):
+        """Numba twin of :func:`top_k_routes_numpy`: one pass over the rows."""
+        log_gate = np.ascontiguousarray(log_gate, dtype=np.float64)
+        n, K = log_gate.shape
+        experts = np.empty((n, k), dtype=np.int64)
+        routed = np.empty((n, K))
+        _pick(_top_k_routes_serial, _top_k_routes_parallel, n)(
+            log_gate, int(k), experts, routed
+        )
+        return experts, routed
+
+    def routed_gate_objective_numba(
+        X, mean, scale, theta, indptr, experts, targets, sample_weight
+    ):
+        """Numba twin of :func:`routed_gate_objective_numpy`: one pass, in cache."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        n, d = X.shape
+        if mean is None:
+            mean, scale = np.zeros(d), np.ones(d)
+        mean = np.ascontiguousarray(mean, dtype=np.float64)
+        inv_scale = 1.0 / np.asarray(scale, dtype=np.float64)
+        K = theta.shape[1] + 1
+        coef = np.zeros((K, d + 1))
+        coef[1:] = theta.T
+        n_parts = max(1, -(-n // _ROUTED_PART_ROWS))
+        parts = np.zeros((n_parts, K, d + 1))
+        losses = np.zeros(n_parts)
+        _pick(_routed_gate_objective_serial, _routed_gate_objective_parallel, n)(
+            X,
+            mean,
+            inv_scale,
+            coef,
+            np.ascontiguousarray(indptr, dtype=np.int64),
+            np.ascontiguousarray(experts, dtype=np.int64),
+            np.ascontiguousarray(targets, dtype=np.float64),
+            np.ascontiguousarray(sample_weight, dtype=np.float64),
+            _ROUTED_PART_ROWS,
+            parts,
+            losses,
+        )
+        grad = parts.sum(axis=0)[1:].T
+        return float(losses.sum()), np.ascontiguousarray(grad)
+
+    top_k_routes = top_k_routes_numba
+    routed_gate_objective = routed_gate_objective_numba
+else:  # pragma: no cover
+    top_k_routes = top_k_routes_numpy
+    routed_gate_objective = routed_gate_objective_numpy

@@ -20,6 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._kernels import top_k_routes
+
 
 class Router(NamedTuple):
     """How rows are routed to experts in training.
@@ -56,20 +58,56 @@ class Router(NamedTuple):
         return expert_choice_mask(log_gate, positive, capacity)
 
     def route(self, log_gate, sample_weight):
-        """The routed gate's log-probabilities and each expert's rows.
+        """The routed gate's log-probabilities and the routes.
 
-        Returns ``(routed, rows)``: ``log_gate`` restricted to each row's
-        experts and renormalised there (``-inf`` elsewhere), and per expert
-        the indices of its rows.
+        Returns ``(routed, routes)``: ``log_gate`` restricted to each row's
+        experts and renormalised there (``-inf`` elsewhere), and the
+        :class:`Routes`.
         """
+        n, K = log_gate.shape
+        if self.kind == "top_k":
+            # one pass over the rows (the mask, a -inf fill and a
+            # log-sum-exp over (n, K) arrays took 0.13 s of a 10^5-row,
+            # 32-expert iteration)
+            experts, routed = top_k_routes(log_gate, self.k)
+            indptr = np.arange(0, n * self.k + 1, self.k)
+            return routed, Routes.from_csr(indptr, experts.ravel(), K)
         mask = self.mask(log_gate, sample_weight)
         routed = np.where(mask, log_gate, -np.inf)
-        # the log-sum-exp by hand: scipy's, which checks for infinities, took
-        # 70% of a routed E-step (10^5 rows, 32 experts)
         top = routed.max(axis=1, keepdims=True)
         routed -= top + np.log(np.exp(routed - top).sum(axis=1, keepdims=True))
-        by_expert = np.ascontiguousarray(mask.T)  # contiguous rows to scan
-        return routed, [np.flatnonzero(m) for m in by_expert]
+        row, experts = np.nonzero(mask)  # row by row, experts increasing
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
+        return routed, Routes.from_csr(indptr, experts, K)
+
+
+class Routes(NamedTuple):
+    """Which experts each row is routed to, by row and by expert.
+
+    ``indptr``, ``experts``: row ``i``'s experts are
+    ``experts[indptr[i]:indptr[i + 1]]``, in increasing order (CSR);
+    ``rows``: per expert, the indices of its rows, in increasing order.
+    """
+
+    indptr: np.ndarray
+    experts: np.ndarray
+    rows: list
+
+    @classmethod
+    def from_csr(cls, indptr, experts, n_experts):
+        row = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        order = np.argsort(experts, kind="stable")  # rows stay increasing
+        ends = np.cumsum(np.bincount(experts, minlength=n_experts))
+        return cls(indptr, experts, np.split(row[order], ends[:-1]))
+
+    def row_of_route(self):
+        """The row of each route."""
+        return np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
+
+    def covers_every_expert(self, n_experts):
+        """Whether every row is routed to every expert (dense EM's routes)."""
+        return len(self.experts) == n_experts * (len(self.indptr) - 1)
 
 
 def top_k_mask(log_gate, k):

@@ -315,6 +315,10 @@ def make_calls(n, d=8, K=6):
             mean, np.zeros(1)),
         "linear_posterior": lambda: kern.linear_posterior_numba(
             X, Y, mean, scale, theta, means[:d, :, 0], np.zeros(K), var),
+        "top_k_routes": lambda: kern.top_k_routes_numba(logits, 2),
+        "routed_gate_objective": lambda: kern.routed_gate_objective_numba(
+            X, mean, scale, theta, np.arange(0, 2 * n + 1, 2),
+            np.tile([0, 3], n), resp[:, :2].ravel(), w),
     }
 
 
@@ -385,6 +389,8 @@ def _parallel_builds():
         "classifier_pass",
         "em_pass",
         "linear_posterior",
+        "top_k_routes",
+        "routed_gate_objective",
     }
     return {f"{name}_parallel" for name in names}
 
@@ -532,3 +538,64 @@ def test_mlp_gate_objective_matches_numpy(shapes):
     )
     assert loss == pytest.approx(ref_loss, rel=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 6])
+def test_top_k_routes_match_numpy(k):
+    rng = np.random.RandomState(3)
+    log_gate = rng.standard_normal((3000, 6))
+    log_gate[:50, 1] = log_gate[:50, 4]  # ties go to the smaller index
+    experts, routed = kern.top_k_routes_numba(log_gate, k)
+    experts_ref, routed_ref = kern.top_k_routes_numpy(log_gate, k)
+    np.testing.assert_array_equal(experts, experts_ref)
+    np.testing.assert_allclose(routed, routed_ref, rtol=1e-13)
+    kept = np.take_along_axis(log_gate, experts, axis=1).min(axis=1)
+    outside = np.where(np.isfinite(routed), -np.inf, log_gate).max(axis=1)
+    assert np.all(kept >= outside)
+    np.testing.assert_allclose(np.exp(routed).sum(axis=1), 1.0)
+
+
+def _routes(rng, n, K):
+    """Random routes of 1 to K experts per row, with targets summing to 1."""
+    counts = rng.randint(1, K + 1, n)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    experts = np.concatenate([np.sort(rng.permutation(K)[:c]) for c in counts])
+    targets = np.concatenate([rng.dirichlet(np.ones(c)) for c in counts])
+    return indptr, experts, targets
+
+
+@pytest.mark.parametrize("n_rows", [40, 20_000])
+def test_routed_gate_objective_matches_numpy(n_rows):
+    rng = np.random.RandomState(4)
+    X, mean, scale, theta, _, w = _gate_problem(n_rows, 5, 6, seed=4)
+    indptr, experts, targets = _routes(rng, n_rows, 6)
+    loss, grad = kern.routed_gate_objective_numba(
+        X, mean, scale, theta, indptr, experts, targets, w
+    )
+    ref_loss, ref_grad = kern.routed_gate_objective_numpy(
+        X, mean, scale, theta, indptr, experts, targets, w
+    )
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-11)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-9 * n_rows)
+    # the gradient is the loss's: a central difference along a direction
+    step = 1e-6 * rng.standard_normal(theta.shape)
+    up = kern.routed_gate_objective_numpy(
+        X, mean, scale, theta + step, indptr, experts, targets, w
+    )[0]
+    down = kern.routed_gate_objective_numpy(
+        X, mean, scale, theta - step, indptr, experts, targets, w
+    )[0]
+    np.testing.assert_allclose(up - down, 2 * np.sum(ref_grad * step), rtol=1e-5)
+
+
+def test_routed_gate_objective_over_every_expert_is_the_dense_one():
+    X, mean, scale, theta, targets, w = _gate_problem(500, 4, 5, seed=5)
+    indptr = np.arange(0, 500 * 5 + 1, 5)
+    experts = np.tile(np.arange(5), 500)
+    for routed in (kern.routed_gate_objective_numba, kern.routed_gate_objective_numpy):
+        loss, grad = routed(X, mean, scale, theta, indptr, experts, targets.ravel(), w)
+        dense_loss, dense_grad = kern.gate_objective_numpy(
+            X, mean, scale, theta, targets, w
+        )
+        np.testing.assert_allclose(loss, dense_loss, rtol=1e-12)
+        np.testing.assert_allclose(grad, dense_grad, rtol=1e-10, atol=1e-10)

@@ -269,7 +269,7 @@ class InMemoryBackend:
         self._classifier_pass = None  # the _ClassifierPass of the last one
         self._soft = True  # whether the last assign left the responsibilities
         self.router = None  # sparse routing in training (see use_router)
-        self._routed_rows = None  # each expert's rows at the last E-step
+        self._routes = None  # the Routes of the last E-step
 
     def use_router(self, router):
         """Route rows sparsely in training (a :class:`~skmoe._routing.Router`).
@@ -311,7 +311,7 @@ class InMemoryBackend:
         backend._handed = None
         backend._pass = backend._classifier_pass = None
         backend._logistic_outputs = backend._logistic_spare = None
-        backend._routed_rows = None
+        backend._routes = None
         backend.counts = {}
         return backend
 
@@ -394,6 +394,9 @@ class InMemoryBackend:
         if not dead.size:
             return posterior
         warn_reseeded(dead, stacklevel=4)
+        # the re-seeded experts' rows lie outside the routes: this M-step's
+        # gate fits the dense responsibilities
+        self._routes = None
         return Posterior(resp, posterior.row_ll)
 
     def m_step(self, state, posterior, warm_gate):
@@ -521,6 +524,21 @@ class InMemoryBackend:
         gate = _shallow_copy_gate(gate)
         if self._gate_fit is None:
             self._gate_fit = self._new_gate_fit()
+        routes = self._routes
+        if (
+            warm_gate
+            and routes is not None
+            and not is_sparse(X)
+            and not routes.covers_every_expert(resp.shape[1])
+        ):
+            # the routed model's own gate objective at the E-step's routes:
+            # reads n * k logits, not n * K (every route covering every
+            # expert, it is the dense objective, fitted below)
+            targets = resp[routes.row_of_route(), routes.experts]
+            self._gate_fit.fit_routed(
+                gate, routes.indptr, routes.experts, targets, _ROUTED_GATE_LBFGS_ITER
+            )
+            return gate, None
         n = X.shape[0]
         if not warm_gate and n > COLD_GATE_MAX_ROWS:
             rows = slice(None, None, -(-n // COLD_GATE_MAX_ROWS))
@@ -713,9 +731,9 @@ class InMemoryBackend:
         if log_gate is None:
             log_gate = self._log_gate(state)
         if self.router is not None:
-            log_gate, rows = self.router.route(log_gate, self.sample_weight)
-            self._routed_rows = rows
-            outputs = self.likelihood.outputs(state.experts, self.X, rows)
+            log_gate, routes = self.router.route(log_gate, self.sample_weight)
+            self._routes = routes
+            outputs = self.likelihood.outputs(state.experts, self.X, routes.rows)
         elif outputs is None:
             outputs = self.likelihood.outputs(state.experts, self.X)
         resp, row_ll = self.likelihood.posterior(log_gate, outputs, self.Y, state.scale)
@@ -778,8 +796,8 @@ class InMemoryBackend:
                 "effective_samples": sw @ resp,
                 "log_likelihood": (sw * row_ll) @ resp,
             }
-        if self._routed_rows is not None:
-            summary["routed_rows"] = routed_counts(self._routed_rows, sw)
+        if self._routes is not None:
+            summary["routed_rows"] = routed_counts(self._routes.rows, sw)
         return EMResult(
             experts=state.experts,
             gate=state.gate,

@@ -17,6 +17,7 @@ from .._kernels import (
     gate_hessian,
     gate_objective,
     log_softmax,
+    routed_gate_objective,
     single_threaded_blas,
     weighted_cross_entropy,
 )
@@ -419,6 +420,54 @@ class SoftmaxGateFit:
                 self.log_proba = gate.predict_log_proba(X)
                 self.proba = None
             self._values_at = gate._theta
+        return gate
+
+    def fit_routed(self, gate, indptr, experts, targets, max_iter=None):
+        """Fit ``gate`` (in place, warm) on targets at fixed sparse routes.
+
+        Row ``i`` is routed to ``experts[indptr[i]:indptr[i + 1]]`` with
+        targets ``targets[indptr[i]:indptr[i + 1]]`` (its responsibilities
+        there), and the objective is the routed gate's cross-entropy, the
+        softmax over each row's experts alone (see
+        :func:`~skmoe._kernels.routed_gate_objective_numpy`), plus the
+        penalty: the gate's term of the routed model's EM objective for these
+        routes. Each evaluation computes the routed logits only. Preconditioned
+        L-BFGS from the gate's parameters, at most ``max_iter`` iterations
+        (None: the gate's ``max_iter``); it never ends above its start, so the
+        routed model's objective at these routes does not fall.
+
+        Returns
+        -------
+        gate : SoftmaxGate
+        """
+        X, sw = self.X, self.sample_weight
+        d1, K1 = gate._theta.shape
+        total = sw.sum()
+        alpha = float(gate.alpha)
+        mean, scale = gate._mean, gate._scale
+
+        def objective(flat):
+            self._count("gate_routed_rows", X.shape[0])
+            theta = flat.reshape(d1, K1)
+            loss, grad = routed_gate_objective(
+                X, mean, scale, theta, indptr, experts, targets, sw
+            )
+            W = theta[:-1]
+            grad[:-1] += alpha * W
+            loss += 0.5 * alpha * np.sum(W * W)
+            return loss / total, grad.ravel() / total
+
+        max_iter = gate.max_iter if max_iter is None else min(gate.max_iter, max_iter)
+        with single_threaded_blas():
+            flat, gate.n_iter_ = lbfgs_minimize(
+                objective, gate._theta.ravel().copy(), max_iter=max_iter, tol=gate.tol
+            )
+        gate._theta = flat.reshape(d1, K1)
+        gate._set_public()
+        self._count("gate_fits", 1)
+        self._count("gate_steps", gate.n_iter_)
+        # the dense log-probabilities are not computed: nothing kept holds
+        self.log_proba = self.proba = self._values_at = self._gate_sums = None
         return gate
 
     def _count(self, name, value):
