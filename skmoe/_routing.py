@@ -49,13 +49,16 @@ class Router(NamedTuple):
         """Rows an expert may take under expert choice."""
         return math.ceil(self.capacity_factor * n_rows / n_experts)
 
-    def mask(self, log_gate, sample_weight):
-        """Boolean (n, K): which experts each row is routed to."""
-        if self.kind == "top_k":
-            return top_k_mask(log_gate, self.k)
-        positive = sample_weight > 0
-        capacity = self.capacity(int(positive.sum()), log_gate.shape[1])
-        return expert_choice_mask(log_gate, positive, capacity)
+    @property
+    def routes_train_the_gate(self):
+        """Whether the gate's M-step can fit the routed gate objective.
+
+        A row of one route has a routed gate of 1 whatever the parameters:
+        under top-1 routing and expert choice (many rows of one expert) that
+        objective gives the gate no signal, and the gate fits the dense
+        responsibilities instead.
+        """
+        return self.kind == "top_k" and self.k >= 2
 
     def route(self, log_gate, sample_weight):
         """The routed gate's log-probabilities and the routes.
@@ -72,7 +75,9 @@ class Router(NamedTuple):
             experts, routed = top_k_routes(log_gate, self.k)
             indptr = np.arange(0, n * self.k + 1, self.k)
             return routed, Routes.from_csr(indptr, experts.ravel(), K)
-        mask = self.mask(log_gate, sample_weight)
+        positive = sample_weight > 0
+        capacity = self.capacity(int(positive.sum()), K)
+        mask = expert_choice_mask(log_gate, positive, capacity)
         routed = np.where(mask, log_gate, -np.inf)
         top = routed.max(axis=1, keepdims=True)
         routed -= top + np.log(np.exp(routed - top).sum(axis=1, keepdims=True))
@@ -96,27 +101,23 @@ class Routes(NamedTuple):
 
     @classmethod
     def from_csr(cls, indptr, experts, n_experts):
-        row = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        row = _row_of_route(indptr)
         order = np.argsort(experts, kind="stable")  # rows stay increasing
         ends = np.cumsum(np.bincount(experts, minlength=n_experts))
         return cls(indptr, experts, np.split(row[order], ends[:-1]))
 
     def row_of_route(self):
         """The row of each route."""
-        return np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
+        return _row_of_route(self.indptr)
 
     def covers_every_expert(self, n_experts):
         """Whether every row is routed to every expert (dense EM's routes)."""
         return len(self.experts) == n_experts * (len(self.indptr) - 1)
 
 
-def top_k_mask(log_gate, k):
-    """Each row's ``k`` experts of largest gate weight."""
-    n, K = log_gate.shape
-    mask = np.zeros((n, K), dtype=bool)
-    top = np.argpartition(-log_gate, k - 1, axis=1)[:, :k]
-    np.put_along_axis(mask, top, True, axis=1)
-    return mask
+def _row_of_route(indptr):
+    """The row of each route of CSR routes."""
+    return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
 
 
 def expert_choice_mask(log_gate, positive, capacity):

@@ -10,7 +10,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skmoe import MixtureOfExpertsClassifier, MixtureOfExpertsRegressor
-from skmoe._routing import Router, expert_choice_mask, top_k_mask
+from skmoe._routing import Router, expert_choice_mask
 from skmoe.datasets import make_moe_classification, make_moe_regression
 
 
@@ -20,9 +20,10 @@ def _fit(est, X, y, **kw):
         return est.fit(X, y, **kw)
 
 
-def test_top_k_mask_keeps_each_rows_largest_gates():
+def test_top_k_routes_keep_each_rows_largest_gates():
     log_gate = np.log(np.random.RandomState(0).dirichlet(np.ones(6), size=500))
-    mask = top_k_mask(log_gate, 2)
+    routed, _ = Router("top_k", 2, 1.25).route(log_gate, np.ones(500))
+    mask = np.isfinite(routed)
     assert np.all(mask.sum(axis=1) == 2)
     kept = np.where(mask, log_gate, np.inf).min(axis=1)
     dropped = np.where(mask, -np.inf, log_gate).max(axis=1)

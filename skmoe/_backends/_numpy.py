@@ -528,17 +528,13 @@ class InMemoryBackend:
         if (
             warm_gate
             and routes is not None
-            and self.router.kind == "top_k"
-            and self.router.k >= 2
+            and self.router.routes_train_the_gate
             and not is_sparse(X)
             and not routes.covers_every_expert(resp.shape[1])
         ):
             # the routed model's own gate objective at the E-step's routes:
             # reads n * k logits, not n * K (every route covering every
-            # expert, it is the dense objective, fitted below). A row of one
-            # route has a routed gate of 1 whatever the parameters: top-1
-            # and expert choice (many rows of one expert) would give the
-            # gate no signal, and fit the dense responsibilities instead
+            # expert, it is the dense objective, fitted below)
             targets = resp[routes.row_of_route(), routes.experts]
             self._gate_fit.fit_routed(
                 gate, routes.indptr, routes.experts, targets, _ROUTED_GATE_LBFGS_ITER

@@ -431,8 +431,9 @@ class SoftmaxGateFit:
         softmax over each row's experts alone (see
         :func:`~skmoe._kernels.routed_gate_objective_numpy`), plus the
         penalty: the gate's term of the routed model's EM objective for these
-        routes. Each evaluation computes the routed logits only. Preconditioned
-        L-BFGS from the gate's parameters, at most ``max_iter`` iterations
+        routes. Each evaluation computes the routed logits only. L-BFGS from
+        the gate's parameters (no preconditioner: the dense gate's Hessian is
+        not this objective's), at most ``max_iter`` iterations
         (None: the gate's ``max_iter``); it never ends above its start, so the
         routed model's objective at these routes does not fall.
 
