@@ -42,21 +42,37 @@ _PARALLEL_MIN_ROWS = 20_000
 
 # The experts' weighted Gram matrices are summed over fixed parts of
 # _GRAM_PART_ROWS rows (one partial sum each, added in order: the result does
-# not depend on the threads), each part in blocks of rows whose weighted
-# copies [w_1 Z, ..., w_K Z] hold about _GRAM_BLOCK_VALUES numbers, at least
-# _GRAM_BLOCK_MIN_ROWS rows: the block stays in cache while BLAS multiplies
-# it (at 1e6 x 20 x 8, K p = 176: 128 rows 85-110 ms, 256 rows 113 ms, 2048
-# rows 180 ms), and small problems do not pay a BLAS call per few rows.
+# not depend on the threads), each part in blocks of rows held transposed,
+# the block's columns of Z = [X, 1, Y] and its K weight columns, in about
+# _GRAM_BLOCK_BYTES, which stay in the L1 cache while every expert's upper
+# triangle is summed from them in 4 x 4 register tiles (at 1e6 x 20 x 8, all
+# eight Grams in 52 ms on two cores against 182 ms for one BLAS product per
+# block of [w_1 Z, ..., w_K Z]: that thin shape ran at a third of BLAS's
+# peak and did the lower triangles too; blocks of 128-384 rows were within
+# 10% of each other, 512 rows, out of L1, 2.5x slower).
 _GRAM_PART_ROWS = 32_768
-_GRAM_BLOCK_VALUES = 24_576
-_GRAM_BLOCK_MIN_ROWS = 128
+_GRAM_BLOCK_BYTES = 40_960
+_GRAM_BLOCK_MIN_ROWS = 64
+_GRAM_BLOCK_MAX_ROWS = 512
+_GRAM_TILE = 4
 
 
-def gram_block_rows(n_columns):
-    """Rows per block of the Gram kernels for ``n_columns = K * p``."""
-    return max(
-        _GRAM_BLOCK_MIN_ROWS, min(_GRAM_PART_ROWS, _GRAM_BLOCK_VALUES // n_columns)
-    )
+def gram_padded_columns(p):
+    """Columns of Z padded to whole register tiles."""
+    return -(-p // _GRAM_TILE) * _GRAM_TILE
+
+
+def gram_block_rows(p, n_experts):
+    """Rows per block of the Gram kernels for ``p`` columns of Z and K experts."""
+    rows = _GRAM_BLOCK_BYTES // (8 * (gram_padded_columns(p) + n_experts))
+    return max(_GRAM_BLOCK_MIN_ROWS, min(_GRAM_BLOCK_MAX_ROWS, rows // 8 * 8))
+
+
+def gram_parts_total(parts, p):
+    """The Gram matrices (K, p, p) from the kernels' parts of upper tiles."""
+    G = parts.sum(axis=0)[:, :p, :p]
+    upper = np.triu(G)
+    return upper + np.triu(G, 1).transpose(0, 2, 1)
 
 
 # Responsibilities below this are set to 0: they weigh nothing in any sum
@@ -860,40 +876,106 @@ if NUMBA_AVAILABLE:
                         acc[k, o] += w * r * r
                     acc[k, q] += w
 
+    def _gram_block_tiles(ZT, WT, m, G):
+        # G[k] += upper tiles of ZT[:, :m] diag(WT[k, :m]) ZT[:, :m]^T, the
+        # block held transposed (columns of Z by rows) so that each tile's
+        # sixteen sums run down contiguous rows, which LLVM vectorises once
+        # it may reassociate them (this function's fastmath flags; the sums
+        # still do not depend on the threads)
+        P = ZT.shape[0]
+        K = WT.shape[0]
+        for k in range(K):
+            wk = WT[k]
+            for a in range(0, P, 4):
+                for c in range(a, P, 4):
+                    s00 = s01 = s02 = s03 = 0.0
+                    s10 = s11 = s12 = s13 = 0.0
+                    s20 = s21 = s22 = s23 = 0.0
+                    s30 = s31 = s32 = s33 = 0.0
+                    for r in range(m):
+                        w = wk[r]
+                        u0 = ZT[a, r] * w
+                        u1 = ZT[a + 1, r] * w
+                        u2 = ZT[a + 2, r] * w
+                        u3 = ZT[a + 3, r] * w
+                        z0 = ZT[c, r]
+                        z1 = ZT[c + 1, r]
+                        z2 = ZT[c + 2, r]
+                        z3 = ZT[c + 3, r]
+                        s00 += u0 * z0
+                        s01 += u0 * z1
+                        s02 += u0 * z2
+                        s03 += u0 * z3
+                        s10 += u1 * z0
+                        s11 += u1 * z1
+                        s12 += u1 * z2
+                        s13 += u1 * z3
+                        s20 += u2 * z0
+                        s21 += u2 * z1
+                        s22 += u2 * z2
+                        s23 += u2 * z3
+                        s30 += u3 * z0
+                        s31 += u3 * z1
+                        s32 += u3 * z2
+                        s33 += u3 * z3
+                    Gk = G[k]
+                    Gk[a, c] += s00
+                    Gk[a, c + 1] += s01
+                    Gk[a, c + 2] += s02
+                    Gk[a, c + 3] += s03
+                    Gk[a + 1, c] += s10
+                    Gk[a + 1, c + 1] += s11
+                    Gk[a + 1, c + 2] += s12
+                    Gk[a + 1, c + 3] += s13
+                    Gk[a + 2, c] += s20
+                    Gk[a + 2, c + 1] += s21
+                    Gk[a + 2, c + 2] += s22
+                    Gk[a + 2, c + 3] += s23
+                    Gk[a + 3, c] += s30
+                    Gk[a + 3, c + 1] += s31
+                    Gk[a + 3, c + 2] += s32
+                    Gk[a + 3, c + 3] += s33
+
+    # not inlined: an inlined body would take its caller's strict flags
+    _gram_block_tiles = numba.njit(
+        cache=True, fastmath={"reassoc", "contract"}, nogil=True
+    )(_gram_block_tiles)
+
+    def _gram_block_row(X, x_shift, Y, y_shift, i, r, ZT):
+        # row i of Z = [X - x_shift, 1, Y - y_shift] into column r of ZT
+        d = X.shape[1]
+        for j in range(d):
+            ZT[j, r] = X[i, j] - x_shift[j]
+        ZT[d, r] = 1.0
+        for o in range(Y.shape[1]):
+            ZT[d + 1 + o, r] = Y[i, o] - y_shift[o]
+
+    _gram_block_row = numba.njit(
+        cache=True, fastmath=False, nogil=True, inline="always"
+    )(_gram_block_row)
+
     def _weighted_grams_parts(X, x_shift, Y, y_shift, weights, block, parts):
-        # parts[j] collects the Gram matrices (K * p stacked: parts[j, a,
-        # k * p + c] = sum_i w_ik z_ia z_ic) of the rows of part j, fixed
-        # ranges of _GRAM_PART_ROWS rows, so that the sum does not depend on
-        # the number of threads. Within a part the rows go in blocks of
-        # ``block`` rows: a block's Z and its weighted copies [w_1 Z, ...]
-        # stay in cache while BLAS multiplies them (larger blocks ran slower:
-        # a few hundred rows of K * p columns overflow the L2 cache)
-        n, d = X.shape
-        q = Y.shape[1]
-        p = d + 1 + q
+        # parts[j, k] collects the upper tiles of expert k's Gram matrix over
+        # the rows of part j, fixed ranges of _GRAM_PART_ROWS rows, so that
+        # the sum does not depend on the number of threads; within a part
+        # the rows go in blocks of ``block`` rows, transposed into ZT and WT
+        # (the padding columns of ZT stay 0)
+        n = X.shape[0]
         K = weights.shape[1]
+        P = parts.shape[2]
         for part in numba.prange(parts.shape[0]):
-            G = parts[part]
-            Z_block = np.empty((block, p))
-            ZW_block = np.empty((block, K * p))
+            ZT = np.zeros((P, block))
+            WT = np.empty((K, block))
             lo = part * _GRAM_PART_ROWS
             hi = min(n, lo + _GRAM_PART_ROWS)
             for start in range(lo, hi, block):
                 m = min(hi, start + block) - start
-                Z = Z_block[:m]
-                ZW = ZW_block[:m]
                 for r in range(m):
                     i = start + r
-                    for j in range(d):
-                        Z[r, j] = X[i, j] - x_shift[j]
-                    Z[r, d] = 1.0
-                    for j in range(q):
-                        Z[r, d + 1 + j] = Y[i, j] - y_shift[j]
+                    _gram_block_row(X, x_shift, Y, y_shift, i, r, ZT)
                     for k in range(K):
-                        w = weights[i, k]
-                        for j in range(p):
-                            ZW[r, k * p + j] = w * Z[r, j]
-                G += np.dot(Z.T, ZW)
+                        WT[k, r] = weights[i, k]
+                _gram_block_tiles(ZT, WT, m, parts[part])
 
     def _exp_nonpositive(x, out, scratch, n):
         # out[:n] = exp(x[:n]) for x <= 0 (NaN stays NaN), to within one ulp
@@ -1047,13 +1129,12 @@ if NUMBA_AVAILABLE:
         scalar_parts,
     ):
         # the parts and blocks of _weighted_grams_parts; per block of rows the
-        # three products (gate logits, expert means, Gram matrices) and the
-        # gate's sums are BLAS calls, the rest row by row while the block is
-        # in cache. ``previous`` has no rows when there is none.
+        # two products (gate logits, expert means) and the gate's sums are
+        # BLAS calls, the Grams the tiled kernel's, the rest row by row while
+        # the block is in cache. ``previous`` has no rows when there is none.
         n, d = X.shape
         K, q = variances.shape
         K1 = K - 1
-        p = d + 1 + q
         has_previous = previous.shape[0] > 0
         log_norm, inv_variances = _gaussian_norms(variances)
         gate_coef = np.ascontiguousarray(theta[:d])
@@ -1062,8 +1143,8 @@ if NUMBA_AVAILABLE:
             S = sum_parts[part]
             xs_block = np.empty((block, d))
             wg_block = np.empty((block, K1))
-            Z_block = np.empty((block, p))
-            ZW_block = np.empty((block, K * p))
+            ZT = np.zeros((gram_parts.shape[2], block))
+            WT = np.empty((K, block))
             # the block's exponents and their exponentials, flat for the
             # vectorised exp; the gate's log-probabilities; each row's top
             exponents = np.empty(block * K)
@@ -1083,8 +1164,6 @@ if NUMBA_AVAILABLE:
                 m = min(hi, start + block) - start
                 xs = xs_block[:m]
                 wg = wg_block[:m]
-                Z = Z_block[:m]
-                ZW = ZW_block[:m]
                 # the gate's log-softmax, expert 0 the reference: exponents
                 # of the block, then their exponentials at once
                 _gate_block_exponents(
@@ -1135,19 +1214,13 @@ if NUMBA_AVAILABLE:
                         expert_ll[k] += weighted_ll * resp[i, k]
                     loss -= w * acc
                     ll += weighted_ll
-                    # the row of [X - x_shift, 1, Y - y_shift], and its
-                    # copies weighted by each expert's new responsibility
-                    for j in range(d):
-                        Z[r, j] = X[i, j] - x_shift[j]
-                    Z[r, d] = 1.0
-                    for o in range(q):
-                        Z[r, d + 1 + o] = Y[i, o] - y_shift[o]
+                    # the row of [X - x_shift, 1, Y - y_shift] and its
+                    # weights, the new responsibilities, for the Grams
+                    _gram_block_row(X, x_shift, Y, y_shift, i, r, ZT)
                     for k in range(K):
-                        wr = w * resp[i, k]
-                        for j in range(p):
-                            ZW[r, k * p + j] = wr * Z[r, j]
+                        WT[k, r] = w * resp[i, k]
                 S[:d] += np.dot(xs.T, wg)
-                G += np.dot(Z.T, ZW)
+                _gram_block_tiles(ZT, WT, m, G)
             scalar_parts[part, 0] = loss_previous
             scalar_parts[part, 1] = loss
             scalar_parts[part, 2] = ll
@@ -1425,7 +1498,7 @@ if NUMBA_AVAILABLE:
         return total[:, :q], total[:, q].copy()
 
     def weighted_grams_numba(X, x_shift, Y, weights, y_shift=None):
-        """Numba twin of :func:`weighted_grams_numpy`: one pass, BLAS per block."""
+        """Numba twin of :func:`weighted_grams_numpy`: one pass, tiled per block."""
         if y_shift is None:
             y_shift = np.zeros(np.shape(Y)[1])
         y_shift = np.ascontiguousarray(y_shift, dtype=np.float64)
@@ -1436,15 +1509,12 @@ if NUMBA_AVAILABLE:
         n, d = X.shape
         K = weights.shape[1]
         p = d + 1 + Y.shape[1]
-        parts = np.zeros((max(1, -(-n // _GRAM_PART_ROWS)), p, K * p))
-        # one BLAS thread under numba's own threads
-        with single_threaded_blas():
-            _pick(_weighted_grams_serial, _weighted_grams_parallel, n)(
-                X, x_shift, Y, y_shift, weights, gram_block_rows(K * p), parts
-            )
-        G = parts.sum(axis=0)
-        # G[a, k * p + c] = sum_i w_ik z_ia z_ic
-        return np.ascontiguousarray(G.reshape(p, K, p).transpose(1, 0, 2))
+        P = gram_padded_columns(p)
+        parts = np.zeros((max(1, -(-n // _GRAM_PART_ROWS)), K, P, P))
+        _pick(_weighted_grams_serial, _weighted_grams_parallel, n)(
+            X, x_shift, Y, y_shift, weights, gram_block_rows(p, K), parts
+        )
+        return gram_parts_total(parts, p)
 
     def em_pass_numba(
         X,
@@ -1474,7 +1544,8 @@ if NUMBA_AVAILABLE:
         resp = np.empty((n, K))
         row_ll = np.empty(n)
         n_parts = max(1, -(-n // _GRAM_PART_ROWS))
-        gram_parts = np.zeros((n_parts, p, K * p))
+        P = gram_padded_columns(p)
+        gram_parts = np.zeros((n_parts, K, P, P))
         sum_parts = np.zeros((n_parts, d + 1, K - 1))
         scalar_parts = np.zeros((n_parts, 3 + K))
         with single_threaded_blas():
@@ -1491,15 +1562,14 @@ if NUMBA_AVAILABLE:
                 previous,
                 c(x_shift),
                 c(y_shift),
-                gram_block_rows(K * p),
+                gram_block_rows(p, K),
                 resp,
                 row_ll,
                 gram_parts,
                 sum_parts,
                 scalar_parts,
             )
-        G = gram_parts.sum(axis=0)
-        grams = np.ascontiguousarray(G.reshape(p, K, p).transpose(1, 0, 2))
+        grams = gram_parts_total(gram_parts, p)
         totals = scalar_parts.sum(axis=0)
         loss_previous, loss, ll = totals[:3]
         if previous.shape[0] == 0:

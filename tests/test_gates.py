@@ -464,3 +464,36 @@ def test_hme_classifier_fits(tree_data):
         ).fit(X, y)
     np.testing.assert_allclose(clf.predict_gate(X).sum(axis=1), 1.0)
     assert clf.score(X, y) > 0.9
+
+
+def test_newton_at_tol_zero_stops_at_round_off():
+    # at tol=0 a Newton step whose predicted gain is below the loss's
+    # round-off cannot pass the Armijo test; the solver must stop there
+    # rather than take max_iter steps that each halve to nothing (it took
+    # 100 steps and 196 evaluations here)
+    from skmoe._gates._solvers import newton_minimize
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((200, 6))
+    labels = (rng.random(200) < 0.5).astype(float)
+    evaluations = []
+
+    def objective(theta, first):
+        evaluations.append(theta)
+        z = A @ theta
+        loss = float(np.sum(np.logaddexp(0, z) - labels * z))
+        return loss, A.T @ (1 / (1 + np.exp(-z)) - labels)
+
+    def hessian_solver(theta):
+        s = 1 / (1 + np.exp(-(A @ theta)))
+        H = A.T @ (A * (s * (1 - s))[:, None])
+        return lambda g: np.linalg.solve(H, g)
+
+    theta, n_iter, ok = newton_minimize(
+        objective, hessian_solver, np.zeros(6), max_iter=100, tol=0.0
+    )
+    assert ok
+    s = 1 / (1 + np.exp(-(A @ theta)))
+    assert np.max(np.abs(A.T @ (s - labels))) < 1e-7
+    assert n_iter < 10
+    assert len(evaluations) < 15

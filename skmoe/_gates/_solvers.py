@@ -39,6 +39,9 @@ def newton_direction(solve, grad, loss, tol):
     """
     step = -solve(grad)
     slope = float(grad @ step)
+    # a gain below the loss's round-off cannot pass the Armijo test: at
+    # tol=0 the steps would otherwise halve 40 times each, to max_iter
+    tol = max(tol, np.finfo(float).eps)
     done = not slope < 0 or -0.5 * slope <= tol * max(1.0, abs(loss))
     return step, slope, done
 
