@@ -86,6 +86,9 @@ RESPONSIBILITY_FLOOR = 1e-250
 # the gradient. Fixed (not one block per thread) so that the result does not
 # depend on the number of threads.
 _GATE_BLOCK_ROWS = 4096
+# Rows per sub-block inside them: their standardised rows, logits and
+# exponentials stay in the L1/L2 caches.
+_GATE_SUB_ROWS = 256
 
 # Rows per block of linear_posterior: its buffers stay in cache.
 _LINEAR_POSTERIOR_BLOCK_ROWS = 512
@@ -742,122 +745,128 @@ if NUMBA_AVAILABLE:
         X, mean, inv_scale, theta, targets, weight, parts, log_proba, proba, given
     ):
         # parts[b, :d + 1, :] collects block b's gradient, parts[b, d + 1, 0]
-        # its loss. Each block standardises its rows, (x - mean) * (1 / scale),
-        # and leaves the two products (logits and gradient) to BLAS. With
-        # ``given`` the log-probabilities are read from ``log_proba`` (no
-        # logits product), and the probabilities from ``proba`` if it has
-        # rows (no exponentials either); else both are written there, if
-        # they have rows
+        # its loss. Each block of _GATE_BLOCK_ROWS goes in sub-blocks of
+        # _GATE_SUB_ROWS that stay in cache: their rows standardised, (x -
+        # mean) * (1 / scale), the two products (logits and gradient) left to
+        # BLAS and the exponentials to the vectorised exp (libm's scalar exp
+        # made this kernel 2.5x slower). With ``given`` the log-probabilities
+        # are read from ``log_proba`` (no logits product), and the
+        # probabilities from ``proba`` if it has rows (no exponentials
+        # either); else both are written there, if they have rows
         n, d = X.shape
         K1 = theta.shape[1]
+        K = K1 + 1
         keep = log_proba.shape[0] > 0
         keep_proba = proba.shape[0] > 0
         coef = np.ascontiguousarray(theta[:d])
+        sub = _GATE_SUB_ROWS
         for b in numba.prange(parts.shape[0]):
-            start = b * _GATE_BLOCK_ROWS
-            m = min(n, start + _GATE_BLOCK_ROWS) - start
-            xs = np.empty((m, d))
-            for r in range(m):
-                for j in range(d):
-                    xs[r, j] = (X[start + r, j] - mean[j]) * inv_scale[j]
-            if given:
-                logit = np.empty((m, K1))
-            else:
-                logit = np.dot(xs, coef)
-            e = np.empty(K1)
+            xs_block = np.empty((sub, d))
+            dlogit_block = np.empty((sub, K1))
+            exponents = np.empty(sub * K)
+            powers = np.empty(sub * K)
+            scratch = np.empty(sub * K)
             grad = parts[b]
             loss = 0.0
-            for r in range(m):
-                i = start + r
-                w = weight[i]
+            lo = b * _GATE_BLOCK_ROWS
+            hi = min(n, lo + _GATE_BLOCK_ROWS)
+            for start in range(lo, hi, sub):
+                m = min(hi, start + sub) - start
+                xs = xs_block[:m]
+                dlogit = dlogit_block[:m]
                 if given:
-                    acc = targets[i, 0] * log_proba[i, 0]
-                    for k in range(K1):
-                        lg = log_proba[i, k + 1]
-                        acc += targets[i, k + 1] * lg
-                        g = proba[i, k + 1] if keep_proba else math.exp(lg)
-                        logit[r, k] = w * (g - targets[i, k + 1])
-                        grad[d, k] += logit[r, k]
-                    loss -= w * acc
-                    continue
-                top = 0.0  # the reference expert's logit
-                for k in range(K1):
-                    logit[r, k] += theta[d, k]
-                    if logit[r, k] > top:
-                        top = logit[r, k]
-                e0 = math.exp(-top)
-                s = e0
-                for k in range(K1):
-                    e[k] = math.exp(logit[r, k] - top)
-                    s += e[k]
-                lse = top + math.log(s)
-                inv_s = 1.0 / s
-                acc = -targets[i, 0] * lse
-                if keep:
-                    log_proba[i, 0] = -lse
-                if keep_proba:
-                    proba[i, 0] = e0 * inv_s
-                for k in range(K1):
-                    lg = logit[r, k] - lse
-                    acc += targets[i, k + 1] * lg
-                    if keep:
-                        log_proba[i, k + 1] = lg
-                    g = e[k] * inv_s
-                    if keep_proba:
-                        proba[i, k + 1] = g
-                    # the logit slot now holds d loss / d logit_k = w (g_k - t_k)
-                    logit[r, k] = w * (g - targets[i, k + 1])
-                    grad[d, k] += logit[r, k]
-                loss -= w * acc
-            grad[:d] += np.dot(xs.T, logit)
+                    for r in range(m):
+                        i = start + r
+                        w = weight[i]
+                        for j in range(d):
+                            xs[r, j] = (X[i, j] - mean[j]) * inv_scale[j]
+                        acc = targets[i, 0] * log_proba[i, 0]
+                        for k in range(K1):
+                            lg = log_proba[i, k + 1]
+                            acc += targets[i, k + 1] * lg
+                            g = proba[i, k + 1] if keep_proba else math.exp(lg)
+                            dlogit[r, k] = w * (g - targets[i, k + 1])
+                            grad[d, k] += dlogit[r, k]
+                        loss -= w * acc
+                else:
+                    _gate_block_exponents(
+                        X, start, m, mean, inv_scale, coef, theta[d], xs, exponents
+                    )
+                    _exp_nonpositive(exponents, powers, scratch, m * K)
+                    for r in range(m):
+                        i = start + r
+                        w = weight[i]
+                        total = 0.0
+                        for k in range(K):
+                            total += powers[r * K + k]
+                        log_total = math.log(total)
+                        inv_total = 1.0 / total
+                        acc = 0.0
+                        for k in range(K):
+                            lg = exponents[r * K + k] - log_total
+                            acc += targets[i, k] * lg
+                            g = powers[r * K + k] * inv_total
+                            if keep:
+                                log_proba[i, k] = lg
+                            if keep_proba:
+                                proba[i, k] = g
+                            if k > 0:
+                                # d loss / d logit_k = w (g_k - t_k)
+                                dlogit[r, k - 1] = w * (g - targets[i, k])
+                                grad[d, k - 1] += dlogit[r, k - 1]
+                        loss -= w * acc
+                grad[:d] += np.dot(xs.T, dlogit)
             grad[d + 1, 0] = loss
 
-    def _gate_hessian_blocks(X, mean, inv_scale, theta, weight, stride, parts):
-        # parts[b] collects block b's Hessian over rows start*stride, ...
-        # Per block: the rows' z (standardised, then 1) and gate
-        # probabilities g, then two BLAS products: B^T B with
-        # B[r, j K1 + k] = sqrt(w) z_j g_k, and Z^T [w g_k z]_k
+    def _gate_hessian_blocks(
+        X, mean, inv_scale, theta, weight, stride, block, outer_parts, gram_parts
+    ):
+        # per part of _GATE_BLOCK_ROWS of the strided rows, in blocks of
+        # ``block`` rows held transposed: the rows' z (standardised, then 1)
+        # and gate probabilities g, then the tiled kernel's upper triangles
+        # of B^T B (outer_parts) with B[r, j K1 + k] = sqrt(w) z_j g_k, and
+        # of Z^T diag(w g_k) Z for every k (gram_parts)
         n, d = X.shape
         p = d + 1
         K1 = theta.shape[1]
         n_rows = (n + stride - 1) // stride
-        for b in numba.prange(parts.shape[0]):
-            start = b * _GATE_BLOCK_ROWS
-            m = min(n_rows, start + _GATE_BLOCK_ROWS) - start
-            Z = np.empty((m, p))
-            for r in range(m):
-                i = (start + r) * stride
-                for j in range(d):
-                    Z[r, j] = (X[i, j] - mean[j]) * inv_scale[j]
-                Z[r, d] = 1.0
-            logit = np.dot(Z, theta)
-            B = np.empty((m, p * K1))
-            WZ = np.empty((m, K1 * p))
+        for part in numba.prange(outer_parts.shape[0]):
+            ZT = np.zeros((gram_parts.shape[2], block))
+            WT = np.empty((K1, block))
+            BT = np.zeros((outer_parts.shape[2], block))
+            ones = np.ones((1, block))
+            Z = np.empty((block, p))
             g = np.empty(K1)
-            for r in range(m):
-                top = 0.0
-                for k in range(K1):
-                    if logit[r, k] > top:
-                        top = logit[r, k]
-                s = math.exp(-top)
-                for k in range(K1):
-                    g[k] = math.exp(logit[r, k] - top)
-                    s += g[k]
-                w = weight[(start + r) * stride]
-                root_w = math.sqrt(w)
-                for k in range(K1):
-                    g[k] /= s
-                for j in range(p):
+            lo = part * _GATE_BLOCK_ROWS
+            hi = min(n_rows, lo + _GATE_BLOCK_ROWS)
+            for start in range(lo, hi, block):
+                m = min(hi, start + block) - start
+                for r in range(m):
+                    i = (start + r) * stride
+                    for j in range(d):
+                        Z[r, j] = (X[i, j] - mean[j]) * inv_scale[j]
+                    Z[r, d] = 1.0
+                logit = np.dot(Z[:m], theta)
+                for r in range(m):
+                    top = 0.0
                     for k in range(K1):
-                        B[r, j * K1 + k] = root_w * g[k] * Z[r, j]
-                        WZ[r, k * p + j] = w * g[k] * Z[r, j]
-            H = parts[b]
-            H -= np.dot(B.T, B)
-            D = np.dot(Z.T, WZ)
-            for j in range(p):
-                for k in range(K1):
-                    for c in range(p):
-                        H[j * K1 + k, c * K1 + k] += D[j, k * p + c]
+                        if logit[r, k] > top:
+                            top = logit[r, k]
+                    total = math.exp(-top)
+                    for k in range(K1):
+                        g[k] = math.exp(logit[r, k] - top)
+                        total += g[k]
+                    w = weight[(start + r) * stride]
+                    root_w = math.sqrt(w)
+                    for k in range(K1):
+                        g[k] /= total
+                        WT[k, r] = w * g[k]
+                    for j in range(p):
+                        ZT[j, r] = Z[r, j]
+                        for k in range(K1):
+                            BT[j * K1 + k, r] = root_w * g[k] * Z[r, j]
+                _gram_block_tiles(BT, ones, m, outer_parts[part])
+                _gram_block_tiles(ZT, WT, m, gram_parts[part])
 
     def _weighted_sq_residuals_blocks(Y, means, weights, parts):
         # parts[b, k, :q] collects block b's weighted squared residuals of
@@ -1477,14 +1486,30 @@ if NUMBA_AVAILABLE:
         theta = np.ascontiguousarray(theta, dtype=np.float64)
         sample_weight = np.ascontiguousarray(sample_weight, dtype=np.float64)
         n_rows = -(-X.shape[0] // stride)
-        n_blocks = max(1, -(-n_rows // _GATE_BLOCK_ROWS))
-        P = (d + 1) * theta.shape[1]
-        parts = np.zeros((n_blocks, P, P))
-        _pick(_gate_hessian_serial, _gate_hessian_parallel, n_rows)(
-            X, mean, inv_scale, theta, sample_weight, int(stride), parts
+        n_parts = max(1, -(-n_rows // _GATE_BLOCK_ROWS))
+        p, K1 = d + 1, theta.shape[1]
+        P = gram_padded_columns(p * K1)
+        outer_parts = np.zeros((n_parts, 1, P, P))
+        gram_parts = np.zeros(
+            (n_parts, K1, gram_padded_columns(p), gram_padded_columns(p))
         )
-        H = parts.sum(axis=0)
-        return 0.5 * (H + H.T)
+        _pick(_gate_hessian_serial, _gate_hessian_parallel, n_rows)(
+            X,
+            mean,
+            inv_scale,
+            theta,
+            sample_weight,
+            int(stride),
+            gram_block_rows(P, 1),
+            outer_parts,
+            gram_parts,
+        )
+        # H = sum_i w_i (diag(g_i) - g_i g_i^T) (x) z_i z_i^T
+        H = -gram_parts_total(outer_parts, p * K1)[0]
+        diagonal = gram_parts_total(gram_parts, p)
+        for k in range(K1):
+            H[k::K1, k::K1] += diagonal[k]
+        return H
 
     def weighted_sq_residuals_numba(Y, means, weights):
         """Numba twin of :func:`weighted_sq_residuals_numpy`: one pass."""
