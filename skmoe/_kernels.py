@@ -1121,11 +1121,8 @@ if NUMBA_AVAILABLE:
         X,
         Y,
         weight,
-        mean,
-        inv_scale,
-        theta,
-        coef,
-        intercept,
+        products,
+        offsets,
         variances,
         previous,
         x_shift,
@@ -1137,104 +1134,164 @@ if NUMBA_AVAILABLE:
         sum_parts,
         scalar_parts,
     ):
-        # the parts and blocks of _weighted_grams_parts; per block of rows the
-        # two products (gate logits, expert means) and the gate's sums are
-        # BLAS calls, the Grams the tiled kernel's, the rest row by row while
-        # the block is in cache. ``previous`` has no rows when there is none.
+        # the parts of _weighted_grams_parts, each in blocks of ``block`` rows
+        # held transposed (a row of each buffer per column or expert, the
+        # block's rows along it), so that every step of the E-step is a loop
+        # down the rows that LLVM vectorises (row by row, with K-long inner
+        # loops, the E-step's part took 1.7x as long at 1e6 x 20 x 8, 1.75x
+        # at 1e6 x 5 x 3). One BLAS product gives the gate's
+        # logits and the experts' means at once: ``products`` (K - 1 + K q,
+        # d) and ``offsets`` act on X - x_shift (the wrapper folds the gate's
+        # standardisation into them). The gate's sums come back unscaled,
+        # sum_i w_i g_ik (x_i - x_shift), with the masses sum_i w_i g_ik in
+        # sum_parts' last row; ``previous`` has no rows when there is none.
         n, d = X.shape
         K, q = variances.shape
         K1 = K - 1
         has_previous = previous.shape[0] > 0
         log_norm, inv_variances = _gaussian_norms(variances)
-        gate_coef = np.ascontiguousarray(theta[:d])
+        B = block
         for part in numba.prange(gram_parts.shape[0]):
             G = gram_parts[part]
             S = sum_parts[part]
-            xs_block = np.empty((block, d))
-            wg_block = np.empty((block, K1))
-            ZT = np.zeros((gram_parts.shape[2], block))
-            WT = np.empty((K, block))
-            # the block's exponents and their exponentials, flat for the
-            # vectorised exp; the gate's log-probabilities; each row's top
-            exponents = np.empty(block * K)
-            powers = np.empty(block * K)
-            scratch = np.empty(block * K)
-            log_g = np.empty((block, K))
-            tops = np.empty(block)
-            # the part's sums in locals, written to the parts at the end
-            gate_mass = np.zeros(K1)
-            expert_ll = np.zeros(K)
-            loss_previous = 0.0
-            loss = 0.0
-            ll = 0.0
+            ZT = np.zeros((gram_parts.shape[2], B))
+            WT = np.empty((K, B))
+            WG = np.zeros((B, K1))
+            # zeros: a last block's unused columns stay finite
+            exponents = np.zeros(K * B)
+            powers = np.empty(K * B)
+            scratch = np.empty(K * B)
+            E = exponents.reshape((K, B))
+            Pw = powers.reshape((K, B))
+            log_g = np.empty((K, B))
+            top = np.empty(B)
+            inv_total = np.empty(B)
+            w = np.empty(B)
+            # running sums down the rows, one slot per row of the block (no
+            # reassociation needed to vectorise them), summed at the end
+            mass = np.zeros((K1, B))
+            expert_ll = np.zeros((K, B))
+            lanes = np.zeros((3, B))  # loss against previous, loss, ll
             lo = part * _GRAM_PART_ROWS
             hi = min(n, lo + _GRAM_PART_ROWS)
-            for start in range(lo, hi, block):
-                m = min(hi, start + block) - start
-                xs = xs_block[:m]
-                wg = wg_block[:m]
-                # the gate's log-softmax, expert 0 the reference: exponents
-                # of the block, then their exponentials at once
-                _gate_block_exponents(
-                    X, start, m, mean, inv_scale, gate_coef, theta[d], xs, exponents
-                )
-                means = np.dot(X[start : start + m], coef)
-                _exp_nonpositive(exponents, powers, scratch, m * K)
+            for start in range(lo, hi, B):
+                m = min(hi, start + B) - start
                 for r in range(m):
                     i = start + r
-                    w = weight[i]
-                    total = 0.0
-                    for k in range(K):
-                        total += powers[r * K + k]
-                    log_total = math.log(total)
-                    inv_total = 1.0 / total
-                    for k in range(K):
-                        log_g[r, k] = exponents[r * K + k] - log_total
-                    for k in range(K1):
-                        g = powers[r * K + k + 1] * inv_total
-                        wg[r, k] = w * g if g >= RESPONSIBILITY_FLOOR else 0.0
-                        gate_mass[k] += wg[r, k]
-                    if has_previous:
-                        acc = 0.0
-                        for k in range(K):
-                            acc += previous[i, k] * log_g[r, k]
-                        loss_previous -= w * acc
-                    # the E-step's joint log-densities, less the row's best
-                    tops[r] = _joint_row_exponents(
-                        Y,
-                        i,
-                        means,
-                        r,
-                        intercept,
-                        inv_variances,
-                        log_norm,
-                        log_g,
-                        exponents,
-                    )
-                _exp_nonpositive(exponents, powers, scratch, m * K)
-                for r in range(m):
-                    i = start + r
-                    w = weight[i]
-                    _posterior_row_from_powers(powers, r, K, tops[r], resp, row_ll, i)
-                    acc = 0.0
-                    weighted_ll = w * row_ll[i]
-                    for k in range(K):
-                        acc += resp[i, k] * log_g[r, k]
-                        expert_ll[k] += weighted_ll * resp[i, k]
-                    loss -= w * acc
-                    ll += weighted_ll
-                    # the row of [X - x_shift, 1, Y - y_shift] and its
-                    # weights, the new responsibilities, for the Grams
+                    w[r] = weight[i]
                     _gram_block_row(X, x_shift, Y, y_shift, i, r, ZT)
+                if m < B:
+                    # the last block's unused columns: zero rows for BLAS
+                    for j in range(ZT.shape[0]):
+                        for r in range(m, B):
+                            ZT[j, r] = 0.0
+                    for r in range(m, B):
+                        for k in range(K1):
+                            WG[r, k] = 0.0
+                LM = np.dot(products, ZT[:d])
+                # the gate's log-softmax, expert 0 the reference (logit 0)
+                for r in range(m):
+                    top[r] = 0.0
+                for k in range(K1):
+                    c = offsets[k]
+                    for r in range(m):
+                        v = LM[k, r] + c
+                        LM[k, r] = v
+                        top[r] = v if v > top[r] else top[r]
+                for r in range(m):
+                    E[0, r] = -top[r]
+                for k in range(K1):
+                    for r in range(m):
+                        E[k + 1, r] = LM[k, r] - top[r]
+                _exp_nonpositive(exponents, powers, scratch, K * B)
+                for r in range(m):
+                    inv_total[r] = Pw[0, r]
+                for k in range(1, K):
+                    for r in range(m):
+                        inv_total[r] += Pw[k, r]
+                for r in range(m):
+                    # top now holds the log-normaliser less the top logit
+                    top[r] = math.log(inv_total[r])
+                    inv_total[r] = 1.0 / inv_total[r]
+                for k in range(K):
+                    for r in range(m):
+                        log_g[k, r] = E[k, r] - top[r]
+                for k in range(K1):
+                    for r in range(m):
+                        g = Pw[k + 1, r] * inv_total[r]
+                        v = w[r] * g if g >= RESPONSIBILITY_FLOOR else 0.0
+                        WG[r, k] = v
+                        mass[k, r] += v
+                if has_previous:
                     for k in range(K):
-                        WT[k, r] = w * resp[i, k]
-                S[:d] += np.dot(xs.T, wg)
+                        for r in range(m):
+                            lanes[0, r] -= w[r] * previous[start + r, k] * log_g[k, r]
+                # the E-step's joint log-densities, less each row's best
+                for r in range(m):
+                    top[r] = -np.inf
+                for k in range(K):
+                    if q == 1:
+                        # one output: a loop down the rows with nothing inside
+                        c = offsets[K1 + k]
+                        h = inv_variances[k, 0]
+                        for r in range(m):
+                            res = Y[start + r, 0] - (LM[K1 + k, r] + c)
+                            v = log_g[k, r] - 0.5 * (res * res * h + log_norm[k])
+                            E[k, r] = v
+                            top[r] = v if v > top[r] else top[r]
+                        continue
+                    for r in range(m):
+                        quad = 0.0
+                        for o in range(q):
+                            res = Y[start + r, o] - (
+                                LM[K1 + k * q + o, r] + offsets[K1 + k * q + o]
+                            )
+                            quad += res * res * inv_variances[k, o]
+                        v = log_g[k, r] - 0.5 * (quad + log_norm[k])
+                        E[k, r] = v
+                        top[r] = v if v > top[r] else top[r]
+                for k in range(K):
+                    for r in range(m):
+                        # a row no expert explains (best -inf) gives nan here
+                        # and is set apart below
+                        E[k, r] -= top[r]
+                _exp_nonpositive(exponents, powers, scratch, K * B)
+                for r in range(m):
+                    inv_total[r] = Pw[0, r]
+                for k in range(1, K):
+                    for r in range(m):
+                        inv_total[r] += Pw[k, r]
+                for r in range(m):
+                    i = start + r
+                    if top[r] == -np.inf:
+                        row_ll[i] = -np.inf
+                        inv_total[r] = np.nan
+                    else:
+                        row_ll[i] = top[r] + math.log(inv_total[r])
+                        inv_total[r] = 1.0 / inv_total[r]
+                for k in range(K):
+                    for r in range(m):
+                        h = Pw[k, r] * inv_total[r]
+                        h = h if h >= RESPONSIBILITY_FLOOR else 0.0
+                        if inv_total[r] != inv_total[r]:
+                            # no finite posterior: uniform
+                            h = 1.0 / K
+                        Pw[k, r] = h
+                        WT[k, r] = w[r] * h
+                        lanes[1, r] -= w[r] * h * log_g[k, r]
+                        expert_ll[k, r] += w[r] * row_ll[start + r] * h
+                for r in range(m):
+                    lanes[2, r] += w[r] * row_ll[start + r]
+                    for k in range(K):
+                        resp[start + r, k] = Pw[k, r]
+                S[:d] += np.dot(ZT[:d], WG)
                 _gram_block_tiles(ZT, WT, m, G)
-            scalar_parts[part, 0] = loss_previous
-            scalar_parts[part, 1] = loss
-            scalar_parts[part, 2] = ll
-            scalar_parts[part, 3:] = expert_ll
-            S[d] += gate_mass
+            for k in range(K1):
+                S[d, k] = mass[k].sum()
+            for j in range(3):
+                scalar_parts[part, j] = lanes[j].sum()
+            for k in range(K):
+                scalar_parts[part, 3 + k] = expert_ll[k].sum()
 
     def _linear_posterior_blocks(
         X, Y, mean, inv_scale, theta, coef, intercept, variances, block, resp, row_ll
@@ -1573,20 +1630,29 @@ if NUMBA_AVAILABLE:
         gram_parts = np.zeros((n_parts, K, P, P))
         sum_parts = np.zeros((n_parts, d + 1, K - 1))
         scalar_parts = np.zeros((n_parts, 3 + K))
+        # the gate's logits on X - x_shift: (x - mean) / scale = (x -
+        # x_shift) / scale + offset, folded into its coefficients, and the
+        # experts' means likewise, one product for both
+        x_shift, y_shift = c(x_shift), c(y_shift)
+        inv_scale = 1.0 / c(gate_scale)
+        gate_offset = (x_shift - c(gate_mean)) * inv_scale
+        products = np.ascontiguousarray(
+            np.hstack([theta[:d] * inv_scale[:, None], coef]).T
+        )
+        offsets = np.concatenate(
+            [theta[d] + gate_offset @ theta[:d], intercept + x_shift @ coef]
+        )
         with single_threaded_blas():
             _pick(_em_pass_serial, _em_pass_parallel, n)(
                 X,
                 Y,
                 sample_weight,
-                c(gate_mean),
-                1.0 / c(gate_scale),
-                theta,
-                coef,
-                intercept,
+                products,
+                offsets,
                 variances,
                 previous,
-                c(x_shift),
-                c(y_shift),
+                x_shift,
+                y_shift,
                 gram_block_rows(p, K),
                 resp,
                 row_ll,
@@ -1594,13 +1660,20 @@ if NUMBA_AVAILABLE:
                 sum_parts,
                 scalar_parts,
             )
+        raw_sums = sum_parts.sum(axis=0)
+        gate_sums = np.empty_like(raw_sums)
+        # sum_i w g_ik xs_i from the sums about x_shift and the masses
+        gate_sums[:d] = (
+            inv_scale[:, None] * raw_sums[:d] + gate_offset[:, None] * raw_sums[d]
+        )
+        gate_sums[d] = raw_sums[d]
         grams = gram_parts_total(gram_parts, p)
         totals = scalar_parts.sum(axis=0)
         loss_previous, loss, ll = totals[:3]
         if previous.shape[0] == 0:
             loss_previous = np.nan
         scalars = (float(loss_previous), float(loss), float(ll))
-        return resp, row_ll, grams, sum_parts.sum(axis=0), scalars, totals[3:]
+        return resp, row_ll, grams, gate_sums, scalars, totals[3:]
 
     def linear_posterior_numba(
         X, Y, gate_mean, gate_scale, theta, coef, intercept, variances
