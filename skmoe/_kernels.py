@@ -2485,8 +2485,107 @@ def routed_gate_objective_numpy(
     return loss, np.ascontiguousarray(grad)
 
 
+def routed_em_pass_numpy(
+    X,
+    Y,
+    sample_weight,
+    gate_mean,
+    gate_scale,
+    theta,
+    coef,
+    intercept,
+    variances,
+    k,
+    x_shift,
+    y_shift,
+):
+    """One pass over the rows for an EM iteration under top-k routing.
+
+    The arguments are those of :func:`em_pass_numpy`, and ``k``, the experts
+    per row. Each row is routed to its ``k`` experts of largest gate weight
+    (:func:`top_k_routes_numpy`); its gate is the softmax over them alone,
+    and only they are evaluated. In one pass:
+
+    - the E-step of the routed model: responsibilities (zero outside each
+      row's experts) and per-row log-likelihoods;
+    - the experts' Gram matrices of ``[X - x_shift, 1, Y - y_shift]``
+      weighted by ``w * resp`` (each row enters its own experts' alone);
+    - the routed gate's loss against these responsibilities,
+      ``-sum_i w_i sum_{k routed} resp_ik log g_ik`` (``g`` the routed gate),
+      its gradient in every expert's logit coefficients (expert 0's too:
+      the routed gate's block-Newton step moves every expert, see
+      :meth:`~skmoe._gates._softmax.SoftmaxGateFit.step_routed`) and the
+      curvature of that step, ``sum_i w_i t_i (g_ik (1 - g_ik) + f) z_i
+      z_i^T`` over each expert's routes (the diagonal blocks of its Hessian,
+      and the floor ``f = _ROUTED_CURVATURE_FLOOR``; ``z_i`` the standardised
+      row and a 1, ``t_i = sum_k resp_ik``).
+
+    Returns
+    -------
+    experts : ndarray of shape (n, k), int64
+        Each row's experts, in increasing order.
+    route_resp : ndarray of shape (n, k)
+        The responsibilities at them.
+    resp : ndarray of shape (n, K)
+    row_ll : ndarray of shape (n,)
+    grams : ndarray of shape (K, p, p)
+    gate_grad : ndarray of shape (d + 1, K)
+    gate_curvature : ndarray of shape (K, d + 1, d + 1)
+    scalars : tuple of float
+        ``(gate loss, log-likelihood)``.
+    expert_ll : ndarray of shape (K,)
+        Each expert's part of the log-likelihood, ``sum_i w_i resp_ik
+        row_ll_i``.
+    """
+    n = X.shape[0]
+    K, q = variances.shape
+    w = sample_weight
+    Z = np.empty((n, X.shape[1] + 1))
+    Z[:, :-1] = (X - gate_mean) / gate_scale
+    Z[:, -1] = 1.0
+    logits = np.zeros((n, K))
+    logits[:, 1:] = Z @ theta
+    experts, routed = top_k_routes_numpy(logits, k)
+    means = (X @ coef + intercept).reshape(n, K, q)
+    resp, row_ll = gaussian_responsibilities_numpy(routed, Y, means, variances)
+    route_resp = np.take_along_axis(resp, experts, axis=1)
+    grams = weighted_grams_numpy(X, x_shift, Y, resp * w[:, None], y_shift)
+    g = np.exp(routed)  # 0 outside the routes
+    totals = resp.sum(axis=1)
+    dlogits = w[:, None] * (totals[:, None] * g - resp)
+    routed_here = np.isfinite(routed)
+    curvature = np.where(
+        routed_here,
+        w[:, None] * totals[:, None] * (g * (1.0 - g) + _ROUTED_CURVATURE_FLOOR),
+        0.0,
+    )
+    loss = -float(w @ (resp * np.where(resp > 0, routed, 0.0)).sum(axis=1))
+    return (
+        experts,
+        route_resp,
+        resp,
+        row_ll,
+        grams,
+        Z.T @ dlogits,
+        np.einsum("ik,ia,ib->kab", curvature, Z, Z),
+        (loss, float(w @ row_ll)),
+        (w * row_ll) @ resp,
+    )
+
+
 # Rows per part of the routed gate's gradient: each part sums (K, d + 1).
 _ROUTED_PART_ROWS = 4096
+# Rows per block of the routed EM pass: each block sums its own part of the
+# Gram matrices (fixed, so that the sums do not depend on the threads).
+_ROUTED_PASS_BLOCK_ROWS = 8192
+# Routes per tile block of its Gram matrices (ZT of 24 x 256 doubles, 48 KB).
+_ROUTED_GRAM_ROWS = 256
+# The routed gate's curvature per route, w t (g (1 - g) + floor) z z^T: the
+# floor keeps the block-Newton step of an expert whose rows it already
+# routes with g near 1 from growing without bound (its logits then push
+# into rows it is not routed to, which its objective does not see; with
+# no floor a 32-expert fit's log-likelihood fell to -906 per row)
+_ROUTED_CURVATURE_FLOOR = 0.1
 
 if NUMBA_AVAILABLE:
 
@@ -2620,8 +2719,282 @@ if NUMBA_AVAILABLE:
         grad = parts.sum(axis=0)[1:].T
         return float(losses.sum()), np.ascontiguousarray(grad)
 
+    def _row_dot(A, row, x, n):
+        # A[row, :n] @ x[:n], its sum reassociated so that it vectorises
+        # (a sum in order waits on each add: 20 products took 80 cycles)
+        s = 0.0
+        for t in range(n):
+            s += A[row, t] * x[t]
+        return s
+
+    # not inlined: an inlined body would take its caller's strict flags
+    _row_dot = numba.njit(cache=True, fastmath={"reassoc", "contract"}, nogil=True)(
+        _row_dot
+    )
+
+    def _routed_em_pass_parts(
+        X,
+        Y,
+        weight,
+        gate_coef,
+        gate_offset,
+        expert_coef,
+        expert_offset,
+        log_norm,
+        inv_var,
+        k,
+        x_shift,
+        y_shift,
+        curvature_floor,
+        block_rows,
+        experts,
+        route_resp,
+        resp,
+        row_ll,
+        pair_parts,
+        grad_parts,
+        scalar_parts,
+    ):
+        # on z = (x - x_shift, 1, y - y_shift): the gate's logits are
+        # gate_offset + z[:d] @ gate_coef (expert 0's column zero), output j
+        # of expert e's mean expert_offset[e q + j] + expert_coef[e q + j] @
+        # z[:d]; block b sums its rows into part b of each sum. The Gram
+        # matrices: per expert, its routes' weights c = w resp and the
+        # curvature's h (below), its rows gathered by expert into ZT, summed
+        # in register tiles into pair_parts[b, e, 0] and [b, e, 1] (one
+        # rank-one update per route, scattered into K experts' matrices,
+        # took 3x as long)
+        n, d = X.shape
+        K = gate_offset.shape[0]
+        q = Y.shape[1]
+        P = d + 1 + q
+        P_pad = pair_parts.shape[3]
+        for b in numba.prange(pair_parts.shape[0]):
+            lo = b * block_rows
+            hi = min(n, lo + block_rows)
+            route_c = np.empty((hi - lo) * k)
+            route_h = np.empty((hi - lo) * k)
+            counts = np.zeros(K + 1, dtype=np.int64)
+            z = np.empty(P)
+            logits = np.empty(K)
+            best = np.empty(k, dtype=np.int64)
+            log_g = np.empty(k)
+            joint = np.empty(k)
+            r = np.empty(k)
+            grad = grad_parts[b]
+            s = scalar_parts[b]
+            for i in range(lo, hi):
+                for j in range(d):
+                    z[j] = X[i, j] - x_shift[j]
+                z[d] = 1.0
+                for j in range(q):
+                    z[d + 1 + j] = Y[i, j] - y_shift[j]
+                for e in range(K):
+                    logits[e] = gate_offset[e]
+                for j in range(d):
+                    zj = z[j]
+                    for e in range(K):
+                        logits[e] += zj * gate_coef[j, e]
+                # the k largest, as in _top_k_routes_rows, then by expert
+                # (the k-th largest held in a scalar: read through best[k -
+                # 1] at every expert, the selection took 9 of the pass's 40 ms)
+                m = 0
+                kth = -np.inf
+                for c in range(K):
+                    v = logits[c]
+                    if m == k and not (v > kth):
+                        continue
+                    p = m if m < k else k - 1
+                    while p > 0 and v > logits[best[p - 1]]:
+                        best[p] = best[p - 1]
+                        p -= 1
+                    best[p] = c
+                    if m < k:
+                        m += 1
+                    if m == k:
+                        kth = logits[best[k - 1]]
+                top = logits[best[0]]
+                for a in range(1, k):
+                    e = best[a]
+                    p = a
+                    while p > 0 and best[p - 1] > e:
+                        best[p] = best[p - 1]
+                        p -= 1
+                    best[p] = e
+                total = 0.0
+                for a in range(k):
+                    total += math.exp(logits[best[a]] - top)
+                lse = top + math.log(total)
+                joint_top = -np.inf
+                for a in range(k):
+                    e = best[a]
+                    log_g[a] = logits[e] - lse
+                    quad = 0.0
+                    for j in range(q):
+                        o = e * q + j
+                        mu = expert_offset[o] + _row_dot(expert_coef, o, z, d)
+                        res = Y[i, j] - mu
+                        quad += res * res * inv_var[e, j]
+                    joint[a] = log_g[a] + log_norm[e] - 0.5 * quad
+                    if joint[a] > joint_top:
+                        joint_top = joint[a]
+                total = 0.0
+                for a in range(k):
+                    total += math.exp(joint[a] - joint_top)
+                ll = joint_top + math.log(total)
+                row_ll[i] = ll
+                for e in range(K):
+                    resp[i, e] = 0.0
+                mass = 0.0
+                for a in range(k):
+                    ra = math.exp(joint[a] - ll)
+                    if ra < RESPONSIBILITY_FLOOR:
+                        ra = 0.0
+                    r[a] = ra
+                    mass += ra
+                    experts[i, a] = best[a]
+                    route_resp[i, a] = ra
+                    resp[i, best[a]] = ra
+                wi = weight[i]
+                loss = 0.0
+                for a in range(k):
+                    e = best[a]
+                    ra = r[a]
+                    wr = wi * ra
+                    route = (i - lo) * k + a
+                    route_c[route] = wr
+                    route_h[route] = 0.0
+                    counts[e + 1] += 1
+                    if wr != 0.0:
+                        loss -= ra * log_g[a]
+                        s[2 + e] += wr * ll
+                    if wi == 0.0:
+                        continue
+                    ga = math.exp(log_g[a])
+                    dz = wi * (mass * ga - ra)
+                    for u in range(d + 1):
+                        grad[e, u] += dz * z[u]
+                    h = ga * (1.0 - ga) + curvature_floor
+                    route_h[route] = wi * mass * h
+                s[0] += wi * loss
+                s[1] += wi * ll
+            # the block's routes by expert (counting sort: rows increasing)
+            for e in range(K):
+                counts[e + 1] += counts[e]
+            order = np.empty((hi - lo) * k, dtype=np.int64)
+            fill = counts[:K].copy()
+            for i in range(lo, hi):
+                for a in range(k):
+                    e = experts[i, a]
+                    order[fill[e]] = (i - lo) * k + a
+                    fill[e] += 1
+            ZT = np.zeros((P_pad, _ROUTED_GRAM_ROWS))
+            WT = np.empty((2, _ROUTED_GRAM_ROWS))
+            for e in range(K):
+                for start in range(counts[e], counts[e + 1], _ROUTED_GRAM_ROWS):
+                    m = min(counts[e + 1], start + _ROUTED_GRAM_ROWS) - start
+                    for t in range(m):
+                        route = order[start + t]
+                        _gram_block_row(X, x_shift, Y, y_shift, lo + route // k, t, ZT)
+                        WT[0, t] = route_c[route]
+                        WT[1, t] = route_h[route]
+                    _gram_block_tiles(ZT, WT, m, pair_parts[b, e])
+
+    _routed_em_pass_serial = _njit(_routed_em_pass_parts)
+    _routed_em_pass_parallel = _njit_parallel(_routed_em_pass_parts)
+
+    def routed_em_pass_numba(
+        X,
+        Y,
+        sample_weight,
+        gate_mean,
+        gate_scale,
+        theta,
+        coef,
+        intercept,
+        variances,
+        k,
+        x_shift,
+        y_shift,
+    ):
+        """Numba twin of :func:`routed_em_pass_numpy`: the whole pass, once."""
+
+        def c(a):
+            return np.ascontiguousarray(a, dtype=np.float64)
+
+        X, Y, sample_weight, theta = c(X), c(Y), c(sample_weight), c(theta)
+        coef, intercept, variances = c(coef), c(intercept), c(variances)
+        n, d = X.shape
+        K, q = variances.shape
+        p = d + 1 + q
+        x_shift, y_shift = c(x_shift), c(y_shift)
+        # z = x - x_shift: (x - mean) / scale = z / scale + offset, folded
+        # into the gate's coefficients, and the experts' means likewise
+        inv_scale = 1.0 / c(gate_scale)
+        offset = (x_shift - c(gate_mean)) * inv_scale
+        gate_coef = np.zeros((d, K))
+        gate_coef[:, 1:] = theta[:d] * inv_scale[:, None]
+        gate_offset = np.zeros(K)
+        gate_offset[1:] = theta[d] + offset @ theta[:d]
+        n_parts = max(1, -(-n // _ROUTED_PASS_BLOCK_ROWS))
+        experts = np.empty((n, k), dtype=np.int64)
+        route_resp = np.empty((n, k))
+        resp = np.empty((n, K))
+        row_ll = np.empty(n)
+        P = gram_padded_columns(p)
+        pair_parts = np.zeros((n_parts, K, 2, P, P))
+        grad_parts = np.zeros((n_parts, K, d + 1))
+        scalar_parts = np.zeros((n_parts, 2 + K))
+        _pick(_routed_em_pass_serial, _routed_em_pass_parallel, n)(
+            X,
+            Y,
+            sample_weight,
+            gate_coef,
+            gate_offset,
+            np.ascontiguousarray(coef.T),
+            intercept + x_shift @ coef,
+            -0.5 * (q * math.log(2.0 * math.pi) + np.log(variances).sum(axis=1)),
+            1.0 / variances,
+            int(k),
+            x_shift,
+            y_shift,
+            _ROUTED_CURVATURE_FLOOR,
+            _ROUTED_PASS_BLOCK_ROWS,
+            experts,
+            route_resp,
+            resp,
+            row_ll,
+            pair_parts,
+            grad_parts,
+            scalar_parts,
+        )
+        grams = gram_parts_total(pair_parts[:, :, 0], p)
+        # back to the standardised rows: z_std = T z with T = [[diag(1 /
+        # scale), offset], [0, 1]]
+        T = np.zeros((d + 1, d + 1))
+        T[np.arange(d), np.arange(d)] = inv_scale
+        T[:d, d] = offset
+        T[d, d] = 1.0
+        grad = T @ grad_parts.sum(axis=0).T
+        curvature = gram_parts_total(pair_parts[:, :, 1], d + 1)
+        curvature = np.einsum("ab,kbc,dc->kad", T, curvature, T)
+        totals = scalar_parts.sum(axis=0)
+        return (
+            experts,
+            route_resp,
+            resp,
+            row_ll,
+            grams,
+            grad,
+            curvature,
+            (float(totals[0]), float(totals[1])),
+            totals[2:],
+        )
+
     top_k_routes = top_k_routes_numba
     routed_gate_objective = routed_gate_objective_numba
+    routed_em_pass = routed_em_pass_numba
 else:  # pragma: no cover
     top_k_routes = top_k_routes_numpy
     routed_gate_objective = routed_gate_objective_numpy
+    routed_em_pass = routed_em_pass_numpy

@@ -339,6 +339,9 @@ def make_calls(n, d=8, K=6):
         "routed_gate_objective": lambda: kern.routed_gate_objective_numba(
             X, mean, scale, theta, np.arange(0, 2 * n + 1, 2),
             np.tile([0, 3], n), resp[:, :2].ravel(), w),
+        "routed_em_pass": lambda: kern.routed_em_pass_numba(
+            X, Y, w, mean, scale, theta, means[:d, :, 0], np.zeros(K), var, 2,
+            mean, np.zeros(1)),
     }
 
 
@@ -411,6 +414,7 @@ def _parallel_builds():
         "linear_posterior",
         "top_k_routes",
         "routed_gate_objective",
+        "routed_em_pass",
     }
     return {f"{name}_parallel" for name in names}
 
@@ -626,3 +630,124 @@ def test_routed_gate_objective_over_every_expert_is_the_dense_one():
         )
         np.testing.assert_allclose(loss, dense_loss, rtol=1e-12)
         np.testing.assert_allclose(grad, dense_grad, rtol=1e-10, atol=1e-10)
+
+
+def _routed_pass_problem(n, d, K, q, seed):
+    rng = np.random.RandomState(seed)
+    X = rng.standard_normal((n, d)) * 3.0 + 1.0
+    Y = rng.standard_normal((n, q))
+    w = rng.uniform(0.5, 2.0, n)
+    w[:3] = 0.0
+    theta = rng.standard_normal((d + 1, K - 1))
+    coef = 0.3 * rng.standard_normal((d, K * q))
+    intercept = rng.standard_normal(K * q)
+    variances = rng.uniform(0.5, 2.0, (K, q))
+    return (X, Y, w, X.mean(axis=0), X.std(axis=0), theta, coef, intercept, variances)
+
+
+@pytest.mark.parametrize("n_rows", [300, 30_000])
+@pytest.mark.parametrize(
+    ("d", "K", "q", "k"), [(5, 6, 1, 2), (4, 5, 2, 3), (3, 4, 1, 1)]
+)
+def test_routed_em_pass_matches_numpy_and_the_steps_apart(n_rows, d, K, q, k):
+    args = _routed_pass_problem(n_rows, d, K, q, seed=d + K)
+    X, Y, w, mean, scale, theta, coef, intercept, variances = args
+    x_shift, y_shift = X[::7].mean(axis=0), Y[::7].mean(axis=0)
+    got = kern.routed_em_pass_numba(*args, k, x_shift, y_shift)
+    ref = kern.routed_em_pass_numpy(*args, k, x_shift, y_shift)
+    np.testing.assert_array_equal(got[0], ref[0])
+    for a, b in zip(got[1:], ref[1:], strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+    # the NumPy twin is the routed E-step, Gram matrices and gate objective
+    # of the steps apart
+    experts, route_resp, resp, row_ll, grams, grad, curvature, scalars, _ = ref
+    Xs = (X - mean) / scale
+    logits = np.zeros((n_rows, K))
+    logits[:, 1:] = Xs @ theta[:-1] + theta[-1]
+    top, routed = kern.top_k_routes_numpy(kern.log_softmax_numpy(logits), k)
+    np.testing.assert_array_equal(experts, top)
+    means = (X @ coef + intercept).reshape(n_rows, K, q)
+    resp_ref, ll_ref = kern.gaussian_responsibilities_numpy(routed, Y, means, variances)
+    np.testing.assert_allclose(resp, resp_ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(row_ll, ll_ref, rtol=1e-12)
+    np.testing.assert_array_equal(route_resp, np.take_along_axis(resp, experts, 1))
+    np.testing.assert_allclose(
+        grams,
+        kern.weighted_grams_numpy(X, x_shift, Y, resp * w[:, None], y_shift),
+        rtol=1e-12,
+        atol=1e-12 * np.abs(grams).max(),
+    )
+    indptr = np.arange(0, n_rows * k + 1, k)
+    loss, routed_grad = kern.routed_gate_objective_numpy(
+        X, mean, scale, theta, indptr, experts.ravel(), route_resp.ravel(), w
+    )
+    np.testing.assert_allclose(scalars[0], loss, rtol=1e-12)
+    np.testing.assert_allclose(scalars[1], w @ row_ll, rtol=1e-12)
+    # the gradient in every expert's coefficients: the free ones are the
+    # objective's, and expert 0's balances them (a common shift of every
+    # logit leaves each routed softmax as it was)
+    np.testing.assert_allclose(grad[:, 1:], routed_grad, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-9 * np.abs(grad).max())
+    # each curvature block: the Hessian's diagonal block plus the floor's
+    # term, over the expert's routes
+    g = np.exp(routed)
+    h = np.where(
+        np.isfinite(routed),
+        (w * resp.sum(axis=1))[:, None] * (g * (1 - g) + kern._ROUTED_CURVATURE_FLOOR),
+        0.0,
+    )
+    Z = np.hstack([Xs, np.ones((n_rows, 1))])
+    np.testing.assert_allclose(
+        curvature,
+        np.einsum("ik,ia,ib->kab", h, Z, Z),
+        rtol=1e-10,
+        atol=1e-12 * np.abs(curvature).max(),
+    )
+
+
+def test_routed_gate_step_lowers_the_routed_objective():
+    from skmoe._gates._softmax import SoftmaxGate, SoftmaxGateFit
+
+    n, d, K, k = 4000, 3, 6, 2
+    X, Y, w, mean, scale, theta, coef, intercept, variances = _routed_pass_problem(
+        n, d, K, 1, seed=9
+    )
+    gate = SoftmaxGate(alpha=1e-2)
+    gate._mean, gate._scale, gate._theta = mean, scale, theta
+    gate._set_public()
+    fit = SoftmaxGateFit(X, w)
+    indptr = np.arange(0, n * k + 1, k)
+    values = []
+    for _ in range(6):
+        experts, route_resp, *_, grad, curvature, scalars, _ = (
+            kern.routed_em_pass_numpy(
+                X,
+                Y,
+                w,
+                mean,
+                scale,
+                gate._theta,
+                coef,
+                intercept,
+                variances,
+                k,
+                mean,
+                np.zeros(1),
+            )
+        )
+        targets = route_resp.ravel()
+
+        def objective(t, experts=experts, targets=targets):
+            loss = kern.routed_gate_objective_numpy(
+                X, mean, scale, t, indptr, experts.ravel(), targets, w
+            )[0]
+            return loss + 0.5 * gate.alpha * np.sum(t[:-1] ** 2)
+
+        before = objective(gate._theta)
+        fit.step_routed(
+            gate, indptr, experts.ravel(), targets, grad, curvature, scalars[0]
+        )
+        values.append((before, objective(gate._theta)))
+    assert all(after <= before for before, after in values)
+    assert values[0][1] < values[0][0]  # and the first step is taken

@@ -182,19 +182,23 @@ def test_routing_is_refused_over_dask():
         )
 
 
-def test_routed_gate_m_step_lowers_the_routed_objective_at_fixed_routes():
-    """Under top-k routing the gate's warm M-step fits the routed model's own
-    gate objective at the E-step's routes (the softmax over each row's
+@pytest.mark.parametrize("closed_form", [True, False])
+def test_routed_gate_m_step_lowers_the_routed_objective_at_fixed_routes(closed_form):
+    """Under top-k routing the gate's warm M-step lowers the routed model's
+    own gate objective at the E-step's routes (the softmax over each row's
     experts), from the gate it starts at: that objective never rises, so for
-    fixed routes the iteration is a generalised EM step of the routed model."""
+    fixed routes the iteration is a generalised EM step of the routed model.
+    Linear experts take the routed pass's block-Newton step, other experts
+    the L-BFGS fit."""
     from skmoe._gates._softmax import SoftmaxGateFit
     from skmoe._kernels import routed_gate_objective_numpy
 
     X, y = make_moe_regression(n_samples=3000, n_experts=6, random_state=2)
     seen = []
-    fit_routed = SoftmaxGateFit.fit_routed
+    name = "step_routed" if closed_form else "fit_routed"
+    real = getattr(SoftmaxGateFit, name)
 
-    def watched(self, gate, indptr, experts, targets, max_iter=None):
+    def watched(self, gate, indptr, experts, targets, *args):
         def objective(g):
             loss, _ = routed_gate_objective_numpy(
                 self.X,
@@ -206,24 +210,29 @@ def test_routed_gate_m_step_lowers_the_routed_objective_at_fixed_routes():
                 targets,
                 self.sample_weight,
             )
-            return loss + self.sample_weight.sum() * g.penalty()
+            return loss + g.penalty()
 
         before = objective(gate)
-        fitted = fit_routed(self, gate, indptr, experts, targets, max_iter)
+        fitted = real(self, gate, indptr, experts, targets, *args)
         seen.append((before, objective(fitted), np.diff(indptr)))
         return fitted
 
-    SoftmaxGateFit.fit_routed = watched
+    setattr(SoftmaxGateFit, name, watched)
     try:
         _fit(
             MixtureOfExpertsRegressor(
-                n_experts=6, routing="top_k", routing_k=2, random_state=0, max_iter=8
+                estimator=None if closed_form else _CountingExpert(),
+                n_experts=6,
+                routing="top_k",
+                routing_k=2,
+                random_state=0,
+                max_iter=8,
             ),
             X,
             y,
         )
     finally:
-        SoftmaxGateFit.fit_routed = fit_routed
+        setattr(SoftmaxGateFit, name, real)
     assert len(seen) >= 5
     for before, after, counts in seen:
         assert np.all(counts == 2)

@@ -40,8 +40,8 @@ from .._gates._softmax import (
     one_step_warm_gate,
     warm_newton_step,
 )
-from .._kernels import classifier_pass, em_pass
-from .._routing import routed_counts
+from .._kernels import classifier_pass, em_pass, routed_em_pass
+from .._routing import Routes, routed_counts
 from .._scaling import weighted_standardisation
 from .._sparse import is_sparse
 from .._validation import validate_fit_data
@@ -98,6 +98,26 @@ class _PassStats(NamedTuple):
     theta: np.ndarray
     log_likelihood: float
     expert_ll: np.ndarray
+
+
+class _RoutedPass(NamedTuple):
+    """What a routed EM pass leaves for the next M-step (see ``routed_em_pass``).
+
+    ``routes`` and ``targets`` (the responsibilities at them, in the routes'
+    order) are the gate's routed objective; ``gate_grad``,
+    ``gate_curvature`` and ``gate_loss`` its gradient, Hessian's diagonal
+    blocks and value at the gate's parameter array ``theta``.
+    """
+
+    posterior: Posterior
+    grams: np.ndarray
+    routes: Routes
+    targets: np.ndarray
+    gate_grad: np.ndarray
+    gate_curvature: np.ndarray
+    gate_loss: float
+    theta: np.ndarray
+    log_likelihood: float
 
 
 class _ClassifierPass(NamedTuple):
@@ -270,6 +290,8 @@ class InMemoryBackend:
         self._soft = True  # whether the last assign left the responsibilities
         self.router = None  # sparse routing in training (see use_router)
         self._routes = None  # the Routes of the last E-step
+        self._routed_fusable = False  # one routed pass per iteration
+        self._routed_pass = None  # the _RoutedPass of the last one
 
     def use_router(self, router):
         """Route rows sparsely in training (a :class:`~skmoe._routing.Router`).
@@ -277,9 +299,18 @@ class InMemoryBackend:
         The E-step runs on the gate restricted to each row's experts, each
         expert evaluated on its rows only; the M-step fits each expert on
         its rows. The fused passes, which read every expert on every row,
-        are not used.
+        are not used; where the dense pass would be (linear experts, the
+        Gaussian) and top-k routing trains the gate, one routed pass per
+        iteration makes the E-step and the sums of the M-step after it (see
+        :meth:`_routed_m_step`).
         """
         self.router = router
+        self._routed_fusable = (
+            self._fusable
+            and router.kind == "top_k"
+            and router.routes_train_the_gate
+            and router.k < self.n_experts  # else dense EM's (exact) M-step
+        )
         self._fusable = self._all_logistic = False
 
     @property
@@ -311,7 +342,7 @@ class InMemoryBackend:
         backend._handed = None
         backend._pass = backend._classifier_pass = None
         backend._logistic_outputs = backend._logistic_spare = None
-        backend._routes = None
+        backend._routes = backend._routed_pass = None
         backend.counts = {}
         return backend
 
@@ -383,6 +414,9 @@ class InMemoryBackend:
     def reseed(self, posterior):
         """Collapsed experts re-seeded on the worst-explained rows (warns)."""
         stats = self._stats_of(posterior)
+        routed = self._routed_pass
+        if stats is None and routed is not None and routed.posterior is posterior:
+            stats = routed
         if stats is not None:
             # the Gram matrices hold the experts' weights: no pass to test them
             d = self.X.shape[1]
@@ -409,6 +443,9 @@ class InMemoryBackend:
             and one_step_warm_gate(state.gate)
         ):
             return self._fused_m_step(state, posterior, stats)
+        routed = self._routed_pass
+        if warm_gate and routed is not None and routed.posterior is posterior:
+            return self._routed_m_step(state, posterior, routed)
         X, Y, sw = self.X, self.Y, self.sample_weight
         resp = posterior.resp
         weights = resp if self.unit_weights else resp * sw[:, None]
@@ -671,6 +708,95 @@ class InMemoryBackend:
         self._handed = (new, None, None)
         return new
 
+    def _routed_pass_at(self, state):
+        """The routed EM pass at ``state``, kept for the next M-step."""
+        gate = state.gate
+        coef, intercept = linear_expert_arrays(
+            state.experts, self.X.shape[1], self.Y.shape[1]
+        )
+        n, k = self.X.shape[0], self.router.k
+        (
+            experts,
+            route_resp,
+            resp,
+            row_ll,
+            grams,
+            gate_grad,
+            gate_curvature,
+            (gate_loss, log_likelihood),
+            _,
+        ) = routed_em_pass(
+            self.X,
+            self.Y,
+            self.sample_weight,
+            gate._mean,
+            gate._scale,
+            gate._theta,
+            coef,
+            intercept,
+            state.scale,
+            k,
+            *self._shifts,
+        )
+        self._count("routed_passes", 1)
+        routes = Routes(np.arange(0, n * k + 1, k), experts.ravel(), self.n_experts)
+        self._routes = routes
+        self._routed_pass = _RoutedPass(
+            Posterior(resp, row_ll),
+            grams,
+            routes,
+            route_resp.ravel(),
+            gate_grad,
+            gate_curvature,
+            gate_loss,
+            gate._theta,
+            log_likelihood,
+        )
+        return self._routed_pass
+
+    def _routed_m_step(self, state, posterior, routed):
+        """The M-step from the last routed pass's sums.
+
+        The experts are solved from its Gram matrices, with their noise
+        variances, and the gate takes one block-Newton step on the routed
+        objective at the pass's routes (:meth:`SoftmaxGateFit.step_routed`):
+        one routed pass over the rows per iteration, and the gate's line
+        search reads ``n k`` logits per trial.
+        """
+        X, Y, sw = self.X, self.Y, self.sample_weight
+        resp = posterior.resp
+        weights = resp if self.unit_weights else resp * sw[:, None]
+        likelihood = self.likelihood
+        self._count("m_steps", 1)
+        experts, closed = fit_experts(
+            self.templates,
+            X,
+            Y,
+            weights,
+            is_classifier=False,
+            y_is_1d=likelihood.y_is_1d,
+            return_stats=True,
+            grams=routed.grams,
+            shifts=self._shifts,
+        )
+        scale = likelihood.m_step_scale(Y, None, weights, closed)
+        gate = _shallow_copy_gate(state.gate)
+        if self._gate_fit is None:
+            self._gate_fit = self._new_gate_fit()
+        routes = routed.routes
+        self._gate_fit.step_routed(
+            gate,
+            routes.indptr,
+            routes.experts,
+            routed.targets,
+            routed.gate_grad,
+            routed.gate_curvature,
+            routed.gate_loss,
+        )
+        new = MixtureState(experts, gate, scale)
+        self._handed = (new, None, None)
+        return new
+
     def _classifier_pass_at(self, state, theta, log_label, previous):
         """The classifier's fused pass at ``state``'s experts and the gate at
         ``theta``, kept for the next M-step; the gate's loss against
@@ -734,6 +860,9 @@ class InMemoryBackend:
             return Posterior(
                 *self.likelihood.posterior_from_log_label(log_gate, stepped.log_label)
             )
+        if self._routed_fusable and type(state.gate) is SoftmaxGate:
+            # the routed E-step, and the next M-step's sums, in one pass
+            return self._routed_pass_at(state).posterior
         outputs = log_gate = None
         if handed is not None and handed[0] is state:
             _, outputs, log_gate = handed
@@ -769,6 +898,9 @@ class InMemoryBackend:
         held = self._classifier_pass
         if held is not None and held.posterior is posterior:
             return held.log_likelihood
+        routed = self._routed_pass
+        if routed is not None and routed.posterior is posterior:
+            return routed.log_likelihood
         return float(self.sample_weight @ posterior.row_ll)
 
     def classification_log_likelihood(self, posterior):

@@ -56,6 +56,10 @@ NEWTON_MAX_PARAMETERS = 500
 # fit, and the 2000-row one gave the same iterations and log-likelihood.)
 _NEWTON_HESSIAN_MIN_ROWS = 2_000
 
+# Halvings of a routed block-Newton step before it is given up (see
+# SoftmaxGateFit.step_routed).
+_ROUTED_STEP_HALVINGS = 8
+
 
 class SoftmaxGate(BaseEstimator):
     """Linear softmax (multinomial logit) gate over the experts.
@@ -468,6 +472,74 @@ class SoftmaxGateFit:
         self._count("gate_fits", 1)
         self._count("gate_steps", gate.n_iter_)
         # the dense log-probabilities are not computed: nothing kept holds
+        self.log_proba = self.proba = self._values_at = self._gate_sums = None
+        return gate
+
+    def step_routed(self, gate, indptr, experts, targets, grad, curvature, loss):
+        """One block-Newton step of ``gate`` (in place) on the routed objective.
+
+        The objective is :meth:`fit_routed`'s at these routes and targets;
+        ``grad`` (d + 1, K), ``curvature`` (K, d + 1, d + 1) and ``loss`` are
+        its unpenalised gradient in every expert's logit coefficients, each
+        expert's curvature block and its value at the gate's parameters, as
+        the routed EM pass summed them
+        (:func:`~skmoe._kernels.routed_em_pass_numpy`). Each expert's
+        coefficients step by its own block (the full Hessian couples every
+        pair of experts that share rows: ``K^2`` blocks, where the pass makes
+        ``K``). Expert 0 steps too, and the step is then re-expressed with
+        its logit 0 again (subtracting its coefficients from every expert's
+        leaves each row's routes and routed gate as they were): an expert 0
+        held fixed while the others' steps raised their logits lost its rows
+        (no rows of 10^5 after four steps, 32 experts). The step backtracks
+        until the objective falls enough (Armijo); a step that never does is
+        not taken, so the routed model's objective at these routes does not
+        rise.
+
+        Returns
+        -------
+        gate : SoftmaxGate
+        """
+        X, sw = self.X, self.sample_weight
+        theta = gate._theta
+        d1 = theta.shape[0]
+        alpha = float(gate.alpha)
+        penalised = np.ones(d1)
+        penalised[-1] = 0.0  # the intercepts are not penalised
+        W = theta[:-1]
+        full_theta = np.hstack([np.zeros((d1, 1)), theta])
+        full_grad = grad + alpha * full_theta * penalised[:, None]
+        loss = loss + 0.5 * alpha * np.sum(W * W)
+        H = curvature + alpha * np.diag(penalised)
+        # a little ridge: an expert no row is routed to has no curvature in
+        # its intercept (and no gradient, so its step stays 0)
+        ridge = 1e-10 * (np.trace(H, axis1=1, axis2=2) / d1) + 1e-300
+        H[:, np.arange(d1), np.arange(d1)] += ridge[:, None]
+        full_step = np.linalg.solve(H, full_grad.T[:, :, None])[:, :, 0].T
+        step = full_step[:, 1:] - full_step[:, :1]
+        slope = -float(
+            np.sum((grad[:, 1:] + alpha * theta * penalised[:, None]) * step)
+        )
+        self._count("gate_fits", 1)
+        gate.n_iter_ = 0
+        if not slope < 0.0:
+            return gate
+        size = 1.0
+        with single_threaded_blas():
+            for _ in range(_ROUTED_STEP_HALVINGS):
+                trial = theta - size * step
+                self._count("gate_routed_rows", X.shape[0])
+                value, _ = routed_gate_objective(
+                    X, gate._mean, gate._scale, trial, indptr, experts, targets, sw
+                )
+                Wt = trial[:-1]
+                value += 0.5 * alpha * np.sum(Wt * Wt)
+                if value <= loss + 1e-4 * size * slope:
+                    gate._theta = trial
+                    gate._set_public()
+                    gate.n_iter_ = 1
+                    break
+                size *= 0.5
+        self._count("gate_steps", gate.n_iter_)
         self.log_proba = self.proba = self._values_at = self._gate_sums = None
         return gate
 
