@@ -111,7 +111,9 @@ class Path:
     experts_text: str
     any_gate: bool  # else only gate='linear' without columns or penalty
     remedy: str
-    routing: bool = False  # whether it takes sparse routing in training
+    # the sparse routings in training it takes: routing(estimator) gives
+    # None where it takes the estimator's, else what it takes (None: none)
+    routing: object = None
 
 
 _LINEAR_GATE = "gate='linear' without gate_features or gate_load_balance"
@@ -128,7 +130,7 @@ PATHS = {
         experts_text="any expert that accepts sample_weight",
         any_gate=True,
         remedy="",
-        routing=True,
+        routing=lambda estimator: None,
     ),
     "array_api": Path(
         title=("The Array API path (device='cuda', CuPy or other Array API inputs)"),
@@ -161,6 +163,13 @@ PATHS = {
         ),
         any_gate=False,
         remedy="Compute the arrays (X.compute()) to fit in memory.",
+        routing=lambda estimator: (
+            None
+            if not estimator._is_classifier_moe
+            and estimator.routing == "top_k"
+            and estimator.routing_k >= 2
+            else "routing='top_k' with routing_k >= 2 for MixtureOfExpertsRegressor"
+        ),
     ),
     "gradient": Path(
         title="training='gradient'",
@@ -222,11 +231,14 @@ def check_supported(path_name, estimator, names, templates):
     path = PATHS[path_name]
     is_classifier = estimator._is_classifier_moe
     routing = getattr(estimator, "routing", "softmax")
-    if routing != "softmax" and not path.routing:
+    takes = None if path.routing is None else path.routing(estimator)
+    if routing != "softmax" and (path.routing is None or takes is not None):
+        supports = "routing='softmax'" + ("" if takes is None else f" or {takes}")
         raise ValueError(
             f"{path.title} cannot route rows sparsely in training "
-            f"(routing={routing!r}): it supports routing='softmax'. Fit arrays "
-            "in memory with training='em', 'cem' or 'sem' to route them."
+            f"(routing={routing!r}, routing_k={estimator.routing_k}): it "
+            f"supports {supports}. Fit arrays in memory with training='em', "
+            "'cem' or 'sem' to route them otherwise."
         )
     if is_classifier and not path.classifier:
         raise _refuse(path, type(estimator).__name__)

@@ -173,13 +173,56 @@ def test_routing_is_refused_where_it_is_not_built():
         MixtureOfExpertsRegressor(routing="switch").fit(X, y)
 
 
-def test_routing_is_refused_over_dask():
+@pytest.mark.parametrize(
+    ("estimator", "routing"),
+    [
+        (MixtureOfExpertsRegressor, dict(routing="expert_choice")),
+        (MixtureOfExpertsRegressor, dict(routing="top_k", routing_k=1)),
+        (MixtureOfExpertsClassifier, dict(routing="top_k")),
+    ],
+)
+def test_routing_over_dask_is_top_k_of_two_or_more_for_the_regressor(
+    estimator, routing
+):
     da = pytest.importorskip("dask.array")
     X, y = make_moe_regression(n_samples=200, n_experts=2, random_state=0)
-    with pytest.raises(ValueError, match="out of core.* cannot route rows sparsely"):
-        MixtureOfExpertsRegressor(routing="top_k").fit(
+    if estimator is MixtureOfExpertsClassifier:
+        y = (y > np.median(y)).astype(int)
+    with pytest.raises(
+        ValueError,
+        match="out of core.* cannot route rows sparsely.*routing_k >= 2 for "
+        "MixtureOfExpertsRegressor",
+    ):
+        estimator(n_experts=3, **routing).fit(
             da.from_array(X, chunks=100), da.from_array(y, chunks=100)
         )
+
+
+def test_top_k_over_dask_is_the_in_memory_fit():
+    """Top-2 routing streamed over a Dask array's chunks: the routed pass
+    per chunk, the sums added up, the gate's block-Newton step tested by
+    passes; on rows that all fit the subsample it is the in-memory fit, to
+    round-off (the chunks' sums are added in another order)."""
+    da = pytest.importorskip("dask.array")
+    X, y = make_moe_regression(n_samples=2000, n_experts=4, random_state=1)
+    kw = dict(n_experts=4, routing="top_k", routing_k=2, random_state=0, max_iter=12)
+    memory = _fit(MixtureOfExpertsRegressor(**kw), X, y)
+    streamed = _fit(
+        MixtureOfExpertsRegressor(**kw),
+        da.from_array(X, chunks=(500, -1)),
+        da.from_array(y, chunks=500),
+    )
+    assert streamed.n_iter_ == memory.n_iter_
+    np.testing.assert_allclose(
+        streamed.log_likelihood_curve_, memory.log_likelihood_curve_, rtol=1e-7
+    )
+    np.testing.assert_allclose(
+        streamed.gate_.coef_, memory.gate_.coef_, rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_array_equal(
+        streamed.summary()["routed_rows"], memory.summary()["routed_rows"]
+    )
+    assert streamed.summary()["routed_rows"].sum() == 2 * 2000
 
 
 @pytest.mark.parametrize("closed_form", [True, False])

@@ -27,6 +27,8 @@ ESTIMATORS = [
     MixtureOfExpertsRegressor(training="cem", gate_load_balance=0.1, random_state=0),
     MixtureOfExpertsClassifier(training="sem", max_iter=30, random_state=0),
     MixtureOfExpertsRegressor(routing="top_k", routing_k=1, random_state=0),
+    # top-2 of three linear experts: the routed pass and block-Newton gate
+    MixtureOfExpertsRegressor(n_experts=3, routing="top_k", random_state=0),
     MixtureOfExpertsClassifier(routing="expert_choice", random_state=0),
 ]
 

@@ -47,6 +47,7 @@ from .._gates._softmax import (
     line_search_gate,
     newton_hessian_solver,
     one_step_warm_gate,
+    routed_newton_step,
     softmax_preconditioner,
     standardised_sums,
 )
@@ -57,6 +58,8 @@ from .._kernels import (
     linear_posterior,
     log_softmax,
     one_numba_thread,
+    routed_em_pass,
+    routed_gate_objective,
     single_threaded_blas,
 )
 from .._likelihoods import GaussianLikelihood, noise_floor
@@ -333,6 +336,62 @@ class _EStepSource:
             return linear_posterior(X, Y, *self.arrays)
 
 
+class _RoutedSource:
+    """A chunk's routed E-step at given parameters (top-k routing).
+
+    ``arrays`` as :class:`_EStepSource`'s, ``k`` experts per row, the Gram
+    matrices' ``shifts``: :meth:`routed` runs the kernel
+    :func:`routed_em_pass` on the chunk; called, it gives the
+    responsibilities and row log-likelihoods, as the other sources do.
+    """
+
+    def __init__(self, arrays, k, shifts):
+        self.arrays = arrays
+        self.k = k
+        self.shifts = shifts
+
+    def routed(self, X, Y, w):
+        with one_numba_thread():
+            return routed_em_pass(X, Y, w, *self.arrays, self.k, *self.shifts)
+
+    def __call__(self, X, Y, w, index):
+        return self.routed(X, Y, w)[2:4]
+
+
+def _routed_chunk(X, Y, w, index, source):
+    """A chunk's part of one routed EM pass at ``source``'s parameters: the
+    experts' Gram matrices, the routed gate's gradient, curvature, loss and
+    the log-likelihoods (see :func:`routed_em_pass`), the gate's mass and
+    the rows of positive weight routed to each expert."""
+    X, Y, w = read_chunk(X, Y, w)
+    experts, _, resp, _, grams, grad, curvature, scalars, expert_ll = source.routed(
+        X, Y, w
+    )
+    routed_rows = np.bincount(experts[w > 0].ravel(), minlength=resp.shape[1])
+    gate_sum = gate_mass(X, w, source.arrays[:3])
+    return grams, grad, curvature, np.array(scalars), expert_ll, gate_sum, routed_rows
+
+
+def _routed_gate_chunk(X, Y, w, index, source, theta):
+    """A chunk's routed gate objective at ``theta`` (loss, gradient), at the
+    routes and targets of ``source``'s parameters, recomputed here."""
+    X, Y, w = read_chunk(X, Y, w)
+    experts, route_resp = source.routed(X, Y, w)[:2]
+    n, k = experts.shape
+    mean, scale = source.arrays[:2]
+    with one_numba_thread():
+        return routed_gate_objective(
+            X,
+            mean,
+            scale,
+            theta,
+            np.arange(0, n * k + 1, k),
+            experts.ravel(),
+            route_resp.ravel(),
+            w,
+        )
+
+
 def _pass_arrays(state, theta, n_outputs):
     """``state``'s parameters, its gate at ``theta``, as em_pass takes them."""
     gate = state.gate
@@ -396,6 +455,10 @@ class _Sums(NamedTuple):
     gate_loss: object
     gate_grad: object
     subsample_resp: object = None
+    # under top-k routing: the curvature of the gate's block-Newton step
+    # (see routed_newton_step) and the rows routed to each expert
+    gate_curvature: object = None
+    routed_rows: object = None
 
 
 def _source_chunk(X, Y, w, index, source, x_shift, y_shift, gate_arrays, rows):
@@ -515,14 +578,16 @@ class StreamPosterior(NamedTuple):
     gate_arrays: tuple
 
 
-def cold_gate_fit(gate, resp, subsample, total, counts):
+def cold_gate_fit(gate, resp, subsample, total, counts, warm=False):
     """A run's first gate fit, on the in-memory subsample, no pass.
 
     As the in-memory backend's first fit (on at most ``COLD_GATE_MAX_ROWS``
     rows): against the smoothed targets of the start's responsibilities
     ``resp`` (the subsample's rows), the subsample's weights scaled to the
     ``total``; the same fit where the subsample is every row. The warm Newton
-    steps of the iterations after it see every row.
+    steps of the iterations after it see every row. With ``warm``, the fit
+    continues from ``gate`` on the targets as they are (a routed fit's
+    M-step after experts were re-seeded).
     """
     Xs, _, ws = subsample
     gate = copy.deepcopy(gate)
@@ -531,8 +596,9 @@ def cold_gate_fit(gate, resp, subsample, total, counts):
         gate._set_public()
         return gate
     weights = ws * (total / ws.sum())
+    targets = resp if warm else smoothed_gate_targets(resp)
     SoftmaxGateFit(Xs, weights, keep=False, counts=counts).fit(
-        gate, np.ascontiguousarray(smoothed_gate_targets(resp)), False
+        gate, np.ascontiguousarray(targets), warm
     )
     return gate
 
@@ -620,6 +686,7 @@ class StreamedEM:
         self.n_experts = len(templates)
         self.counts = {}
         self._handed = None
+        self.router = None  # top-k routing in training (see use_router)
 
     def fresh(self):
         backend = copy.copy(self)
@@ -661,6 +728,70 @@ class StreamedBackend(StreamedEM):
     def __init__(self, stream, setup, likelihood, templates, alphas, make_gate):
         super().__init__(stream, setup, likelihood, templates, make_gate)
         self.alphas = alphas
+
+    @property
+    def exact_m_steps(self):
+        """Whether EM never descends (routed, the routes move with the gate)."""
+        return self.router is None
+
+    def use_router(self, router):
+        """Route each row to its top-k experts in training (k >= 2; the plan
+        refuses other routings here).
+
+        Each iteration is one routed pass (:func:`_routed_chunk`) and the
+        gate's block-Newton step from its sums, each trial of the step's
+        line search one more pass (the routes recomputed in each chunk from
+        the pass's parameters); as in memory, the first M-step and one after
+        a re-seed fit the gate on the subsample's dense responsibilities.
+        """
+        self.router = router
+
+    def _routed_pass(self, state):
+        """The routed E-step at ``state``, and the next M-step's sums."""
+        setup = self.setup
+        arrays = _pass_arrays(state, state.gate._theta, self.likelihood.n_outputs)
+        source = _RoutedSource(
+            arrays, self.router.k, (setup["x_shift"], setup["y_shift"])
+        )
+        grams, grad, curvature, scalars, expert_ll, gate_sum, routed_rows = (
+            self._map_reduce(_routed_chunk, source)
+        )
+        d = setup["x_shift"].shape[0]
+        stats = _Sums(
+            grams,
+            grams[:, d, d].copy(),
+            float(scalars[1]),
+            expert_ll,
+            gate_sum,
+            float(scalars[0]),
+            grad,
+            gate_curvature=curvature,
+            routed_rows=routed_rows,
+        )
+        return StreamPosterior(source, stats, arrays[:3])
+
+    def _routed_gate(self, state, posterior, warm_gate):
+        """The gate's M-step under top-k routing (see :meth:`use_router`)."""
+        source, stats, _ = posterior
+        if warm_gate and stats.gate_curvature is not None:
+            gate = copy.deepcopy(state.gate)
+            routed_newton_step(
+                gate,
+                stats.gate_grad,
+                stats.gate_curvature,
+                stats.gate_loss,
+                lambda theta: self._map_reduce(_routed_gate_chunk, source, theta),
+                self.counts,
+            )
+            return gate
+        return cold_gate_fit(
+            state.gate,
+            stats.subsample_resp,
+            self.setup["subsample"],
+            self.total_weight,
+            self.counts,
+            warm=warm_gate,
+        )
 
     def warm_state(self, estimator):
         return MixtureState(
@@ -731,7 +862,7 @@ class StreamedBackend(StreamedEM):
         dead = dead_experts(stats.n_eff, self.total_weight)
         if dead.size == 0 or dead.size == K:
             return posterior
-        if isinstance(source, _EStepSource):
+        if isinstance(source, (_EStepSource, _RoutedSource)):
             Xs, Ys, ws = self.setup["subsample"]
             _, row_ll = source(Xs, Ys, ws, None)
             thresholds = reseed_thresholds(row_ll, ws, dead.size, K)
@@ -783,6 +914,9 @@ class StreamedBackend(StreamedEM):
             variances.append(residual_variance_from_gram(est, G, shift, y_shift))
         var = np.stack(variances)
         scale = np.maximum(var, self.likelihood.noise_floor)
+        if self.router is not None:
+            gate = self._routed_gate(state, posterior, warm_gate)
+            return MixtureState(experts, gate, scale)
         if warm_gate and one_step_warm_gate(state.gate):
             gate = copy.deepcopy(state.gate)
             new = MixtureState(experts, gate, scale)
@@ -856,6 +990,8 @@ class StreamedBackend(StreamedEM):
         return True
 
     def e_step(self, state):
+        if self.router is not None:
+            return self._routed_pass(state)
         handed, self._handed = self._handed, None
         if handed is not None and handed[0] is state:
             # the M-step's last pass made it
@@ -873,6 +1009,8 @@ class StreamedBackend(StreamedEM):
             "effective_samples": stats.n_eff,
             "log_likelihood": stats.expert_ll,
         }
+        if stats.routed_rows is not None:
+            summary["routed_rows"] = stats.routed_rows
         return EMResult(
             experts=state.experts,
             gate=state.gate,

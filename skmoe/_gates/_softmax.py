@@ -480,79 +480,25 @@ class SoftmaxGateFit:
         return gate
 
     def step_routed(self, gate, indptr, experts, targets, grad, curvature, loss):
-        """One block-Newton step of ``gate`` (in place) on the routed objective.
-
-        The objective is :meth:`fit_routed`'s at these routes and targets;
-        ``grad`` (d + 1, K), ``curvature`` (K, d + 1, d + 1) and ``loss`` are
-        its unpenalised gradient in every expert's logit coefficients, each
-        expert's curvature block and its value at the gate's parameters, as
-        the routed EM pass summed them
-        (:func:`~skmoe._kernels.routed_em_pass_numpy`). Each expert's
-        coefficients step by its own block (the full Hessian couples every
-        pair of experts that share rows: ``K^2`` blocks, where the pass makes
-        ``K``). Expert 0 steps too, and the step is then re-expressed with
-        its logit 0 again (subtracting its coefficients from every expert's
-        leaves each row's routes and routed gate as they were): an expert 0
-        held fixed while the others' steps raised their logits lost its rows
-        (no rows of 10^5 after four steps, 32 experts). The step backtracks
-        until the objective falls enough (Armijo); a step that never does is
-        not taken, so the routed model's objective at these routes does not
-        rise.
+        """:func:`routed_newton_step` of ``gate`` (in place) on the routed
+        objective of :meth:`fit_routed` at these routes and targets, its
+        trial points evaluated on the rows.
 
         Returns
         -------
         gate : SoftmaxGate
         """
         X, sw = self.X, self.sample_weight
-        d1 = gate._theta.shape[0]
-        alpha = float(gate.alpha)
-        penalised = np.ones((d1, 1))
-        penalised[-1] = 0.0  # the intercepts are not penalised
-        H = curvature + alpha * np.diag(penalised[:, 0])
-        # a little ridge: an expert no row is routed to has no curvature in
-        # its intercept (and no gradient, so its step stays 0)
-        ridge = 1e-10 * (np.trace(H, axis1=1, axis2=2) / d1) + 1e-300
-        H[:, np.arange(d1), np.arange(d1)] += ridge[:, None]
-        self._count("gate_fits", 1)
-        gate.n_iter_ = 0
+
+        def evaluate(theta):
+            self._count("gate_routed_rows", X.shape[0])
+            return routed_gate_objective(
+                X, gate._mean, gate._scale, theta, indptr, experts, targets, sw
+            )
+
         with single_threaded_blas():
-            for _ in range(_ROUTED_GATE_STEPS):
-                theta = gate._theta
-                full_theta = np.hstack([np.zeros((d1, 1)), theta])
-                full_step = np.linalg.solve(
-                    H, (grad + alpha * penalised * full_theta).T[:, :, None]
-                )[:, :, 0].T
-                step = full_step[:, 1:] - full_step[:, :1]
-                slope = -float(np.sum((grad[:, 1:] + alpha * penalised * theta) * step))
-                if not slope < 0.0:
-                    break
-                loss += 0.5 * alpha * np.sum(theta[:-1] ** 2)
-                size, taken = 1.0, False
-                for _ in range(_ROUTED_STEP_HALVINGS):
-                    trial = theta - size * step
-                    self._count("gate_routed_rows", X.shape[0])
-                    value, free_grad = routed_gate_objective(
-                        X, gate._mean, gate._scale, trial, indptr, experts, targets, sw
-                    )
-                    if (
-                        value + 0.5 * alpha * np.sum(trial[:-1] ** 2)
-                        <= loss + 1e-4 * size * slope
-                    ):
-                        taken = True
-                        break
-                    size *= 0.5
-                if not taken:
-                    break
-                gate._theta = trial
-                gate.n_iter_ += 1
-                # the next step from the same curvature: expert 0's gradient
-                # balances the others' (the routed objective does not change
-                # when every logit moves together)
-                loss = value
-                grad = np.hstack([-free_grad.sum(axis=1, keepdims=True), free_grad])
-        if gate.n_iter_:
-            gate._set_public()
-        self._count("gate_steps", gate.n_iter_)
+            counts = {} if self.counts is None else self.counts
+            routed_newton_step(gate, grad, curvature, loss, evaluate, counts)
         self.log_proba = self.proba = self._values_at = self._gate_sums = None
         return gate
 
@@ -674,6 +620,84 @@ def gradient_newton_step(gate, X, sw, grad, loss, counts=None, total=None):
         return None, 0.0, mean_loss, True
     step, slope, done = newton_direction(solve, grad, mean_loss, gate.tol)
     return step.reshape(theta.shape), slope, mean_loss, done
+
+
+def routed_newton_step(gate, grad, curvature, loss, evaluate, counts):
+    """One block-Newton step of ``gate`` (in place) on a routed objective.
+
+    The objective is the routed gate's cross-entropy at fixed routes and
+    targets plus the gate's penalty (see
+    :meth:`SoftmaxGateFit.fit_routed`); ``evaluate(theta)`` gives its
+    unpenalised value and gradient in the free parameters at ``theta``
+    (on the rows in memory, or summed over a Dask array's chunks).
+    ``grad`` (d + 1, K), ``curvature`` (K, d + 1, d + 1) and ``loss`` are
+    its unpenalised gradient in every expert's logit coefficients, each
+    expert's curvature block and its value at the gate's parameters, as
+    the routed EM pass summed them
+    (:func:`~skmoe._kernels.routed_em_pass_numpy`). Each expert's
+    coefficients step by its own block (the full Hessian couples every
+    pair of experts that share rows: ``K^2`` blocks, where the pass makes
+    ``K``). Expert 0 steps too, and the step is then re-expressed with
+    its logit 0 again (subtracting its coefficients from every expert's
+    leaves each row's routes and routed gate as they were): an expert 0
+    held fixed while the others' steps raised their logits lost its rows
+    (no rows of 10^5 after four steps, 32 experts). The step backtracks
+    until the objective falls enough (Armijo); a step that never does is
+    not taken, so the routed model's objective at these routes does not
+    rise.
+
+    ``counts`` gets the fit and its steps.
+
+    Returns
+    -------
+    gate : SoftmaxGate
+    """
+    d1 = gate._theta.shape[0]
+    alpha = float(gate.alpha)
+    penalised = np.ones((d1, 1))
+    penalised[-1] = 0.0  # the intercepts are not penalised
+    H = curvature + alpha * np.diag(penalised[:, 0])
+    # a little ridge: an expert no row is routed to has no curvature in
+    # its intercept (and no gradient, so its step stays 0)
+    ridge = 1e-10 * (np.trace(H, axis1=1, axis2=2) / d1) + 1e-300
+    H[:, np.arange(d1), np.arange(d1)] += ridge[:, None]
+    counts["gate_fits"] = counts.get("gate_fits", 0) + 1
+    gate.n_iter_ = 0
+    for _ in range(_ROUTED_GATE_STEPS):
+        theta = gate._theta
+        full_theta = np.hstack([np.zeros((d1, 1)), theta])
+        full_step = np.linalg.solve(
+            H, (grad + alpha * penalised * full_theta).T[:, :, None]
+        )[:, :, 0].T
+        step = full_step[:, 1:] - full_step[:, :1]
+        slope = -float(np.sum((grad[:, 1:] + alpha * penalised * theta) * step))
+        if not slope < 0.0:
+            break
+        loss += 0.5 * alpha * np.sum(theta[:-1] ** 2)
+        size, taken = 1.0, False
+        for _ in range(_ROUTED_STEP_HALVINGS):
+            trial = theta - size * step
+            value, free_grad = evaluate(trial)
+            if (
+                value + 0.5 * alpha * np.sum(trial[:-1] ** 2)
+                <= loss + 1e-4 * size * slope
+            ):
+                taken = True
+                break
+            size *= 0.5
+        if not taken:
+            break
+        gate._theta = trial
+        gate.n_iter_ += 1
+        # the next step from the same curvature: expert 0's gradient
+        # balances the others' (the routed objective does not change
+        # when every logit moves together)
+        loss = value
+        grad = np.hstack([-free_grad.sum(axis=1, keepdims=True), free_grad])
+    if gate.n_iter_:
+        gate._set_public()
+    counts["gate_steps"] = counts.get("gate_steps", 0) + gate.n_iter_
+    return gate
 
 
 def one_step_warm_gate(gate):
