@@ -341,7 +341,7 @@ def make_calls(n, d=8, K=6):
             np.tile([0, 3], n), resp[:, :2].ravel(), w),
         "routed_em_pass": lambda: kern.routed_em_pass_numba(
             X, Y, w, mean, scale, theta, means[:d, :, 0], np.zeros(K), var, 2,
-            mean, np.zeros(1)),
+            None, mean, np.zeros(1)),
     }
 
 
@@ -653,12 +653,28 @@ def test_routed_em_pass_matches_numpy_and_the_steps_apart(n_rows, d, K, q, k):
     args = _routed_pass_problem(n_rows, d, K, q, seed=d + K)
     X, Y, w, mean, scale, theta, coef, intercept, variances = args
     x_shift, y_shift = X[::7].mean(axis=0), Y[::7].mean(axis=0)
-    got = kern.routed_em_pass_numba(*args, k, x_shift, y_shift)
-    ref = kern.routed_em_pass_numpy(*args, k, x_shift, y_shift)
+    rng = np.random.RandomState(k)
+    previous = (
+        np.sort(np.argsort(rng.rand(n_rows, K), axis=1)[:, :k], axis=1),
+        rng.dirichlet(np.ones(k), size=n_rows),
+    )
+    got = kern.routed_em_pass_numba(*args, k, previous, x_shift, y_shift)
+    ref = kern.routed_em_pass_numpy(*args, k, previous, x_shift, y_shift)
     np.testing.assert_array_equal(got[0], ref[0])
     for a, b in zip(got[1:], ref[1:], strict=True):
         a, b = np.asarray(a), np.asarray(b)
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10 * np.abs(b).max())
+    # the loss at the previous routes is the routed gate objective there
+    indptr = np.arange(0, n_rows * k + 1, k)
+    np.testing.assert_allclose(
+        got[7][2],
+        kern.routed_gate_objective_numpy(
+            X, mean, scale, theta, indptr, previous[0].ravel(), previous[1].ravel(), w
+        )[0],
+        rtol=1e-11,
+    )
+    none = kern.routed_em_pass_numba(*args, k, None, x_shift, y_shift)
+    assert np.isnan(none[7][2]) and none[7][:2] == got[7][:2]
     # the NumPy twin is the routed E-step, Gram matrices and gate objective
     # of the steps apart
     experts, route_resp, resp, row_ll, grams, grad, curvature, scalars, _ = ref
@@ -678,7 +694,6 @@ def test_routed_em_pass_matches_numpy_and_the_steps_apart(n_rows, d, K, q, k):
         rtol=1e-12,
         atol=1e-12 * np.abs(grams).max(),
     )
-    indptr = np.arange(0, n_rows * k + 1, k)
     loss, routed_grad = kern.routed_gate_objective_numpy(
         X, mean, scale, theta, indptr, experts.ravel(), route_resp.ravel(), w
     )
@@ -732,6 +747,7 @@ def test_routed_gate_step_lowers_the_routed_objective():
                 intercept,
                 variances,
                 k,
+                None,
                 mean,
                 np.zeros(1),
             )

@@ -241,7 +241,7 @@ def test_routed_gate_m_step_lowers_the_routed_objective_at_fixed_routes(closed_f
     name = "step_routed" if closed_form else "fit_routed"
     real = getattr(SoftmaxGateFit, name)
 
-    def watched(self, gate, indptr, experts, targets, *args):
+    def watched(self, gate, indptr, experts, targets, *args, **kwargs):
         def objective(g):
             loss, _ = routed_gate_objective_numpy(
                 self.X,
@@ -256,7 +256,7 @@ def test_routed_gate_m_step_lowers_the_routed_objective_at_fixed_routes(closed_f
             return loss + g.penalty()
 
         before = objective(gate)
-        fitted = real(self, gate, indptr, experts, targets, *args)
+        fitted = real(self, gate, indptr, experts, targets, *args, **kwargs)
         seen.append((before, objective(fitted), np.diff(indptr)))
         return fitted
 

@@ -352,7 +352,7 @@ class _RoutedSource:
 
     def routed(self, X, Y, w):
         with one_numba_thread():
-            return routed_em_pass(X, Y, w, *self.arrays, self.k, *self.shifts)
+            return routed_em_pass(X, Y, w, *self.arrays, self.k, None, *self.shifts)
 
     def __call__(self, X, Y, w, index):
         return self.routed(X, Y, w)[2:4]
@@ -780,7 +780,7 @@ class StreamedBackend(StreamedEM):
                 stats.gate_grad,
                 stats.gate_curvature,
                 stats.gate_loss,
-                lambda theta: self._map_reduce(_routed_gate_chunk, source, theta),
+                lambda theta: self._map_reduce(_routed_gate_chunk, source, theta)[0],
                 self.counts,
             )
             return gate

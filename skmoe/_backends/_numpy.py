@@ -105,8 +105,9 @@ class _RoutedPass(NamedTuple):
 
     ``routes`` and ``targets`` (the responsibilities at them, in the routes'
     order) are the gate's routed objective; ``gate_grad``,
-    ``gate_curvature`` and ``gate_loss`` its gradient, Hessian's diagonal
-    blocks and value at the gate's parameter array ``theta``.
+    ``gate_curvature`` and ``gate_loss`` its gradient, curvature blocks and
+    value at the gate's parameter array ``theta``; ``experts`` the experts
+    the pass was made at.
     """
 
     posterior: Posterior
@@ -118,6 +119,7 @@ class _RoutedPass(NamedTuple):
     gate_loss: float
     theta: np.ndarray
     log_likelihood: float
+    experts: list
 
 
 class _ClassifierPass(NamedTuple):
@@ -708,8 +710,11 @@ class InMemoryBackend:
         self._handed = (new, None, None)
         return new
 
-    def _routed_pass_at(self, state):
-        """The routed EM pass at ``state``, kept for the next M-step."""
+    def _routed_pass_at(self, state, theta, previous=None):
+        """The routed EM pass at ``state``'s experts and the gate at
+        ``theta``, kept for the next M-step; the routed gate's loss at
+        ``previous`` (the routes' experts and targets of the pass before,
+        (n, k) each; NaN without them)."""
         gate = state.gate
         coef, intercept = linear_expert_arrays(
             state.experts, self.X.shape[1], self.Y.shape[1]
@@ -723,7 +728,7 @@ class InMemoryBackend:
             grams,
             gate_grad,
             gate_curvature,
-            (gate_loss, log_likelihood),
+            (gate_loss, log_likelihood, previous_loss),
             _,
         ) = routed_em_pass(
             self.X,
@@ -731,11 +736,12 @@ class InMemoryBackend:
             self.sample_weight,
             gate._mean,
             gate._scale,
-            gate._theta,
+            theta,
             coef,
             intercept,
             state.scale,
             k,
+            previous,
             *self._shifts,
         )
         self._count("routed_passes", 1)
@@ -749,19 +755,22 @@ class InMemoryBackend:
             gate_grad,
             gate_curvature,
             gate_loss,
-            gate._theta,
+            theta,
             log_likelihood,
+            state.experts,
         )
-        return self._routed_pass
+        return previous_loss
 
     def _routed_m_step(self, state, posterior, routed):
-        """The M-step from the last routed pass's sums.
+        """The M-step from the last routed pass's sums, and the next pass.
 
         The experts are solved from its Gram matrices, with their noise
         variances, and the gate takes one block-Newton step on the routed
-        objective at the pass's routes (:meth:`SoftmaxGateFit.step_routed`):
-        one routed pass over the rows per iteration, and the gate's line
-        search reads ``n k`` logits per trial.
+        objective at the pass's routes (:meth:`SoftmaxGateFit.step_routed`),
+        its trial point tested by the next routed pass (which computes the
+        loss at the old routes from the logits it reads anyway) that is also
+        the E-step at the new parameters: one pass over the rows per
+        iteration, a second only where the step is halved.
         """
         X, Y, sw = self.X, self.Y, self.sample_weight
         resp = posterior.resp
@@ -783,7 +792,9 @@ class InMemoryBackend:
         gate = _shallow_copy_gate(state.gate)
         if self._gate_fit is None:
             self._gate_fit = self._new_gate_fit()
-        routes = routed.routes
+        new = MixtureState(experts, gate, scale)
+        routes, k = routed.routes, self.router.k
+        previous = (routes.experts.reshape(-1, k), routed.targets.reshape(-1, k))
         self._gate_fit.step_routed(
             gate,
             routes.indptr,
@@ -792,8 +803,8 @@ class InMemoryBackend:
             routed.gate_grad,
             routed.gate_curvature,
             routed.gate_loss,
+            evaluate=lambda theta: self._routed_pass_at(new, theta, previous),
         )
-        new = MixtureState(experts, gate, scale)
         self._handed = (new, None, None)
         return new
 
@@ -862,7 +873,15 @@ class InMemoryBackend:
             )
         if self._routed_fusable and type(state.gate) is SoftmaxGate:
             # the routed E-step, and the next M-step's sums, in one pass
-            return self._routed_pass_at(state).posterior
+            # (made already where the M-step's accepted trial was this state)
+            held = self._routed_pass
+            if (
+                held is None
+                or held.theta is not state.gate._theta
+                or held.experts is not state.experts
+            ):
+                self._routed_pass_at(state, state.gate._theta)
+            return self._routed_pass.posterior
         outputs = log_gate = None
         if handed is not None and handed[0] is state:
             _, outputs, log_gate = handed

@@ -56,13 +56,9 @@ NEWTON_MAX_PARAMETERS = 500
 # fit, and the 2000-row one gave the same iterations and log-likelihood.)
 _NEWTON_HESSIAN_MIN_ROWS = 2_000
 
-# Halvings of a routed block-Newton step before it is given up, and steps
-# per M-step (see SoftmaxGateFit.step_routed): one, since 3 or 5 (each one
-# more evaluation of the routed objective, from the same curvature) gave
-# -1.83 and -1.77 per row after 100 iterations against one step's -1.71
-# (10^5 x 20, 32 experts, top-2), and took longer.
+# Halvings of a routed block-Newton step before it is given up (see
+# routed_newton_step).
 _ROUTED_STEP_HALVINGS = 8
-_ROUTED_GATE_STEPS = 1
 
 
 class SoftmaxGate(BaseEstimator):
@@ -479,10 +475,13 @@ class SoftmaxGateFit:
         self.log_proba = self.proba = self._values_at = self._gate_sums = None
         return gate
 
-    def step_routed(self, gate, indptr, experts, targets, grad, curvature, loss):
+    def step_routed(
+        self, gate, indptr, experts, targets, grad, curvature, loss, evaluate=None
+    ):
         """:func:`routed_newton_step` of ``gate`` (in place) on the routed
         objective of :meth:`fit_routed` at these routes and targets, its
-        trial points evaluated on the rows.
+        trial points evaluated on the rows (by ``evaluate(theta)``, the
+        unpenalised loss there, where given: the routed pass at the trial).
 
         Returns
         -------
@@ -490,11 +489,13 @@ class SoftmaxGateFit:
         """
         X, sw = self.X, self.sample_weight
 
-        def evaluate(theta):
+        def on_the_rows(theta):
             self._count("gate_routed_rows", X.shape[0])
             return routed_gate_objective(
                 X, gate._mean, gate._scale, theta, indptr, experts, targets, sw
-            )
+            )[0]
+
+        evaluate = on_the_rows if evaluate is None else evaluate
 
         with single_threaded_blas():
             counts = {} if self.counts is None else self.counts
@@ -628,23 +629,25 @@ def routed_newton_step(gate, grad, curvature, loss, evaluate, counts):
     The objective is the routed gate's cross-entropy at fixed routes and
     targets plus the gate's penalty (see
     :meth:`SoftmaxGateFit.fit_routed`); ``evaluate(theta)`` gives its
-    unpenalised value and gradient in the free parameters at ``theta``
-    (on the rows in memory, or summed over a Dask array's chunks).
-    ``grad`` (d + 1, K), ``curvature`` (K, d + 1, d + 1) and ``loss`` are
-    its unpenalised gradient in every expert's logit coefficients, each
-    expert's curvature block and its value at the gate's parameters, as
-    the routed EM pass summed them
-    (:func:`~skmoe._kernels.routed_em_pass_numpy`). Each expert's
-    coefficients step by its own block (the full Hessian couples every
-    pair of experts that share rows: ``K^2`` blocks, where the pass makes
-    ``K``). Expert 0 steps too, and the step is then re-expressed with
+    unpenalised value at a trial ``theta`` (on the rows in memory, where the
+    routed pass at the trial point that is also the next E-step computes
+    it, or summed over a Dask array's chunks). ``grad`` (d + 1, K),
+    ``curvature`` (K, d + 1, d + 1) and ``loss`` are its unpenalised
+    gradient in every expert's logit coefficients, each expert's curvature
+    block and its value at the gate's parameters, as the routed EM pass
+    summed them (:func:`~skmoe._kernels.routed_em_pass_numpy`). Each
+    expert's coefficients step by its own block (the full Hessian couples
+    every pair of experts that share rows: ``K^2`` blocks, where the pass
+    makes ``K``). Expert 0 steps too, and the step is then re-expressed with
     its logit 0 again (subtracting its coefficients from every expert's
     leaves each row's routes and routed gate as they were): an expert 0
     held fixed while the others' steps raised their logits lost its rows
     (no rows of 10^5 after four steps, 32 experts). The step backtracks
     until the objective falls enough (Armijo); a step that never does is
     not taken, so the routed model's objective at these routes does not
-    rise.
+    rise. (One step per M-step: 3 or 5 steps from the same curvature gave
+    -1.83 and -1.77 per row after 100 iterations against one step's -1.71,
+    10^5 x 20, 32 experts, top-2, and took longer.)
 
     ``counts`` gets the fit and its steps.
 
@@ -652,7 +655,8 @@ def routed_newton_step(gate, grad, curvature, loss, evaluate, counts):
     -------
     gate : SoftmaxGate
     """
-    d1 = gate._theta.shape[0]
+    theta = gate._theta
+    d1 = theta.shape[0]
     alpha = float(gate.alpha)
     penalised = np.ones((d1, 1))
     penalised[-1] = 0.0  # the intercepts are not penalised
@@ -663,39 +667,24 @@ def routed_newton_step(gate, grad, curvature, loss, evaluate, counts):
     H[:, np.arange(d1), np.arange(d1)] += ridge[:, None]
     counts["gate_fits"] = counts.get("gate_fits", 0) + 1
     gate.n_iter_ = 0
-    for _ in range(_ROUTED_GATE_STEPS):
-        theta = gate._theta
-        full_theta = np.hstack([np.zeros((d1, 1)), theta])
-        full_step = np.linalg.solve(
-            H, (grad + alpha * penalised * full_theta).T[:, :, None]
-        )[:, :, 0].T
-        step = full_step[:, 1:] - full_step[:, :1]
-        slope = -float(np.sum((grad[:, 1:] + alpha * penalised * theta) * step))
-        if not slope < 0.0:
-            break
+    full_theta = np.hstack([np.zeros((d1, 1)), theta])
+    full_step = np.linalg.solve(
+        H, (grad + alpha * penalised * full_theta).T[:, :, None]
+    )[:, :, 0].T
+    step = full_step[:, 1:] - full_step[:, :1]
+    slope = -float(np.sum((grad[:, 1:] + alpha * penalised * theta) * step))
+    if slope < 0.0:
         loss += 0.5 * alpha * np.sum(theta[:-1] ** 2)
-        size, taken = 1.0, False
+        size = 1.0
         for _ in range(_ROUTED_STEP_HALVINGS):
             trial = theta - size * step
-            value, free_grad = evaluate(trial)
-            if (
-                value + 0.5 * alpha * np.sum(trial[:-1] ** 2)
-                <= loss + 1e-4 * size * slope
-            ):
-                taken = True
+            value = evaluate(trial) + 0.5 * alpha * np.sum(trial[:-1] ** 2)
+            if value <= loss + 1e-4 * size * slope:
+                gate._theta = trial
+                gate.n_iter_ = 1
+                gate._set_public()
                 break
             size *= 0.5
-        if not taken:
-            break
-        gate._theta = trial
-        gate.n_iter_ += 1
-        # the next step from the same curvature: expert 0's gradient
-        # balances the others' (the routed objective does not change
-        # when every logit moves together)
-        loss = value
-        grad = np.hstack([-free_grad.sum(axis=1, keepdims=True), free_grad])
-    if gate.n_iter_:
-        gate._set_public()
     counts["gate_steps"] = counts.get("gate_steps", 0) + gate.n_iter_
     return gate
 
