@@ -1624,16 +1624,39 @@ if NUMBA_AVAILABLE:
         y_shift,
     ):
         """Numba twin of :func:`em_pass_numpy`: the whole pass, once."""
-
-        def c(a):
-            return np.ascontiguousarray(a, dtype=np.float64)
-
-        X, Y, sample_weight, theta = c(X), c(Y), c(sample_weight), c(theta)
-        coef, intercept, variances = c(coef), c(intercept), c(variances)
+        (
+            X,
+            Y,
+            sample_weight,
+            theta,
+            coef,
+            intercept,
+            variances,
+            x_shift,
+            y_shift,
+            inv_scale,
+            gate_offset,
+        ) = _linear_pass_inputs(
+            X,
+            Y,
+            sample_weight,
+            gate_mean,
+            gate_scale,
+            theta,
+            coef,
+            intercept,
+            variances,
+            x_shift,
+            y_shift,
+        )
         n, d = X.shape
         K, q = variances.shape
         p = d + 1 + q
-        previous = np.empty((0, K)) if previous is None else c(previous)
+        previous = (
+            np.empty((0, K))
+            if previous is None
+            else np.ascontiguousarray(previous, dtype=np.float64)
+        )
         resp = np.empty((n, K))
         row_ll = np.empty(n)
         n_parts = max(1, -(-n // _GRAM_PART_ROWS))
@@ -1641,12 +1664,8 @@ if NUMBA_AVAILABLE:
         gram_parts = np.zeros((n_parts, K, P, P))
         sum_parts = np.zeros((n_parts, d + 1, K - 1))
         scalar_parts = np.zeros((n_parts, 3 + K))
-        # the gate's logits on X - x_shift: (x - mean) / scale = (x -
-        # x_shift) / scale + offset, folded into its coefficients, and the
-        # experts' means likewise, one product for both
-        x_shift, y_shift = c(x_shift), c(y_shift)
-        inv_scale = 1.0 / c(gate_scale)
-        gate_offset = (x_shift - c(gate_mean)) * inv_scale
+        # the gate's logits on X - x_shift, its standardisation folded into
+        # its coefficients, and the experts' means likewise, one product
         products = np.ascontiguousarray(
             np.hstack([theta[:d] * inv_scale[:, None], coef]).T
         )
@@ -2589,6 +2608,33 @@ def routed_em_pass_numpy(
     )
 
 
+def _linear_pass_inputs(
+    X,
+    Y,
+    sample_weight,
+    gate_mean,
+    gate_scale,
+    theta,
+    coef,
+    intercept,
+    variances,
+    x_shift,
+    y_shift,
+):
+    """The linear passes' arguments as contiguous float64, and the gate's
+    standardisation on ``X - x_shift``: ``(x - mean) / scale = (x - x_shift)
+    * inv_scale + offset``; returns the arrays, then ``inv_scale, offset``."""
+
+    def c(a):
+        return np.ascontiguousarray(a, dtype=np.float64)
+
+    x_shift = c(x_shift)
+    inv_scale = 1.0 / c(gate_scale)
+    offset = (x_shift - c(gate_mean)) * inv_scale
+    arrays = (X, Y, sample_weight, theta, coef, intercept, variances)
+    return (*map(c, arrays), x_shift, c(y_shift), inv_scale, offset)
+
+
 # Rows per part of the routed gate's gradient: each part sums (K, d + 1).
 _ROUTED_PART_ROWS = 4096
 # Rows per block of the routed EM pass: each block sums its own part of the
@@ -2954,20 +3000,36 @@ if NUMBA_AVAILABLE:
         y_shift,
     ):
         """Numba twin of :func:`routed_em_pass_numpy`: the whole pass, once."""
-
-        def c(a):
-            return np.ascontiguousarray(a, dtype=np.float64)
-
-        X, Y, sample_weight, theta = c(X), c(Y), c(sample_weight), c(theta)
-        coef, intercept, variances = c(coef), c(intercept), c(variances)
+        (
+            X,
+            Y,
+            sample_weight,
+            theta,
+            coef,
+            intercept,
+            variances,
+            x_shift,
+            y_shift,
+            inv_scale,
+            offset,
+        ) = _linear_pass_inputs(
+            X,
+            Y,
+            sample_weight,
+            gate_mean,
+            gate_scale,
+            theta,
+            coef,
+            intercept,
+            variances,
+            x_shift,
+            y_shift,
+        )
         n, d = X.shape
         K, q = variances.shape
         p = d + 1 + q
-        x_shift, y_shift = c(x_shift), c(y_shift)
-        # z = x - x_shift: (x - mean) / scale = z / scale + offset, folded
-        # into the gate's coefficients, and the experts' means likewise
-        inv_scale = 1.0 / c(gate_scale)
-        offset = (x_shift - c(gate_mean)) * inv_scale
+        # on z = x - x_shift: the gate's standardisation folded into its
+        # coefficients, and the experts' means likewise
         gate_coef = np.zeros((d, K))
         gate_coef[:, 1:] = theta[:d] * inv_scale[:, None]
         gate_offset = np.zeros(K)
@@ -2986,7 +3048,7 @@ if NUMBA_AVAILABLE:
             previous_targets = np.empty((0, k))
         else:
             previous_experts = np.ascontiguousarray(previous[0], dtype=np.int64)
-            previous_targets = c(previous[1])
+            previous_targets = np.ascontiguousarray(previous[1], dtype=np.float64)
         _pick(_routed_em_pass_serial, _routed_em_pass_parallel, n)(
             X,
             Y,

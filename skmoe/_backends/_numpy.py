@@ -671,23 +671,9 @@ class InMemoryBackend:
         search halves the step. The same iteration as the unfused M-step and
         E-step, its sums taken in another order.
         """
-        X, Y, sw = self.X, self.Y, self.sample_weight
+        X, sw = self.X, self.sample_weight
         resp = posterior.resp
-        weights = resp if self.unit_weights else resp * sw[:, None]
-        likelihood = self.likelihood
-        self.counts["m_steps"] = self.counts.get("m_steps", 0) + 1
-        experts, closed = fit_experts(
-            self.templates,
-            X,
-            Y,
-            weights,
-            is_classifier=False,
-            y_is_1d=likelihood.y_is_1d,
-            return_stats=True,
-            grams=stats.grams,
-            shifts=self._shifts,
-        )
-        scale = likelihood.m_step_scale(Y, None, weights, closed)
+        experts, scale, closed = self._experts_from_grams(resp, stats.grams)
         gate = _shallow_copy_gate(state.gate)
         step, slope, loss, done = warm_newton_step(
             gate,
@@ -709,6 +695,26 @@ class InMemoryBackend:
         )
         self._handed = (new, None, None)
         return new
+
+    def _experts_from_grams(self, resp, grams):
+        """The linear experts solved from a pass's Gram matrices of ``resp``,
+        their noise variances, and the solve's statistics (counted as an
+        M-step)."""
+        Y = self.Y
+        weights = resp if self.unit_weights else resp * self.sample_weight[:, None]
+        self._count("m_steps", 1)
+        experts, closed = fit_experts(
+            self.templates,
+            self.X,
+            Y,
+            weights,
+            is_classifier=False,
+            y_is_1d=self.likelihood.y_is_1d,
+            return_stats=True,
+            grams=grams,
+            shifts=self._shifts,
+        )
+        return experts, self.likelihood.m_step_scale(Y, None, weights, closed), closed
 
     def _routed_pass_at(self, state, theta, previous=None):
         """The routed EM pass at ``state``'s experts and the gate at
@@ -772,23 +778,7 @@ class InMemoryBackend:
         the E-step at the new parameters: one pass over the rows per
         iteration, a second only where the step is halved.
         """
-        X, Y, sw = self.X, self.Y, self.sample_weight
-        resp = posterior.resp
-        weights = resp if self.unit_weights else resp * sw[:, None]
-        likelihood = self.likelihood
-        self._count("m_steps", 1)
-        experts, closed = fit_experts(
-            self.templates,
-            X,
-            Y,
-            weights,
-            is_classifier=False,
-            y_is_1d=likelihood.y_is_1d,
-            return_stats=True,
-            grams=routed.grams,
-            shifts=self._shifts,
-        )
-        scale = likelihood.m_step_scale(Y, None, weights, closed)
+        experts, scale, _ = self._experts_from_grams(posterior.resp, routed.grams)
         gate = _shallow_copy_gate(state.gate)
         if self._gate_fit is None:
             self._gate_fit = self._new_gate_fit()
