@@ -2537,7 +2537,7 @@ def routed_em_pass_numpy(
       ``-sum_i w_i sum_{k routed} resp_ik log g_ik`` (``g`` the routed gate),
       its gradient in every expert's logit coefficients (expert 0's too:
       the routed gate's block-Newton step moves every expert, see
-      :meth:`~skmoe._gates._softmax.SoftmaxGateFit.step_routed`) and the
+      :func:`~skmoe._gates._softmax.routed_newton_step`) and the
       curvature of that step, ``sum_i w_i t_i (g_ik (1 - g_ik) + f) z_i
       z_i^T`` over each expert's routes (the diagonal blocks of its Hessian,
       and the floor ``f = _ROUTED_CURVATURE_FLOOR``; ``z_i`` the standardised

@@ -75,7 +75,7 @@ class Router(NamedTuple):
             # 32-expert iteration)
             experts, routed = top_k_routes(log_gate, self.k)
             indptr = np.arange(0, n * self.k + 1, self.k)
-            return routed, Routes.from_csr(indptr, experts.ravel(), K)
+            return routed, Routes(indptr, experts.ravel(), K)
         positive = sample_weight > 0
         capacity = self.capacity(int(positive.sum()), K)
         mask = expert_choice_mask(log_gate, positive, capacity)
@@ -85,7 +85,7 @@ class Router(NamedTuple):
         row, experts = np.nonzero(mask)  # row by row, experts increasing
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(row, minlength=n), out=indptr[1:])
-        return routed, Routes.from_csr(indptr, experts, K)
+        return routed, Routes(indptr, experts, K)
 
 
 class Routes:
@@ -102,10 +102,6 @@ class Routes:
         self.indptr = indptr
         self.experts = experts
         self.n_experts = n_experts
-
-    @classmethod
-    def from_csr(cls, indptr, experts, n_experts):
-        return cls(indptr, experts, n_experts)
 
     @functools.cached_property
     def rows(self):

@@ -233,34 +233,49 @@ def test_routed_gate_m_step_lowers_the_routed_objective_at_fixed_routes(closed_f
     fixed routes the iteration is a generalised EM step of the routed model.
     Linear experts take the routed pass's block-Newton step, other experts
     the L-BFGS fit."""
+    from skmoe._backends._numpy import InMemoryBackend
     from skmoe._gates._softmax import SoftmaxGateFit
     from skmoe._kernels import routed_gate_objective_numpy
 
     X, y = make_moe_regression(n_samples=3000, n_experts=6, random_state=2)
     seen = []
-    name = "step_routed" if closed_form else "fit_routed"
-    real = getattr(SoftmaxGateFit, name)
 
-    def watched(self, gate, indptr, experts, targets, *args, **kwargs):
-        def objective(g):
-            loss, _ = routed_gate_objective_numpy(
-                self.X,
-                g._mean,
-                g._scale,
-                g._theta,
-                indptr,
-                experts,
-                targets,
-                self.sample_weight,
-            )
-            return loss + g.penalty()
+    def objective(fit, g, indptr, experts, targets):
+        loss, _ = routed_gate_objective_numpy(
+            fit.X,
+            g._mean,
+            g._scale,
+            g._theta,
+            indptr,
+            experts,
+            targets,
+            fit.sample_weight,
+        )
+        return loss + g.penalty()
 
-        before = objective(gate)
-        fitted = real(self, gate, indptr, experts, targets, *args, **kwargs)
-        seen.append((before, objective(fitted), np.diff(indptr)))
-        return fitted
+    if closed_form:
+        owner, name = InMemoryBackend, "_routed_m_step"
+        real = owner._routed_m_step
 
-    setattr(SoftmaxGateFit, name, watched)
+        def watched(self, state, posterior, routed):
+            at = (routed.routes.indptr, routed.routes.experts, routed.targets)
+            before = objective(self, state.gate, *at)
+            new = real(self, state, posterior, routed)
+            seen.append((before, objective(self, new.gate, *at), np.diff(at[0])))
+            return new
+
+    else:
+        owner, name = SoftmaxGateFit, "fit_routed"
+        real = owner.fit_routed
+
+        def watched(self, gate, indptr, experts, targets, *args):
+            before = objective(self, gate, indptr, experts, targets)
+            fitted = real(self, gate, indptr, experts, targets, *args)
+            after = objective(self, fitted, indptr, experts, targets)
+            seen.append((before, after, np.diff(indptr)))
+            return fitted
+
+    setattr(owner, name, watched)
     try:
         _fit(
             MixtureOfExpertsRegressor(
@@ -275,7 +290,7 @@ def test_routed_gate_m_step_lowers_the_routed_objective_at_fixed_routes(closed_f
             y,
         )
     finally:
-        setattr(SoftmaxGateFit, name, real)
+        setattr(owner, name, real)
     assert len(seen) >= 5
     for before, after, counts in seen:
         assert np.all(counts == 2)

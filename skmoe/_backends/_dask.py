@@ -59,7 +59,6 @@ from .._kernels import (
     log_softmax,
     one_numba_thread,
     routed_em_pass,
-    routed_gate_objective,
     single_threaded_blas,
 )
 from .._likelihoods import GaussianLikelihood, noise_floor
@@ -350,46 +349,30 @@ class _RoutedSource:
         self.k = k
         self.shifts = shifts
 
-    def routed(self, X, Y, w):
+    def routed(self, X, Y, w, previous=None):
         with one_numba_thread():
-            return routed_em_pass(X, Y, w, *self.arrays, self.k, None, *self.shifts)
+            return routed_em_pass(X, Y, w, *self.arrays, self.k, previous, *self.shifts)
 
     def __call__(self, X, Y, w, index):
         return self.routed(X, Y, w)[2:4]
 
 
-def _routed_chunk(X, Y, w, index, source):
+def _routed_chunk(X, Y, w, index, source, previous):
     """A chunk's part of one routed EM pass at ``source``'s parameters: the
     experts' Gram matrices, the routed gate's gradient, curvature, loss and
     the log-likelihoods (see :func:`routed_em_pass`), the gate's mass and
-    the rows of positive weight routed to each expert."""
+    the rows of positive weight routed to each expert; with ``previous`` (a
+    routed source, whose routes and responsibilities are recomputed here:
+    the rows are read once), the gate's loss at its routes, the test of the
+    gate's trial."""
     X, Y, w = read_chunk(X, Y, w)
+    before = None if previous is None else previous.routed(X, Y, w)[:2]
     experts, _, resp, _, grams, grad, curvature, scalars, expert_ll = source.routed(
-        X, Y, w
+        X, Y, w, before
     )
     routed_rows = np.bincount(experts[w > 0].ravel(), minlength=resp.shape[1])
     gate_sum = gate_mass(X, w, source.arrays[:3])
     return grams, grad, curvature, np.array(scalars), expert_ll, gate_sum, routed_rows
-
-
-def _routed_gate_chunk(X, Y, w, index, source, theta):
-    """A chunk's routed gate objective at ``theta`` (loss, gradient), at the
-    routes and targets of ``source``'s parameters, recomputed here."""
-    X, Y, w = read_chunk(X, Y, w)
-    experts, route_resp = source.routed(X, Y, w)[:2]
-    n, k = experts.shape
-    mean, scale = source.arrays[:2]
-    with one_numba_thread():
-        return routed_gate_objective(
-            X,
-            mean,
-            scale,
-            theta,
-            np.arange(0, n * k + 1, k),
-            experts.ravel(),
-            route_resp.ravel(),
-            w,
-        )
 
 
 def _pass_arrays(state, theta, n_outputs):
@@ -739,22 +722,26 @@ class StreamedBackend(StreamedEM):
         refuses other routings here).
 
         Each iteration is one routed pass (:func:`_routed_chunk`) and the
-        gate's block-Newton step from its sums, each trial of the step's
-        line search one more pass (the routes recomputed in each chunk from
-        the pass's parameters); as in memory, the first M-step and one after
-        a re-seed fit the gate on the subsample's dense responsibilities.
+        gate's block-Newton step from its sums, its trial tested by the next
+        pass (the last pass's routes recomputed in each chunk from its
+        parameters), which is also the E-step at the new parameters: one
+        pass per iteration, a second only where the step is halved. As in
+        memory, the first M-step and one after a re-seed fit the gate on the
+        subsample's dense responsibilities.
         """
         self.router = router
 
-    def _routed_pass(self, state):
-        """The routed E-step at ``state``, and the next M-step's sums."""
+    def _routed_pass(self, state, theta, previous=None):
+        """The routed E-step at ``state``'s experts and the gate at
+        ``theta``, and the next M-step's sums; with the gate's loss at the
+        routes of ``previous`` (a routed source; NaN without it)."""
         setup = self.setup
-        arrays = _pass_arrays(state, state.gate._theta, self.likelihood.n_outputs)
+        arrays = _pass_arrays(state, theta, self.likelihood.n_outputs)
         source = _RoutedSource(
             arrays, self.router.k, (setup["x_shift"], setup["y_shift"])
         )
         grams, grad, curvature, scalars, expert_ll, gate_sum, routed_rows = (
-            self._map_reduce(_routed_chunk, source)
+            self._map_reduce(_routed_chunk, source, previous)
         )
         d = setup["x_shift"].shape[0]
         stats = _Sums(
@@ -768,30 +755,38 @@ class StreamedBackend(StreamedEM):
             gate_curvature=curvature,
             routed_rows=routed_rows,
         )
-        return StreamPosterior(source, stats, arrays[:3])
+        return StreamPosterior(source, stats, arrays[:3]), float(scalars[2])
 
-    def _routed_gate(self, state, posterior, warm_gate):
-        """The gate's M-step under top-k routing (see :meth:`use_router`)."""
+    def _routed_m_step(self, state, posterior, warm_gate, experts, scale):
+        """The M-step's gate under top-k routing (see :meth:`use_router`),
+        the experts and their ``scale`` solved already; the new state."""
         source, stats, _ = posterior
-        if warm_gate and stats.gate_curvature is not None:
-            gate = copy.deepcopy(state.gate)
-            routed_newton_step(
-                gate,
-                stats.gate_grad,
-                stats.gate_curvature,
-                stats.gate_loss,
-                lambda theta: self._map_reduce(_routed_gate_chunk, source, theta)[0],
+        if not (warm_gate and stats.gate_curvature is not None):
+            gate = cold_gate_fit(
+                state.gate,
+                stats.subsample_resp,
+                self.setup["subsample"],
+                self.total_weight,
                 self.counts,
+                warm=warm_gate,
             )
-            return gate
-        return cold_gate_fit(
-            state.gate,
-            stats.subsample_resp,
-            self.setup["subsample"],
-            self.total_weight,
+            return MixtureState(experts, gate, scale)
+        new = MixtureState(experts, copy.deepcopy(state.gate), scale)
+
+        def trial_pass(theta):
+            trial, loss = self._routed_pass(new, theta, previous=source)
+            self._handed = (new, trial)
+            return loss
+
+        routed_newton_step(
+            new.gate,
+            stats.gate_grad,
+            stats.gate_curvature,
+            stats.gate_loss,
+            trial_pass,
             self.counts,
-            warm=warm_gate,
         )
+        return new
 
     def warm_state(self, estimator):
         return MixtureState(
@@ -915,8 +910,7 @@ class StreamedBackend(StreamedEM):
         var = np.stack(variances)
         scale = np.maximum(var, self.likelihood.noise_floor)
         if self.router is not None:
-            gate = self._routed_gate(state, posterior, warm_gate)
-            return MixtureState(experts, gate, scale)
+            return self._routed_m_step(state, posterior, warm_gate, experts, scale)
         if warm_gate and one_step_warm_gate(state.gate):
             gate = copy.deepcopy(state.gate)
             new = MixtureState(experts, gate, scale)
@@ -990,12 +984,16 @@ class StreamedBackend(StreamedEM):
         return True
 
     def e_step(self, state):
-        if self.router is not None:
-            return self._routed_pass(state)
         handed, self._handed = self._handed, None
-        if handed is not None and handed[0] is state:
-            # the M-step's last pass made it
+        if (
+            handed is not None
+            and handed[0] is state
+            and handed[1].gate_arrays[2] is state.gate._theta
+        ):
+            # the M-step's last pass made it (routed: its accepted trial)
             return handed[1]
+        if self.router is not None:
+            return self._routed_pass(state, state.gate._theta)[0]
         self._fused_pass(state, state.gate._theta, None)
         return self._handed[1]
 

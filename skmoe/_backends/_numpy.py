@@ -38,6 +38,7 @@ from .._gates._softmax import (
     gradient_newton_step,
     line_search_gate,
     one_step_warm_gate,
+    routed_newton_step,
     warm_newton_step,
 )
 from .._kernels import classifier_pass, em_pass, routed_em_pass
@@ -772,28 +773,23 @@ class InMemoryBackend:
 
         The experts are solved from its Gram matrices, with their noise
         variances, and the gate takes one block-Newton step on the routed
-        objective at the pass's routes (:meth:`SoftmaxGateFit.step_routed`),
+        objective at the pass's routes (:func:`routed_newton_step`),
         its trial point tested by the next routed pass (which computes the
         loss at the old routes from the logits it reads anyway) that is also
         the E-step at the new parameters: one pass over the rows per
         iteration, a second only where the step is halved.
         """
         experts, scale, _ = self._experts_from_grams(posterior.resp, routed.grams)
-        gate = _shallow_copy_gate(state.gate)
-        if self._gate_fit is None:
-            self._gate_fit = self._new_gate_fit()
-        new = MixtureState(experts, gate, scale)
-        routes, k = routed.routes, self.router.k
-        previous = (routes.experts.reshape(-1, k), routed.targets.reshape(-1, k))
-        self._gate_fit.step_routed(
-            gate,
-            routes.indptr,
-            routes.experts,
-            routed.targets,
+        new = MixtureState(experts, _shallow_copy_gate(state.gate), scale)
+        k = self.router.k
+        previous = (routed.routes.experts.reshape(-1, k), routed.targets.reshape(-1, k))
+        routed_newton_step(
+            new.gate,
             routed.gate_grad,
             routed.gate_curvature,
             routed.gate_loss,
-            evaluate=lambda theta: self._routed_pass_at(new, theta, previous),
+            lambda theta: self._routed_pass_at(new, theta, previous),
+            self.counts,
         )
         self._handed = (new, None, None)
         return new

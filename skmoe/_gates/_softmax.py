@@ -475,34 +475,6 @@ class SoftmaxGateFit:
         self.log_proba = self.proba = self._values_at = self._gate_sums = None
         return gate
 
-    def step_routed(
-        self, gate, indptr, experts, targets, grad, curvature, loss, evaluate=None
-    ):
-        """:func:`routed_newton_step` of ``gate`` (in place) on the routed
-        objective of :meth:`fit_routed` at these routes and targets, its
-        trial points evaluated on the rows (by ``evaluate(theta)``, the
-        unpenalised loss there, where given: the routed pass at the trial).
-
-        Returns
-        -------
-        gate : SoftmaxGate
-        """
-        X, sw = self.X, self.sample_weight
-
-        def on_the_rows(theta):
-            self._count("gate_routed_rows", X.shape[0])
-            return routed_gate_objective(
-                X, gate._mean, gate._scale, theta, indptr, experts, targets, sw
-            )[0]
-
-        evaluate = on_the_rows if evaluate is None else evaluate
-
-        with single_threaded_blas():
-            counts = {} if self.counts is None else self.counts
-            routed_newton_step(gate, grad, curvature, loss, evaluate, counts)
-        self.log_proba = self.proba = self._values_at = self._gate_sums = None
-        return gate
-
     def _count(self, name, value):
         if self.counts is not None:
             self.counts[name] = self.counts.get(name, 0) + value
