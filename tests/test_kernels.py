@@ -437,6 +437,27 @@ def test_vectorised_exp_is_within_an_ulp_of_numpy():
     assert out[0] == out[1] == np.exp(-700.0) and np.isnan(out[2])
 
 
+def test_vectorised_tanh_is_within_a_few_ulps_of_numpy():
+    if not kern.NUMBA_AVAILABLE:
+        pytest.skip("numba kernels only")
+    rng = np.random.RandomState(13)
+    x = np.concatenate(
+        [
+            rng.standard_normal(5000) * s
+            for s in (1e-12, 1e-3, 0.05, 0.2, 1.0, 10.0, 400.0)
+        ]
+        + [np.linspace(-0.3, 0.3, 2001), [0.0, -0.0, 0.125, -0.125, 1e-310]]
+    )
+    v = x.copy()
+    kern._tanh_inplace(v)
+    ref = np.tanh(x)
+    assert np.all(np.abs(v - ref) <= 4 * np.spacing(np.abs(ref)))
+    assert np.all(np.signbit(v) == np.signbit(ref))
+    y = np.array([np.inf, -np.inf, np.nan])
+    kern._tanh_inplace(y)
+    assert y[0] == 1.0 and y[1] == -1.0 and np.isnan(y[2])
+
+
 @pytest.mark.parametrize("previous", [True, False])
 def test_classifier_pass_matches_numpy(n_rows, previous):
     rng = np.random.RandomState(14)
@@ -569,6 +590,62 @@ def test_mlp_gate_objective_matches_numpy(shapes):
     )
     assert loss == pytest.approx(ref_loss, rel=1e-12)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-12)
+
+
+def _network_gate_problem(shapes, n=120, seed=5):
+    rng = np.random.RandomState(seed)
+    Xs = rng.standard_normal((n, shapes[0][0] - 1))
+    targets = rng.dirichlet(np.ones(shapes[-1][1] + 1), size=n)
+    w = rng.uniform(0.5, 2.0, n)
+    flat = 0.5 * rng.standard_normal(sum(a * b for a, b in shapes))
+    return flat, Xs, targets, w
+
+
+def test_mlp_gate_minimize_matches_numpy_where_convex():
+    # no hidden layer: the linear softmax gate, one minimum for both solvers
+    shapes = [(4, 2)]
+    flat, Xs, targets, w = _network_gate_problem(shapes)
+    got, n_iter = kern.mlp_gate_minimize_numba(
+        flat, shapes, Xs, targets, w, 0.1, max_iter=1000, tol=1e-15
+    )
+    ref, _ = kern.mlp_gate_minimize_numpy(
+        flat, shapes, Xs, targets, w, 0.1, max_iter=1000, tol=1e-15
+    )
+    assert 0 < n_iter < 1000
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    loss = kern.mlp_gate_objective_numpy(got, shapes, Xs, targets, w, 0.1)[0]
+    ref_loss = kern.mlp_gate_objective_numpy(ref, shapes, Xs, targets, w, 0.1)[0]
+    assert loss == pytest.approx(ref_loss, rel=1e-10)
+
+
+@pytest.mark.parametrize("shapes", [[(3, 5), (6, 3)], [(3, 4), (5, 3), (4, 2)]])
+def test_mlp_gate_minimize_descends_to_a_stationary_point(shapes):
+    flat, Xs, targets, w = _network_gate_problem(shapes)
+    start_loss, start_grad = kern.mlp_gate_objective_numpy(
+        flat, shapes, Xs, targets, w, 0.01
+    )
+    losses = [start_loss]
+    for budget in (1, 5, 20):
+        got, n_iter = kern.mlp_gate_minimize_numba(
+            flat, shapes, Xs, targets, w, 0.01, max_iter=budget, tol=0.0
+        )
+        assert n_iter == budget
+        loss = kern.mlp_gate_objective_numpy(got, shapes, Xs, targets, w, 0.01)[0]
+        losses.append(loss)
+    assert np.all(np.diff(losses) < 0)
+    got, n_iter = kern.mlp_gate_minimize_numba(
+        flat, shapes, Xs, targets, w, 0.01, max_iter=20000, tol=0.0
+    )
+    loss, grad = kern.mlp_gate_objective_numpy(got, shapes, Xs, targets, w, 0.01)
+    assert n_iter < 20000
+    assert loss < losses[-1]
+    assert np.max(np.abs(grad)) < 1e-6 * np.max(np.abs(start_grad))
+    # no iterations: the start, untouched
+    same, n_iter = kern.mlp_gate_minimize_numba(
+        flat, shapes, Xs, targets, w, 0.01, max_iter=0, tol=0.0
+    )
+    assert n_iter == 0
+    np.testing.assert_array_equal(same, flat)
 
 
 @pytest.mark.parametrize("k", [1, 2, 5, 6])

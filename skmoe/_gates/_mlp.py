@@ -3,8 +3,9 @@
 scikit-learn's MLPClassifier trains on hard labels only, while the gate's
 M-step needs soft targets (the responsibilities) with row weights, warm
 starts across EM iterations and an extra penalty on the mean gate usage;
-hence this small hand-written network (NumPy forward and backward passes,
-scipy's L-BFGS-B).
+hence this small hand-written network: its objective and an L-BFGS over it
+in one numba kernel (scipy's L-BFGS-B with the NumPy objective where numba
+is disabled, and with the load-balancing penalty, written in NumPy).
 """
 
 import numpy as np
@@ -12,7 +13,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._kernels import gate_loss, log_softmax, mlp_gate_objective
+from .._kernels import (
+    gate_loss,
+    log_softmax,
+    mlp_gate_minimize,
+    mlp_gate_objective,
+)
 from .._scaling import weighted_standardisation
 from ._solvers import lbfgs_minimize
 
@@ -238,7 +244,21 @@ class SoftmaxMLPGate(BaseEstimator):
             # mean scale keeps L-BFGS tolerances independent of n
             return loss / total, grad / total
 
-        if K > 1:
+        if K > 1 and not self.load_balance > 0:
+            # the whole L-BFGS in one kernel: EM's warm M-steps on a small
+            # gate take thousands of iterations, and scipy's cost 3x the
+            # evaluation in Python around it
+            self._flat, self.n_iter_ = mlp_gate_minimize(
+                self._flat,
+                self._layer_shapes,
+                Xs,
+                resp,
+                sw,
+                float(self.alpha),
+                max_iter=self.max_iter,
+                tol=self.tol,
+            )
+        elif K > 1:
             self._flat, self.n_iter_ = lbfgs_minimize(
                 objective, self._flat, max_iter=self.max_iter, tol=self.tol
             )
