@@ -654,14 +654,167 @@ def mlp_gate_minimize_numpy(
     return result.x, int(result.nit)
 
 
+def _linear_expert_system(G, x_shift, alpha, fit_intercept):
+    """One expert's normal equations from its Gram matrix: ``(A, B, dx, dy)``.
+
+    As ``fit_linear_closed_form`` in ``skmoe._em._stats`` builds them: the
+    blocks of ``G`` (about ``x_shift``) downdated to the expert's own
+    weighted means with an intercept, moved to the origin without one, the
+    ridge ``alpha`` on the diagonal.
+    """
+    d = x_shift.shape[0]
+    A = G[:d, :d]
+    A = 0.5 * (A + A.T)
+    B = G[:d, d + 1 :].copy()
+    x_sum, w_sum, wy = G[:d, d], G[d, d], G[d, d + 1 :]
+    if fit_intercept:
+        dx, dy = x_sum / w_sum, wy / w_sum
+        A = A - w_sum * np.outer(dx, dx)
+        B = B - w_sum * np.outer(dx, dy)
+    else:
+        dx, dy = np.zeros(d), np.zeros(wy.shape[0])
+        A = A + np.outer(x_shift, x_sum) + np.outer(x_sum, x_shift)
+        A = A + w_sum * np.outer(x_shift, x_shift)
+        B = B + np.outer(x_shift, wy)
+    A = A + alpha * np.eye(d)
+    return A, B, dx, dy
+
+
+def linear_experts_from_grams_numpy(
+    grams, x_shift, y_shift, alphas, fit_intercept, cancellation
+):
+    """Every linear expert solved from its Gram matrix, and its noise variances.
+
+    ``grams`` (K, p, p) are the experts' weighted Gram matrices of ``[X -
+    x_shift, 1, Y - y_shift]``; ``alphas`` (K,) their ridge penalties and
+    ``fit_intercept`` (K,) bool. Each expert's normal equations are those of
+    ``fit_linear_closed_form`` (``skmoe._em._stats``), solved by Cholesky,
+    and its variances those of ``residual_variances_from_grams``. Left to the
+    caller (``ok`` False): an expert without weight, one that
+    ``plain_grams`` would not pass as it is (a column whose centring on the
+    expert's mean keeps at most ``cancellation`` of it, or whose spread is
+    round-off), and one whose system is not positive definite or whose
+    reciprocal 1-norm condition number (exact, from the inverse) is below
+    machine epsilon: LAPACK's estimate of it, which the caller's own solve
+    tests, is never below the exact one.
+
+    Returns
+    -------
+    coef : ndarray of shape (K, q, d)
+    intercept : ndarray of shape (K, q)
+    variances : ndarray of shape (K, q)
+    ok : ndarray of shape (K,), bool
+    """
+    K, p, _ = grams.shape
+    d = x_shift.shape[0]
+    q = p - d - 1
+    coef = np.zeros((K, q, d))
+    intercept = np.zeros((K, q))
+    variances = np.full((K, q), np.inf)
+    ok = np.zeros(K, dtype=bool)
+    eps = np.finfo(np.float64).eps
+    for k in range(K):
+        G = grams[k]
+        w = G[d, d]
+        if not w > 0:
+            continue
+        raw = np.diagonal(G)[:d]
+        centred = raw - w * (G[:d, d] / w) ** 2
+        second = raw + 2 * x_shift * G[:d, d] + w * x_shift**2
+        tests = (centred > cancellation * raw) & (centred > (8 * eps) ** 2 * second)
+        if not np.all(tests):
+            continue
+        A, B, dx, dy = _linear_expert_system(G, x_shift, alphas[k], fit_intercept[k])
+        try:
+            L = np.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            continue
+        inverse = np.linalg.inv(L)
+        inverse = inverse.T @ inverse
+        rcond = 1.0 / (np.abs(A).sum(axis=0).max() * np.abs(inverse).sum(axis=0).max())
+        if not rcond >= eps:
+            continue
+        b = np.linalg.solve(L.T, np.linalg.solve(L, B))  # (d, q)
+        if fit_intercept[k]:
+            intercept[k] = dy - (dx + x_shift) @ b + y_shift
+        coef[k] = b.T
+        # residual_variances_from_grams, about the expert's own means
+        mx, my = G[:d, d] / w, G[d, d + 1 :] / w
+        A2 = G[:d, :d] - w * np.outer(mx, mx)
+        B2 = G[:d, d + 1 :] - w * np.outer(mx, my)
+        S = np.diagonal(G)[d + 1 :] - w * my * my
+        c = (my + y_shift) - intercept[k] - b.T @ (mx + x_shift)
+        rss = S - 2 * np.einsum("do,do->o", b, B2)
+        rss = rss + np.einsum("do,de,eo->o", b, A2, b) + w * c * c
+        variances[k] = np.maximum(rss, 0.0) / w
+        ok[k] = True
+    return coef, intercept, variances, ok
+
+
+def weighted_lloyd_numpy(Z, sample_weight, centers, *, max_iter, tol):
+    """Weighted k-means by Lloyd's iterations from ``centers``, as scikit-learn's.
+
+    The steps of ``KMeans(init=centers, n_init=1, algorithm="lloyd")``: each
+    iteration gives every row its nearest centre (the first of equals) and
+    moves each centre to its rows' weighted mean; it stops when no label
+    changes, or when the centres' summed squared shift is at most ``tol``
+    (then the labels are made again from the last centres), or after
+    ``max_iter`` iterations. scikit-learn relocates the centre of a cluster
+    left without weight; here the run stops and says so (``ok`` False), for
+    the caller to hand the problem to scikit-learn.
+
+    Returns
+    -------
+    labels : ndarray of shape (n_samples,)
+    centers : ndarray of shape (n_clusters, n_features)
+    n_iter : int
+    ok : bool
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    centers = np.array(centers, dtype=np.float64)
+    K = centers.shape[0]
+    labels_old = np.full(Z.shape[0], -1)
+    strict = False
+    for n_iter in range(1, max_iter + 1):
+        dist = ((Z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+        labels = np.argmin(dist, axis=1)
+        mass = np.bincount(labels, weights=sample_weight, minlength=K)
+        if not np.all(mass > 0):
+            return labels, centers, n_iter, False
+        sums = np.stack(
+            [
+                np.bincount(labels, weights=sample_weight * Z[:, j], minlength=K)
+                for j in range(Z.shape[1])
+            ],
+            axis=1,
+        )
+        new = sums / mass[:, None]
+        shift = float(((new - centers) ** 2).sum())
+        centers = new
+        if np.array_equal(labels, labels_old):
+            strict = True
+            break
+        if shift <= tol:
+            break
+        labels_old = labels
+    if not strict:
+        dist = ((Z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+        labels = np.argmin(dist, axis=1)
+    return labels, centers, n_iter, True
+
+
 # ---------------------------------------------------------------------------
 # Numba kernels
 # ---------------------------------------------------------------------------
 
 if NUMBA_AVAILABLE:
-    _njit = numba.njit(cache=True, fastmath=False, nogil=True)
+    # numpy's error model: a division by zero gives inf or nan, as in the
+    # NumPy twins, instead of a check that raises, which kept every loop
+    # with a division from vectorising (the fused pass 13% slower at 1e4 x
+    # 5 x 3, the gate's tanh 3x)
+    _njit = numba.njit(cache=True, fastmath=False, nogil=True, error_model="numpy")
     _njit_parallel_flags = numba.njit(
-        cache=True, fastmath=False, nogil=True, parallel=True
+        cache=True, fastmath=False, nogil=True, parallel=True, error_model="numpy"
     )
 
     def _njit_parallel(func):
@@ -1422,9 +1575,6 @@ if NUMBA_AVAILABLE:
             ratio = math.copysign((1.0 - e) / (1.0 + e), x)
             v[i] = series if abs(x) < 0.125 else ratio
 
-    # not inlined: compiled on its own, its division keeps the numpy error
-    # model (the caller's python one checks for zero there and stops the
-    # loop from vectorising: 9.5 against 3 us on 133 x 16)
     _tanh_inplace = numba.njit(
         cache=True, fastmath=False, nogil=True, error_model="numpy"
     )(_tanh_inplace)
@@ -1611,6 +1761,260 @@ if NUMBA_AVAILABLE:
         return max_iter
 
     _mlp_gate_lbfgs = _njit(_mlp_gate_lbfgs)
+
+    def _linear_experts_from_grams(
+        grams,
+        x_shift,
+        y_shift,
+        alphas,
+        fit_intercept,
+        cancellation,
+        coef,
+        intercept,
+        variances,
+        ok,
+    ):
+        # linear_experts_from_grams_numpy's loop, with a Cholesky factor and
+        # inverse written out for the experts' small systems: for a few
+        # experts of a few features, the per-expert LAPACK calls and NumPy
+        # steps of the Python path took 0.3 ms an M-step, a sixth of a
+        # 1e4-row fit
+        K, p, _ = grams.shape
+        d = x_shift.shape[0]
+        q = p - d - 1
+        eps = np.finfo(np.float64).eps
+        tiny = (8.0 * eps) ** 2
+        A = np.empty((d, d))
+        B = np.empty((d, q))
+        L = np.empty((d, d))
+        inverse = np.empty((d, d))
+        dx = np.empty(d)
+        dy = np.empty(q)
+        for k in range(K):
+            G = grams[k]
+            w = G[d, d]
+            ok[k] = False
+            if not w > 0:
+                continue
+            # plain_grams' tests (skmoe._em._stats): no column whose centring
+            # on the expert's mean keeps at most ``cancellation`` of it, or
+            # whose spread is round-off beside its second moment
+            plain = True
+            for j in range(d):
+                raw = G[j, j]
+                centred = raw - w * (G[j, d] / w) ** 2
+                second = raw + 2.0 * x_shift[j] * G[j, d] + w * x_shift[j] ** 2
+                if not (centred > cancellation * raw and centred > tiny * second):
+                    plain = False
+            if not plain:
+                continue
+            for i in range(d):
+                for j in range(d):
+                    A[i, j] = 0.5 * (G[i, j] + G[j, i])
+                for o in range(q):
+                    B[i, o] = G[i, d + 1 + o]
+            if fit_intercept[k]:
+                for i in range(d):
+                    dx[i] = G[i, d] / w
+                for o in range(q):
+                    dy[o] = G[d, d + 1 + o] / w
+                for i in range(d):
+                    for j in range(d):
+                        A[i, j] -= w * dx[i] * dx[j]
+                    for o in range(q):
+                        B[i, o] -= w * dx[i] * dy[o]
+            else:
+                dx[:] = 0.0
+                dy[:] = 0.0
+                for i in range(d):
+                    for j in range(d):
+                        A[i, j] += x_shift[i] * G[j, d] + G[i, d] * x_shift[j]
+                    for j in range(d):
+                        A[i, j] += w * x_shift[i] * x_shift[j]
+                    for o in range(q):
+                        B[i, o] += x_shift[i] * G[d, d + 1 + o]
+            for i in range(d):
+                A[i, i] += alphas[k]
+            # Cholesky A = L L^T
+            positive = True
+            for j in range(d):
+                acc = A[j, j]
+                for t in range(j):
+                    acc -= L[j, t] * L[j, t]
+                if not acc > 0.0:
+                    positive = False
+                    break
+                L[j, j] = math.sqrt(acc)
+                for i in range(j + 1, d):
+                    acc = A[i, j]
+                    for t in range(j):
+                        acc -= L[i, t] * L[j, t]
+                    L[i, j] = acc / L[j, j]
+                for i in range(j):
+                    L[i, j] = 0.0
+            if not positive:
+                continue
+            # A^{-1} = L^{-T} L^{-1}, column by column of L^{-1}
+            for c in range(d):
+                for i in range(d):
+                    acc = 1.0 if i == c else 0.0
+                    for t in range(c, i):
+                        acc -= L[i, t] * inverse[t, c]
+                    inverse[i, c] = acc / L[i, i] if i >= c else 0.0
+            norm_a, norm_inv = 0.0, 0.0
+            for j in range(d):
+                col_a, col_inv = 0.0, 0.0
+                for i in range(d):
+                    col_a += abs(A[i, j])
+                    acc = 0.0
+                    for t in range(max(i, j), d):
+                        acc += inverse[t, i] * inverse[t, j]
+                    col_inv += abs(acc)
+                norm_a = max(norm_a, col_a)
+                norm_inv = max(norm_inv, col_inv)
+            if not 1.0 / (norm_a * norm_inv) >= eps:
+                continue
+            # b = A^{-1} B by the two triangular solves
+            for o in range(q):
+                for i in range(d):
+                    acc = B[i, o]
+                    for t in range(i):
+                        acc -= L[i, t] * coef[k, o, t]
+                    coef[k, o, i] = acc / L[i, i]
+                for i in range(d - 1, -1, -1):
+                    acc = coef[k, o, i]
+                    for t in range(i + 1, d):
+                        acc -= L[t, i] * coef[k, o, t]
+                    coef[k, o, i] = acc / L[i, i]
+            for o in range(q):
+                if fit_intercept[k]:
+                    acc = dy[o] + y_shift[o]
+                    for i in range(d):
+                        acc -= (dx[i] + x_shift[i]) * coef[k, o, i]
+                    intercept[k, o] = acc
+                else:
+                    intercept[k, o] = 0.0
+            # the variances about the expert's own means
+            for o in range(q):
+                my = G[d, d + 1 + o] / w
+                c = my + y_shift[o] - intercept[k, o]
+                cross, quad = 0.0, 0.0
+                for i in range(d):
+                    mx = G[i, d] / w
+                    c -= coef[k, o, i] * (mx + x_shift[i])
+                    cross += coef[k, o, i] * (G[i, d + 1 + o] - w * mx * my)
+                    row = 0.0
+                    for j in range(d):
+                        row += (G[i, j] - w * mx * (G[j, d] / w)) * coef[k, o, j]
+                    quad += coef[k, o, i] * row
+                S = G[d + 1 + o, d + 1 + o] - w * my * my
+                rss = S - 2.0 * cross + quad + w * c * c
+                variances[k, o] = max(rss, 0.0) / w
+            ok[k] = True
+
+    _linear_experts_from_grams = _njit(_linear_experts_from_grams)
+
+    def linear_experts_from_grams_numba(
+        grams, x_shift, y_shift, alphas, fit_intercept, cancellation
+    ):
+        """Numba twin of :func:`linear_experts_from_grams_numpy`."""
+        K, p, _ = grams.shape
+        d = x_shift.shape[0]
+        q = p - d - 1
+        coef = np.zeros((K, q, d))
+        intercept = np.zeros((K, q))
+        variances = np.full((K, q), np.inf)
+        ok = np.zeros(K, dtype=np.bool_)
+        _linear_experts_from_grams(
+            np.ascontiguousarray(grams, dtype=np.float64),
+            np.ascontiguousarray(x_shift, dtype=np.float64),
+            np.ascontiguousarray(y_shift, dtype=np.float64),
+            np.ascontiguousarray(alphas, dtype=np.float64),
+            np.ascontiguousarray(fit_intercept, dtype=np.bool_),
+            float(cancellation),
+            coef,
+            intercept,
+            variances,
+            ok,
+        )
+        return coef, intercept, variances, ok
+
+    def _weighted_lloyd(Z, weight, centers, max_iter, tol, labels):
+        # weighted_lloyd_numpy's iterations, centers and labels updated in
+        # place; returns (n_iter, ok). Written here because scikit-learn's
+        # KMeans spent 3-4 ms on checks and thread set-up around a 0.5-1 ms
+        # Lloyd run at 1e4 rows, a tenth of a whole default fit there
+        n, d = Z.shape
+        K = centers.shape[0]
+        sums = np.zeros((K, d))
+        mass = np.zeros(K)
+        for i in range(n):
+            labels[i] = -1
+        strict = False
+        n_iter = 0
+        for it in range(max_iter):
+            n_iter = it + 1
+            sums[:] = 0.0
+            mass[:] = 0.0
+            changed = False
+            for i in range(n):
+                best, best_k = np.inf, 0
+                for k in range(K):
+                    dist = 0.0
+                    for j in range(d):
+                        diff = Z[i, j] - centers[k, j]
+                        dist += diff * diff
+                    if dist < best:
+                        best, best_k = dist, k
+                if labels[i] != best_k:
+                    changed = True
+                labels[i] = best_k
+                w = weight[i]
+                mass[best_k] += w
+                for j in range(d):
+                    sums[best_k, j] += w * Z[i, j]
+            for k in range(K):
+                if not mass[k] > 0.0:
+                    return n_iter, False
+            shift = 0.0
+            for k in range(K):
+                for j in range(d):
+                    new = sums[k, j] / mass[k]
+                    shift += (new - centers[k, j]) ** 2
+                    centers[k, j] = new
+            if not changed:
+                strict = True
+                break
+            if shift <= tol:
+                break
+        if not strict:
+            for i in range(n):
+                best, best_k = np.inf, 0
+                for k in range(K):
+                    dist = 0.0
+                    for j in range(d):
+                        diff = Z[i, j] - centers[k, j]
+                        dist += diff * diff
+                    if dist < best:
+                        best, best_k = dist, k
+                labels[i] = best_k
+        return n_iter, True
+
+    _weighted_lloyd = _njit(_weighted_lloyd)
+
+    def weighted_lloyd_numba(Z, sample_weight, centers, *, max_iter, tol):
+        """Numba twin of :func:`weighted_lloyd_numpy`."""
+        centers = np.array(centers, dtype=np.float64)
+        labels = np.empty(Z.shape[0], dtype=np.int64)
+        n_iter, ok = _weighted_lloyd(
+            np.ascontiguousarray(Z, dtype=np.float64),
+            np.ascontiguousarray(sample_weight, dtype=np.float64),
+            centers,
+            int(max_iter),
+            float(tol),
+            labels,
+        )
+        return labels, centers, int(n_iter), bool(ok)
 
     def _pick(serial, parallel, n_rows):
         return parallel if n_rows >= _PARALLEL_MIN_ROWS else serial
@@ -1952,6 +2356,8 @@ if NUMBA_AVAILABLE:
     mlp_gate_objective = mlp_gate_objective_numba
     mlp_gate_minimize = mlp_gate_minimize_numba
     weighted_sq_residuals = weighted_sq_residuals_numba
+    weighted_lloyd = weighted_lloyd_numba
+    linear_experts_from_grams = linear_experts_from_grams_numba
 else:  # pragma: no cover
     log_softmax = log_softmax_numpy
     gaussian_log_prob = gaussian_log_prob_numpy
@@ -1966,6 +2372,8 @@ else:  # pragma: no cover
     mlp_gate_objective = mlp_gate_objective_numpy
     mlp_gate_minimize = mlp_gate_minimize_numpy
     weighted_sq_residuals = weighted_sq_residuals_numpy
+    weighted_lloyd = weighted_lloyd_numpy
+    linear_experts_from_grams = linear_experts_from_grams_numpy
 
 
 # --- gradient training ---

@@ -335,6 +335,36 @@ def test_restarts_alternate_random_rows_and_random_responsibilities():
     assert set(np.unique(cells)) == {0.0, 1.0}
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+def test_kmeans_start_is_scikit_learns_kmeans(compiled, monkeypatch):
+    # the compiled Lloyd run, and KMeans itself where a run leaves a cluster
+    # without weight (forced here), label the rows alike
+    from sklearn.cluster import KMeans
+
+    from skmoe._em import _start
+
+    if not compiled:
+        monkeypatch.setattr(
+            _start, "weighted_lloyd", lambda Z, w, c, **kw: (None, c, 0, False)
+        )
+    rng = np.random.RandomState(1)
+    Z = np.r_[rng.standard_normal((300, 3)), 3.0 + rng.standard_normal((200, 3))]
+    w = rng.uniform(0.5, 2.0, 500)
+    seen = []
+    real_fit = KMeans.fit
+    monkeypatch.setattr(
+        KMeans, "fit", lambda self, *a, **k: seen.append(1) or real_fit(self, *a, **k)
+    )
+    labels = _start.kmeans_labels(Z, w, 3, np.random.RandomState(0))
+    assert len(seen) == (0 if compiled else 1)
+    centers = np.stack(
+        [w[labels == k] @ Z[labels == k] / w[labels == k].sum() for k in range(3)]
+    )
+    ref = KMeans(3, init=centers, n_init=1).fit(Z, sample_weight=w)
+    np.testing.assert_array_equal(labels, ref.labels_)
+    assert ref.n_iter_ == 1  # a fixed point of Lloyd's iterations
+
+
 def test_random_rows_start_an_expert_on_a_thin_regime():
     from skmoe._em._start import subset_responsibilities
 

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from scipy.special import logsumexp
+from sklearn.cluster import KMeans
 
 from skmoe import _kernels as kern
 
@@ -435,6 +436,96 @@ def test_vectorised_exp_is_within_an_ulp_of_numpy():
     out, scratch = np.empty(3), np.empty(3)
     kern._exp_nonpositive(y, out, scratch, 3)
     assert out[0] == out[1] == np.exp(-700.0) and np.isnan(out[2])
+
+
+@pytest.mark.parametrize("q", [1, 2])
+@pytest.mark.parametrize("intercept", [True, False])
+def test_linear_experts_from_grams_match_the_per_expert_solve(q, intercept):
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    from skmoe._em._stats import (
+        fit_linear_closed_form,
+        plain_grams,
+        residual_variances_from_grams,
+    )
+
+    rng = np.random.RandomState(4)
+    n, d, K = 500, 4, 5
+    X = rng.standard_normal((n, d)) + 3.0
+    Y = X @ rng.standard_normal((d, q)) + rng.standard_normal((n, q))
+    weights = rng.uniform(size=(n, K))
+    weights[:, 2] = 0.0  # no weight: left to the caller
+    x_shift, y_shift = X[::7].mean(axis=0), Y[::7].mean(axis=0)
+    grams = kern.weighted_grams_numpy(X, x_shift, Y, weights, y_shift)
+    # expert 3 (no ridge) sees two equal columns: singular, left to the caller
+    twins = np.c_[X[:, :3], X[:, 2]]
+    grams[3] = kern.weighted_grams_numpy(twins, x_shift, Y, weights, y_shift)[3]
+    # expert 4 sees one value of a column: plain_grams would not pass it
+    flat = np.c_[np.full(n, 7.0), X[:, 1:]]
+    grams[4] = kern.weighted_grams_numpy(flat, x_shift, Y, weights, y_shift)[4]
+    templates = [
+        LinearRegression(fit_intercept=intercept),
+        Ridge(alpha=2.0, fit_intercept=intercept),
+        LinearRegression(fit_intercept=intercept),
+        LinearRegression(fit_intercept=intercept),
+        Ridge(alpha=1.0, fit_intercept=intercept),
+    ]
+    alphas = np.array([0.0, 2.0, 0.0, 0.0, 1.0])
+    flags = np.full(K, intercept)
+    args = (grams, x_shift, y_shift, alphas, flags, 1e-6)
+    got = kern.linear_experts_from_grams_numba(*args)
+    ref = kern.linear_experts_from_grams_numpy(*args)
+    np.testing.assert_array_equal(got[3], [True, True, False, False, False])
+    np.testing.assert_array_equal(ref[3], got[3])
+    np.testing.assert_array_equal(plain_grams(grams, x_shift), [1, 1, 0, 1, 0])
+    for a, b in zip(got[:3], ref[:3], strict=True):
+        np.testing.assert_allclose(a[:2], b[:2], rtol=1e-10, atol=1e-12)
+    for k in range(2):
+        est = fit_linear_closed_form(
+            templates[k], alphas[k], grams[k], x_shift, False, y_shift
+        )
+        np.testing.assert_allclose(got[0][k], est.coef_, rtol=1e-10)
+        np.testing.assert_allclose(got[1][k], est.intercept_, rtol=1e-10, atol=1e-12)
+        variances = residual_variances_from_grams(
+            [est], grams[k : k + 1], x_shift, y_shift
+        )[0]
+        np.testing.assert_allclose(got[2][k], variances, rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_weighted_lloyd_is_scikit_learns_kmeans(seed):
+    rng = np.random.RandomState(seed)
+    n, d, K = 400 + 300 * seed, 1 + seed % 4, 2 + seed % 4
+    Z = rng.standard_normal((n, d)) + 1.5 * rng.randint(0, 3, n)[:, None]
+    w = rng.uniform(0.1, 3.0, n) if seed % 2 else np.ones(n)
+    start = Z[rng.choice(n, K, replace=False)]
+    tol = 1e-4 * np.mean(np.var(Z, axis=0))
+    ref = KMeans(K, init=start, n_init=1).fit(Z, sample_weight=w)
+    for lloyd in (kern.weighted_lloyd_numba, kern.weighted_lloyd_numpy):
+        labels, centers, n_iter, ok = lloyd(Z, w, start, max_iter=300, tol=tol)
+        assert ok
+        np.testing.assert_array_equal(labels, ref.labels_)
+        np.testing.assert_allclose(centers, ref.cluster_centers_, rtol=1e-10)
+        assert n_iter == ref.n_iter_
+    # a budget of one iteration: the labels of the centres it moved to
+    labels, centers, n_iter, ok = kern.weighted_lloyd_numba(
+        Z, w, start, max_iter=1, tol=0.0
+    )
+    assert n_iter == 1 and ok
+    dist = ((Z[:, None] - centers[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(labels, dist.argmin(axis=1))
+
+
+def test_weighted_lloyd_stops_at_a_cluster_without_weight():
+    Z = np.r_[np.zeros((20, 2)), np.ones((20, 2))]
+    far = np.array([[0.0, 0.0], [1.0, 1.0], [50.0, 50.0]])
+    for lloyd in (kern.weighted_lloyd_numba, kern.weighted_lloyd_numpy):
+        assert not lloyd(Z, np.ones(40), far, max_iter=300, tol=0.0)[3]
+    # rows of zero weight do not hold a centre up
+    w = np.r_[np.ones(20), np.zeros(20)]
+    near = np.array([[0.0, 0.0], [1.0, 1.0]])
+    for lloyd in (kern.weighted_lloyd_numba, kern.weighted_lloyd_numpy):
+        assert not lloyd(Z, w, near, max_iter=300, tol=0.0)[3]
 
 
 def test_vectorised_tanh_is_within_a_few_ulps_of_numpy():

@@ -15,7 +15,7 @@ from scipy import linalg
 from scipy.linalg import lapack
 from sklearn.linear_model import LinearRegression, Ridge
 
-from .._kernels import n_threads, single_threaded_blas
+from .._kernels import linear_experts_from_grams, n_threads, single_threaded_blas
 from .._kernels import weighted_grams as kernel_weighted_grams
 from .._sparse import is_sparse, sparse_weighted_grams
 
@@ -156,21 +156,28 @@ def fit_linear_closed_form(template, alpha, G, x_shift, y_is_1d, y_shift=None):
     if coef is None:
         # singular or ill-conditioned: minimum-norm solution, as lstsq gives
         coef = linalg.lstsq(A, B, cond=_GRAM_CUTOFF, check_finite=False)[0]
-    # a shallow copy of the unfitted template: clone() re-inspects the
-    # constructor's signature each time, ~10% of a small fit's M-step, and
-    # copy.copy goes through pickling's __reduce_ex__ (the type is exactly
-    # LinearRegression or Ridge here, see fast_linear_alpha)
-    est = object.__new__(type(template))
-    est.__dict__.update(template.__dict__)
     if fit_intercept:
         intercept = dy - (dx + x_shift) @ coef
         if y_shift is not None:
             intercept = intercept + y_shift
     else:
         intercept = np.zeros(wy.shape[0])
-    est.coef_ = coef[:, 0] if y_is_1d else coef.T.copy()
-    est.intercept_ = float(intercept[0]) if y_is_1d else intercept
-    est.n_features_in_ = d
+    return _fitted_linear(template, coef.T, intercept, y_is_1d)
+
+
+def _fitted_linear(template, coef, intercept, y_is_1d):
+    """A fitted copy of ``template`` with ``coef`` (q, d) and ``intercept`` (q,).
+
+    A shallow copy of the unfitted template: clone() re-inspects the
+    constructor's signature each time, ~10% of a small fit's M-step, and
+    copy.copy goes through pickling's __reduce_ex__ (the type is exactly
+    LinearRegression or Ridge here, see fast_linear_alpha).
+    """
+    est = object.__new__(type(template))
+    est.__dict__.update(template.__dict__)
+    est.coef_ = coef[0].copy() if y_is_1d else coef.copy()
+    est.intercept_ = float(intercept[0]) if y_is_1d else intercept.copy()
+    est.n_features_in_ = coef.shape[1]
     return est
 
 
@@ -367,11 +374,25 @@ def closed_form_experts(
         grams = routed_grams(X, x_shift, Y, weights, y_shift, rows)
     elif grams is None:
         grams = weighted_grams(X, x_shift, Y, weights, y_shift)
-    plain = plain_grams(grams, x_shift)
     d = x_shift.shape[0]
     weight_sums = (x_shift, grams[:, d, d].copy(), grams[:, :d, d].copy())
+    # the plain experts at once, in one kernel; those it leaves (no weight,
+    # a Gram matrix plain_grams would not pass, a system singular to
+    # round-off) one by one below
+    coef, intercept, variances, solved = linear_experts_from_grams(
+        grams,
+        x_shift,
+        y_shift,
+        np.asarray(alphas, dtype=float),
+        np.array([t.fit_intercept for t in templates], dtype=bool),
+        _CANCELLATION,
+    )
+    plain = solved if solved.all() else plain_grams(grams, x_shift)
     experts, solved_from = [], []
     for j, (template, alpha) in enumerate(zip(templates, alphas, strict=True)):
+        if solved[j]:
+            experts.append(_fitted_linear(template, coef[j], intercept[j], y_is_1d))
+            continue
         shift, gram = x_shift, grams[j]
         if not plain[j]:
             w = np.ascontiguousarray(weights[:, j : j + 1])
@@ -380,11 +401,10 @@ def closed_form_experts(
                 x_shift,
                 lambda s, w=w: weighted_grams(X, s, Y, w, y_shift)[0],
             )
-            solved_from.append((j, shift, gram))
+        solved_from.append((j, shift, gram))
         experts.append(
             fit_linear_closed_form(template, alpha, gram, shift, y_is_1d, y_shift)
         )
-    variances = residual_variances_from_grams(experts, grams, x_shift, y_shift)
     for j, shift, gram in solved_from:
         variances[j] = residual_variances_from_grams(
             experts[j : j + 1], gram[None], shift, y_shift
