@@ -614,6 +614,10 @@ def mlp_gate_objective_numpy(flat, shapes, Xs, targets, sample_weight, alpha):
     return float(loss), np.concatenate([g.ravel() for g in grads])
 
 
+# Smallest reciprocal condition number of a linear expert's system that
+# linear_experts_from_grams solves itself (see there).
+_EXPERT_RCOND = 1e3 * np.finfo(np.float64).eps
+
 # L-BFGS of the gating network in numba: pairs kept, most step halvings,
 # the gradient's max-norm at which it stops (L-BFGS-B's pgtol as skmoe sets
 # it) and the smallest relative curvature of a kept pair.
@@ -642,6 +646,7 @@ def mlp_gate_minimize_numpy(
         Iterations taken.
     """
     total = float(np.sum(sample_weight))
+    total = total if total > 0 else 1.0
 
     def objective(theta):
         loss, grad = mlp_gate_objective_numpy(
@@ -654,19 +659,22 @@ def mlp_gate_minimize_numpy(
     return result.x, int(result.nit)
 
 
-def _linear_expert_system(G, x_shift, alpha, fit_intercept):
-    """One expert's normal equations from its Gram matrix: ``(A, B, dx, dy)``.
+def linear_expert_system(G, x_shift, alpha, fit_intercept):
+    """One linear expert's normal equations from its Gram matrix: ``(A, B, dx, dy)``.
 
-    As ``fit_linear_closed_form`` in ``skmoe._em._stats`` builds them: the
-    blocks of ``G`` (about ``x_shift``) downdated to the expert's own
-    weighted means with an intercept, moved to the origin without one, the
-    ridge ``alpha`` on the diagonal.
+    ``G`` is the expert's weighted Gram matrix of ``[X - x_shift, 1, Y -
+    y_shift]``. With an intercept its blocks are downdated to the expert's
+    own weighted means ``dx``, ``dy`` (of ``X - x_shift`` and ``Y -
+    y_shift``); without one the model lives at the origin, not at
+    ``x_shift``, and the blocks are moved there (``dx``, ``dy`` zero). The
+    ridge ``alpha`` goes on the diagonal. ``A coef = B`` then gives the
+    coefficients, shape (d, q).
     """
     d = x_shift.shape[0]
     A = G[:d, :d]
-    A = 0.5 * (A + A.T)
+    A = 0.5 * (A + A.T)  # symmetric in exact arithmetic
     B = G[:d, d + 1 :].copy()
-    x_sum, w_sum, wy = G[:d, d], G[d, d], G[d, d + 1 :]
+    x_sum, w_sum, wy = G[:d, d], G[d, d], G[d, d + 1 :]  # sum w x0, sum w, sum w y0
     if fit_intercept:
         dx, dy = x_sum / w_sum, wy / w_sum
         A = A - w_sum * np.outer(dx, dx)
@@ -687,16 +695,18 @@ def linear_experts_from_grams_numpy(
 
     ``grams`` (K, p, p) are the experts' weighted Gram matrices of ``[X -
     x_shift, 1, Y - y_shift]``; ``alphas`` (K,) their ridge penalties and
-    ``fit_intercept`` (K,) bool. Each expert's normal equations are those of
-    ``fit_linear_closed_form`` (``skmoe._em._stats``), solved by Cholesky,
-    and its variances those of ``residual_variances_from_grams``. Left to the
-    caller (``ok`` False): an expert without weight, one that
+    ``fit_intercept`` (K,) bool. Each expert's normal equations are
+    :func:`linear_expert_system`'s, solved by Cholesky, and its variances
+    those of ``residual_variances_from_grams`` (``skmoe._em._stats``). Left
+    to the caller (``ok`` False): an expert without weight, one that
     ``plain_grams`` would not pass as it is (a column whose centring on the
     expert's mean keeps at most ``cancellation`` of it, or whose spread is
     round-off), and one whose system is not positive definite or whose
-    reciprocal 1-norm condition number (exact, from the inverse) is below
-    machine epsilon: LAPACK's estimate of it, which the caller's own solve
-    tests, is never below the exact one.
+    reciprocal 1-norm condition number (from the computed inverse) is below
+    ``_EXPERT_RCOND`` (1000 machine epsilons). The caller's own solve takes
+    Cholesky down to one epsilon (LAPACK's estimate) and lstsq below it;
+    the margin keeps every system near that line on the caller's side,
+    where the inverse computed here is least accurate.
 
     Returns
     -------
@@ -719,12 +729,13 @@ def linear_experts_from_grams_numpy(
         if not w > 0:
             continue
         raw = np.diagonal(G)[:d]
-        centred = raw - w * (G[:d, d] / w) ** 2
+        dx = G[:d, d] / w
+        centred = raw - w * dx * dx
         second = raw + 2 * x_shift * G[:d, d] + w * x_shift**2
         tests = (centred > cancellation * raw) & (centred > (8 * eps) ** 2 * second)
         if not np.all(tests):
             continue
-        A, B, dx, dy = _linear_expert_system(G, x_shift, alphas[k], fit_intercept[k])
+        A, B, dx, dy = linear_expert_system(G, x_shift, alphas[k], fit_intercept[k])
         try:
             L = np.linalg.cholesky(A)
         except np.linalg.LinAlgError:
@@ -732,7 +743,7 @@ def linear_experts_from_grams_numpy(
         inverse = np.linalg.inv(L)
         inverse = inverse.T @ inverse
         rcond = 1.0 / (np.abs(A).sum(axis=0).max() * np.abs(inverse).sum(axis=0).max())
-        if not rcond >= eps:
+        if not rcond >= _EXPERT_RCOND:
             continue
         b = np.linalg.solve(L.T, np.linalg.solve(L, B))  # (d, q)
         if fit_intercept[k]:
@@ -761,7 +772,11 @@ def weighted_lloyd_numpy(Z, sample_weight, centers, *, max_iter, tol):
     (then the labels are made again from the last centres), or after
     ``max_iter`` iterations. scikit-learn relocates the centre of a cluster
     left without weight; here the run stops and says so (``ok`` False), for
-    the caller to hand the problem to scikit-learn.
+    the caller to hand the problem to scikit-learn. The distances are the
+    squared differences themselves, where scikit-learn takes ``|c|^2 - 2 x.c``
+    on centred rows: a row (nearly) equidistant from two centres can go the
+    other way, so on data with ties (values on a grid) the clusters can
+    differ from KMeans's; on continuous data they are the same.
 
     Returns
     -------
@@ -773,11 +788,16 @@ def weighted_lloyd_numpy(Z, sample_weight, centers, *, max_iter, tol):
     Z = np.asarray(Z, dtype=np.float64)
     centers = np.array(centers, dtype=np.float64)
     K = centers.shape[0]
+
+    def nearest(centers):
+        # one (n, K) array of distances, a centre at a time (not (n, K, d))
+        dist = np.stack([((Z - c) ** 2).sum(axis=1) for c in centers], axis=1)
+        return np.argmin(dist, axis=1)
+
     labels_old = np.full(Z.shape[0], -1)
-    strict = False
+    strict, n_iter = False, 0
     for n_iter in range(1, max_iter + 1):
-        dist = ((Z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
-        labels = np.argmin(dist, axis=1)
+        labels = nearest(centers)
         mass = np.bincount(labels, weights=sample_weight, minlength=K)
         if not np.all(mass > 0):
             return labels, centers, n_iter, False
@@ -798,8 +818,7 @@ def weighted_lloyd_numpy(Z, sample_weight, centers, *, max_iter, tol):
             break
         labels_old = labels
     if not strict:
-        dist = ((Z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
-        labels = np.argmin(dist, axis=1)
+        labels = nearest(centers)
     return labels, centers, n_iter, True
 
 
@@ -1627,7 +1646,7 @@ if NUMBA_AVAILABLE:
             for k in range(K):
                 total += powers[i * K + k]
             lse = tops[i] + math.log(total)
-            inverse = 1.0 / total  # one checked division a row, not K - 1
+            inverse = 1.0 / total  # one division a row, not K - 1
             w = weight[i]
             acc = -targets[i, 0] * lse
             for k in range(cols):
@@ -1684,15 +1703,19 @@ if NUMBA_AVAILABLE:
     def _mlp_gate_lbfgs(
         flat, shapes, Xs, targets, weight, alpha, scale, max_iter, ftol
     ):
-        # L-BFGS (Nocedal & Wright, algorithm 7.4) on scale times the gate's
-        # objective, flat updated in place; returns the iterations taken.
-        # Written here because scipy's L-BFGS-B spent 55-70 us of Python
-        # per iteration around a 20 us evaluation, and EM's warm M-steps on
-        # a small gate take thousands of iterations. Backtracking Armijo
-        # line search from the unit step (the first one of unit length, as
-        # scipy's), the pair dropped where its curvature s'y is not
-        # positive; stops as L-BFGS-B does: on a relative decrease of at
-        # most ftol, a gradient below _LBFGS_GTOL, or max_iter
+        # L-BFGS (Nocedal & Wright, algorithm 7.5, the direction by their
+        # two-loop recursion 7.4) on scale times the gate's objective, flat
+        # updated in place; returns the iterations taken. Written here
+        # because scipy's L-BFGS-B spent 55-70 us of Python per iteration
+        # around a 20 us evaluation, and EM's warm M-steps on a small gate
+        # take thousands of iterations. Backtracking Armijo line search from
+        # the unit step (the first one of unit length, as scipy's), the pair
+        # dropped where its curvature s'y is not positive; stops as L-BFGS-B
+        # does: on a relative decrease of at most ftol, a gradient below
+        # _LBFGS_GTOL, or max_iter; and where the direction is not one of
+        # descent or no step along it decreases the loss (scipy would clear
+        # its pairs and try the gradient once more; an EM M-step just ends
+        # there, the objective never higher than at its start)
         P = flat.size
         grad = np.empty(P)
         loss = scale * _mlp_gate_objective_serial(
@@ -1702,10 +1725,11 @@ if NUMBA_AVAILABLE:
         steps = np.zeros((_LBFGS_MEMORY, P))
         changes = np.zeros((_LBFGS_MEMORY, P))
         rho = np.zeros(_LBFGS_MEMORY)
-        coef = np.zeros(_LBFGS_MEMORY)
+        recursion = np.zeros(_LBFGS_MEMORY)  # the two-loop recursion's alphas
         trial = np.empty(P)
         trial_grad = np.empty(P)
         direction = np.empty(P)
+        step = np.empty(P)
         stored, newest, gamma = 0, -1, 1.0
         for it in range(max_iter):
             if np.max(np.abs(grad)) <= _LBFGS_GTOL:
@@ -1714,8 +1738,8 @@ if NUMBA_AVAILABLE:
             direction[:] = grad
             for j in range(stored):
                 m = (newest - j) % _LBFGS_MEMORY
-                coef[m] = rho[m] * np.dot(steps[m], direction)
-                direction -= coef[m] * changes[m]
+                recursion[m] = rho[m] * np.dot(steps[m], direction)
+                direction -= recursion[m] * changes[m]
             if stored == 0:
                 direction /= math.sqrt(np.dot(grad, grad))
             else:
@@ -1723,7 +1747,7 @@ if NUMBA_AVAILABLE:
             for j in range(stored - 1, -1, -1):
                 m = (newest - j) % _LBFGS_MEMORY
                 beta = rho[m] * np.dot(changes[m], direction)
-                direction += (coef[m] - beta) * steps[m]
+                direction += (recursion[m] - beta) * steps[m]
             direction *= -1.0
             slope = np.dot(grad, direction)
             if not slope < 0.0:
@@ -1742,12 +1766,12 @@ if NUMBA_AVAILABLE:
                 return it  # no step decreases the loss: its minimum to round-off
             trial_grad *= scale
             for i in range(P):
-                direction[i] = trial[i] - flat[i]
+                step[i] = trial[i] - flat[i]
             change = trial_grad - grad
-            curvature = np.dot(direction, change)
+            curvature = np.dot(step, change)
             if curvature > _LBFGS_EPS * np.dot(change, change):
                 newest = (newest + 1) % _LBFGS_MEMORY
-                steps[newest] = direction
+                steps[newest] = step
                 changes[newest] = change
                 rho[newest] = 1.0 / curvature
                 gamma = curvature / np.dot(change, change)
@@ -1802,7 +1826,8 @@ if NUMBA_AVAILABLE:
             plain = True
             for j in range(d):
                 raw = G[j, j]
-                centred = raw - w * (G[j, d] / w) ** 2
+                dx[j] = G[j, d] / w
+                centred = raw - w * dx[j] * dx[j]
                 second = raw + 2.0 * x_shift[j] * G[j, d] + w * x_shift[j] ** 2
                 if not (centred > cancellation * raw and centred > tiny * second):
                     plain = False
@@ -1872,7 +1897,7 @@ if NUMBA_AVAILABLE:
                     col_inv += abs(acc)
                 norm_a = max(norm_a, col_a)
                 norm_inv = max(norm_inv, col_inv)
-            if not 1.0 / (norm_a * norm_inv) >= eps:
+            if not 1.0 / (norm_a * norm_inv) >= _EXPERT_RCOND:
                 continue
             # b = A^{-1} B by the two triangular solves
             for o in range(q):
@@ -2315,6 +2340,7 @@ if NUMBA_AVAILABLE:
     ):
         """Numba twin of :func:`mlp_gate_minimize_numpy`."""
         flat = np.array(flat, dtype=np.float64)
+        total = float(np.sum(sample_weight))
         n_iter = _mlp_gate_lbfgs(
             flat,
             np.asarray(shapes, dtype=np.int64).reshape(-1, 2),
@@ -2322,7 +2348,7 @@ if NUMBA_AVAILABLE:
             np.ascontiguousarray(targets, dtype=np.float64),
             np.ascontiguousarray(sample_weight, dtype=np.float64),
             float(alpha),
-            1.0 / float(np.sum(sample_weight)),
+            1.0 / total if total > 0 else 1.0,  # the mean's scale
             int(max_iter),
             float(tol),
         )

@@ -492,6 +492,45 @@ def test_linear_experts_from_grams_match_the_per_expert_solve(q, intercept):
         np.testing.assert_allclose(got[2][k], variances, rtol=1e-10)
 
 
+def test_linear_experts_from_grams_leave_near_singular_systems_to_lapack():
+    # every system the kernel solves is one the per-expert path would solve
+    # by Cholesky too (not by lstsq), with the same coefficients
+    from sklearn.linear_model import LinearRegression
+
+    from skmoe._em._stats import fit_linear_closed_form
+
+    rng = np.random.RandomState(7)
+    n = 300
+    base = rng.standard_normal((n, 3))
+    solved = []
+    for delta in np.logspace(-4, -10, 25):
+        X = base.copy()
+        X[:, 1] = X[:, 0] + delta * rng.standard_normal(n)
+        y = X @ [1.0, 1.0, 0.5] + rng.standard_normal(n)
+        x_shift, y_shift = X.mean(axis=0), y[None].mean(axis=1)
+        grams = kern.weighted_grams_numpy(
+            X, x_shift, y[:, None], np.ones((n, 1)), y_shift
+        )
+        args = (grams, x_shift, y_shift, np.zeros(1), np.ones(1, bool), 1e-6)
+        for lefg in (
+            kern.linear_experts_from_grams_numba,
+            kern.linear_experts_from_grams_numpy,
+        ):
+            coef, _, _, ok = lefg(*args)
+            A = kern.linear_expert_system(grams[0], x_shift, 0.0, True)[0]
+            rcond = 1 / (np.linalg.cond(A, 1))
+            if ok[0]:
+                assert rcond > 10 * np.finfo(float).eps
+                est = fit_linear_closed_form(
+                    LinearRegression(), 0.0, grams[0], x_shift, True, y_shift
+                )
+                # two Cholesky solves agree to the condition number's round-off
+                rtol = 100 * np.finfo(float).eps / rcond
+                np.testing.assert_allclose(coef[0, 0], est.coef_, rtol=rtol)
+            solved.append(ok[0])
+    assert any(solved) and not all(solved)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_weighted_lloyd_is_scikit_learns_kmeans(seed):
     rng = np.random.RandomState(seed)
@@ -514,6 +553,26 @@ def test_weighted_lloyd_is_scikit_learns_kmeans(seed):
     assert n_iter == 1 and ok
     dist = ((Z[:, None] - centers[None]) ** 2).sum(axis=2)
     np.testing.assert_array_equal(labels, dist.argmin(axis=1))
+    # no iterations: the start's own labels
+    for lloyd in (kern.weighted_lloyd_numba, kern.weighted_lloyd_numpy):
+        labels, centers, n_iter, ok = lloyd(Z, w, start, max_iter=0, tol=0.0)
+        assert n_iter == 0 and ok
+        np.testing.assert_array_equal(centers, start)
+        dist = ((Z[:, None] - start[None]) ** 2).sum(axis=2)
+        np.testing.assert_array_equal(labels, dist.argmin(axis=1))
+
+
+def test_weighted_lloyd_twins_agree_on_tied_rows():
+    # values on a grid: rows equidistant from two centres, which both twins
+    # give to the first (scikit-learn's distances may send them the other way)
+    rng = np.random.RandomState(2)
+    Z = 0.5 * rng.randint(0, 6, size=(600, 2))
+    start = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.5]])
+    got = kern.weighted_lloyd_numba(Z, np.ones(600), start, max_iter=300, tol=0.0)
+    ref = kern.weighted_lloyd_numpy(Z, np.ones(600), start, max_iter=300, tol=0.0)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-13)
+    assert got[2:] == ref[2:]
 
 
 def test_weighted_lloyd_stops_at_a_cluster_without_weight():

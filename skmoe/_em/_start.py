@@ -173,8 +173,9 @@ def _kmeans_fit(Z, sample_weight, n_clusters, random_state):
             ]
         )
         # scikit-learn's Lloyd iterations from these centres, compiled (the
-        # same labels; KMeans spent 3-4 ms around them at 1e4 rows); a
-        # cluster left without weight goes back to KMeans, which relocates it
+        # same labels up to rows equidistant from two centres; KMeans spent
+        # 3-4 ms around them at 1e4 rows); a cluster left without weight
+        # goes back to KMeans, which relocates it
         labels, fitted, _, ok = weighted_lloyd(
             Z,
             sample_weight,
