@@ -688,6 +688,18 @@ def linear_expert_system(G, x_shift, alpha, fit_intercept):
     return A, B, dx, dy
 
 
+def _linear_experts_outputs(grams, d):
+    """linear_experts_from_grams' outputs before any expert is solved."""
+    K, p, _ = grams.shape
+    q = p - d - 1
+    return (
+        np.zeros((K, q, d)),
+        np.zeros((K, q)),
+        np.full((K, q), np.inf),
+        np.zeros(K, dtype=bool),
+    )
+
+
 def linear_experts_from_grams_numpy(
     grams, x_shift, y_shift, alphas, fit_intercept, cancellation
 ):
@@ -715,15 +727,10 @@ def linear_experts_from_grams_numpy(
     variances : ndarray of shape (K, q)
     ok : ndarray of shape (K,), bool
     """
-    K, p, _ = grams.shape
     d = x_shift.shape[0]
-    q = p - d - 1
-    coef = np.zeros((K, q, d))
-    intercept = np.zeros((K, q))
-    variances = np.full((K, q), np.inf)
-    ok = np.zeros(K, dtype=bool)
+    coef, intercept, variances, ok = _linear_experts_outputs(grams, d)
     eps = np.finfo(np.float64).eps
-    for k in range(K):
+    for k in range(grams.shape[0]):
         G = grams[k]
         w = G[d, d]
         if not w > 0:
@@ -1943,13 +1950,9 @@ if NUMBA_AVAILABLE:
         grams, x_shift, y_shift, alphas, fit_intercept, cancellation
     ):
         """Numba twin of :func:`linear_experts_from_grams_numpy`."""
-        K, p, _ = grams.shape
-        d = x_shift.shape[0]
-        q = p - d - 1
-        coef = np.zeros((K, q, d))
-        intercept = np.zeros((K, q))
-        variances = np.full((K, q), np.inf)
-        ok = np.zeros(K, dtype=np.bool_)
+        coef, intercept, variances, ok = _linear_experts_outputs(
+            grams, x_shift.shape[0]
+        )
         _linear_experts_from_grams(
             np.ascontiguousarray(grams, dtype=np.float64),
             np.ascontiguousarray(x_shift, dtype=np.float64),
@@ -1963,6 +1966,22 @@ if NUMBA_AVAILABLE:
             ok,
         )
         return coef, intercept, variances, ok
+
+    def _nearest_centre(Z, i, centers):
+        # the centre nearest row i of Z, the first of equals
+        best, best_k = np.inf, 0
+        for k in range(centers.shape[0]):
+            dist = 0.0
+            for j in range(Z.shape[1]):
+                diff = Z[i, j] - centers[k, j]
+                dist += diff * diff
+            if dist < best:
+                best, best_k = dist, k
+        return best_k
+
+    _nearest_centre = numba.njit(
+        cache=True, fastmath=False, nogil=True, inline="always"
+    )(_nearest_centre)
 
     def _weighted_lloyd(Z, weight, centers, max_iter, tol, labels):
         # weighted_lloyd_numpy's iterations, centers and labels updated in
@@ -1983,14 +2002,7 @@ if NUMBA_AVAILABLE:
             mass[:] = 0.0
             changed = False
             for i in range(n):
-                best, best_k = np.inf, 0
-                for k in range(K):
-                    dist = 0.0
-                    for j in range(d):
-                        diff = Z[i, j] - centers[k, j]
-                        dist += diff * diff
-                    if dist < best:
-                        best, best_k = dist, k
+                best_k = _nearest_centre(Z, i, centers)
                 if labels[i] != best_k:
                     changed = True
                 labels[i] = best_k
@@ -2014,15 +2026,7 @@ if NUMBA_AVAILABLE:
                 break
         if not strict:
             for i in range(n):
-                best, best_k = np.inf, 0
-                for k in range(K):
-                    dist = 0.0
-                    for j in range(d):
-                        diff = Z[i, j] - centers[k, j]
-                        dist += diff * diff
-                    if dist < best:
-                        best, best_k = dist, k
-                labels[i] = best_k
+                labels[i] = _nearest_centre(Z, i, centers)
         return n_iter, True
 
     _weighted_lloyd = _njit(_weighted_lloyd)
@@ -2335,6 +2339,16 @@ if NUMBA_AVAILABLE:
             )
         return resp, row_ll
 
+    def _network_inputs(shapes, Xs, targets, sample_weight, alpha):
+        # the gating network kernels' arguments after its parameters
+        return (
+            np.asarray(shapes, dtype=np.int64).reshape(-1, 2),
+            np.ascontiguousarray(Xs, dtype=np.float64),
+            np.ascontiguousarray(targets, dtype=np.float64),
+            np.ascontiguousarray(sample_weight, dtype=np.float64),
+            float(alpha),
+        )
+
     def mlp_gate_minimize_numba(
         flat, shapes, Xs, targets, sample_weight, alpha, *, max_iter, tol
     ):
@@ -2343,11 +2357,7 @@ if NUMBA_AVAILABLE:
         total = float(np.sum(sample_weight))
         n_iter = _mlp_gate_lbfgs(
             flat,
-            np.asarray(shapes, dtype=np.int64).reshape(-1, 2),
-            np.ascontiguousarray(Xs, dtype=np.float64),
-            np.ascontiguousarray(targets, dtype=np.float64),
-            np.ascontiguousarray(sample_weight, dtype=np.float64),
-            float(alpha),
+            *_network_inputs(shapes, Xs, targets, sample_weight, alpha),
             1.0 / total if total > 0 else 1.0,  # the mean's scale
             int(max_iter),
             float(tol),
@@ -2359,13 +2369,7 @@ if NUMBA_AVAILABLE:
         flat = np.ascontiguousarray(flat, dtype=np.float64)
         grad = np.empty_like(flat)
         loss = _mlp_gate_objective_serial(
-            flat,
-            np.asarray(shapes, dtype=np.int64).reshape(-1, 2),
-            np.ascontiguousarray(Xs, dtype=np.float64),
-            np.ascontiguousarray(targets, dtype=np.float64),
-            np.ascontiguousarray(sample_weight, dtype=np.float64),
-            float(alpha),
-            grad,
+            flat, *_network_inputs(shapes, Xs, targets, sample_weight, alpha), grad
         )
         return float(loss), grad
 
