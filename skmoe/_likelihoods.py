@@ -277,9 +277,15 @@ class CategoricalLikelihood:
             if Xk.shape[0]:
                 # experts were fitted on label codes: est.classes_ indexes ours
                 aligned = np.zeros((Xk.shape[0], n_classes))
-                aligned[:, np.asarray(est.classes_, dtype=np.intp)] = est.predict_proba(
-                    Xk
-                )
+                # an expert's arithmetic can overflow at rows far from those
+                # it was fitted on (GaussianNB, at a row of zero weight for
+                # it, squares the distance over tiny variances): its nan
+                # there counts as no probability (log_prob), and predict's
+                # check of the outputs names the expert and the row
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    aligned[:, np.asarray(est.classes_, dtype=np.intp)] = (
+                        est.predict_proba(Xk)
+                    )
                 proba[idx, k, :] = aligned
         return proba
 
@@ -290,7 +296,8 @@ class CategoricalLikelihood:
     def log_prob(self, outputs, Y, scale=None):
         """log p_k(y_i | x_i), shape (n_samples, n_experts)."""
         p = np.take_along_axis(outputs, Y[:, None, None], axis=2)[:, :, 0]
-        return np.log(np.maximum(p, _PROBA_FLOOR))
+        # fmax: a nan probability (see outputs) is the floor, not nan
+        return np.log(np.fmax(p, _PROBA_FLOOR))
 
     def posterior(self, log_gate, outputs, Y, scale=None):
         """Responsibilities and per-row log-likelihoods."""

@@ -1,5 +1,7 @@
 """MixtureOfExpertsClassifier on data from a known mixture."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
@@ -151,3 +153,23 @@ def test_smoothed_gate_targets_keep_rows_summing_to_one():
     np.testing.assert_allclose(smooth.sum(axis=1), 1.0)
     assert smooth.min() == pytest.approx(START_GATE_SMOOTHING / 4)
     assert smooth.max() == pytest.approx(1 - START_GATE_SMOOTHING * 3 / 4)
+
+
+def test_an_expert_overflowing_at_a_row_it_never_saw_does_not_stop_the_fit():
+    # tiny inputs and one huge outlier: a GaussianNB expert fitted without
+    # the outlier's row (zero weight) overflows there (its variances are
+    # tiny); that row's probability under it counts as none, and the fit
+    # ends finite (pytest makes the overflow's RuntimeWarning an error)
+    from sklearn.naive_bayes import GaussianNB
+
+    X0, y = make_moe_classification(n_samples=90, n_features=2, random_state=1)
+    X = 1e-124 * X0
+    X[0, 0] = -1e30
+    est = MixtureOfExpertsClassifier(
+        n_experts=2, estimator=GaussianNB(), max_iter=15, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    assert np.isfinite(est.log_likelihood_)
+    assert np.all(np.isfinite(est.predict_proba(X[1:])))
