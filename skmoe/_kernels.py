@@ -3282,24 +3282,51 @@ _ROUTED_CURVATURE_FLOOR = 0.1
 
 if NUMBA_AVAILABLE:
 
+    def _top_k_of_row(values, i, k, best):
+        # best[:k] = the columns of row i's k largest values, in decreasing
+        # order, by insertion: a later column displaces only a strictly
+        # larger one's. The k-th largest is held in a scalar (read through
+        # best[k - 1] at every column, the selection took 9 of the routed
+        # pass's 40 ms)
+        m = 0
+        kth = -np.inf
+        for c in range(values.shape[1]):
+            v = values[i, c]
+            if m == k and not (v > kth):
+                continue
+            p = m if m < k else k - 1
+            while p > 0 and v > values[i, best[p - 1]]:
+                best[p] = best[p - 1]
+                p -= 1
+            best[p] = c
+            if m < k:
+                m += 1
+            if m == k:
+                kth = values[i, best[k - 1]]
+
+    _top_k_of_row = numba.njit(cache=True, fastmath=False, nogil=True, inline="always")(
+        _top_k_of_row
+    )
+
+    def _sort_increasing(best, k):
+        # best[:k] sorted increasing, by insertion (k is small)
+        for j in range(1, k):
+            e = best[j]
+            p = j
+            while p > 0 and best[p - 1] > e:
+                best[p] = best[p - 1]
+                p -= 1
+            best[p] = e
+
+    _sort_increasing = numba.njit(
+        cache=True, fastmath=False, nogil=True, inline="always"
+    )(_sort_increasing)
+
     def _top_k_routes_rows(log_gate, k, experts, routed):
         n, K = log_gate.shape
         for i in numba.prange(n):
-            # insertion into the row's k best, kept in decreasing order;
-            # a later expert displaces only a strictly larger one's
             best = experts[i]
-            m = 0
-            for c in range(K):
-                v = log_gate[i, c]
-                if m == k and not (v > log_gate[i, best[k - 1]]):
-                    continue
-                p = m if m < k else k - 1
-                while p > 0 and v > log_gate[i, best[p - 1]]:
-                    best[p] = best[p - 1]
-                    p -= 1
-                best[p] = c
-                if m < k:
-                    m += 1
+            _top_k_of_row(log_gate, i, k, best)
             top = log_gate[i, best[0]]
             s = 0.0
             for j in range(k):
@@ -3309,14 +3336,7 @@ if NUMBA_AVAILABLE:
                 routed[i, c] = -np.inf
             for j in range(k):
                 routed[i, best[j]] = log_gate[i, best[j]] - lse
-            # increasing order, as the NumPy twin's
-            for j in range(1, k):
-                e = best[j]
-                p = j
-                while p > 0 and best[p - 1] > e:
-                    best[p] = best[p - 1]
-                    p -= 1
-                best[p] = e
+            _sort_increasing(best, k)  # as the NumPy twin's
 
     def _routed_gate_objective_parts(
         X, mean, inv_scale, coef, indptr, experts, targets, weight, rows, parts, losses
@@ -3471,7 +3491,7 @@ if NUMBA_AVAILABLE:
             route_h = np.empty((hi - lo) * k)
             counts = np.zeros(K + 1, dtype=np.int64)
             z = np.empty(P)
-            logits = np.empty(K)
+            logits = np.empty((1, K))  # a row, for _top_k_of_row
             best = np.empty(k, dtype=np.int64)
             log_g = np.empty(k)
             joint = np.empty(k)
@@ -3485,62 +3505,39 @@ if NUMBA_AVAILABLE:
                 for j in range(q):
                     z[d + 1 + j] = Y[i, j] - y_shift[j]
                 for e in range(K):
-                    logits[e] = gate_offset[e]
+                    logits[0, e] = gate_offset[e]
                 for j in range(d):
                     zj = z[j]
                     for e in range(K):
-                        logits[e] += zj * gate_coef[j, e]
-                # the k largest, as in _top_k_routes_rows, then by expert
-                # (the k-th largest held in a scalar: read through best[k -
-                # 1] at every expert, the selection took 9 of the pass's 40 ms)
-                m = 0
-                kth = -np.inf
-                for c in range(K):
-                    v = logits[c]
-                    if m == k and not (v > kth):
-                        continue
-                    p = m if m < k else k - 1
-                    while p > 0 and v > logits[best[p - 1]]:
-                        best[p] = best[p - 1]
-                        p -= 1
-                    best[p] = c
-                    if m < k:
-                        m += 1
-                    if m == k:
-                        kth = logits[best[k - 1]]
+                        logits[0, e] += zj * gate_coef[j, e]
+                _top_k_of_row(logits, 0, k, best)
                 if previous_experts.shape[0]:
                     # the routed gate's loss at the previous routes
                     prev_top = -np.inf
                     for a in range(k):
-                        v = logits[previous_experts[i, a]]
+                        v = logits[0, previous_experts[i, a]]
                         if v > prev_top:
                             prev_top = v
                     total = 0.0
                     for a in range(k):
-                        total += math.exp(logits[previous_experts[i, a]] - prev_top)
+                        total += math.exp(logits[0, previous_experts[i, a]] - prev_top)
                     prev_lse = prev_top + math.log(total)
                     acc = 0.0
                     for a in range(k):
                         t = previous_targets[i, a]
                         if t != 0.0:
-                            acc += t * (logits[previous_experts[i, a]] - prev_lse)
+                            acc += t * (logits[0, previous_experts[i, a]] - prev_lse)
                     s[2] -= weight[i] * acc
-                top = logits[best[0]]
-                for a in range(1, k):
-                    e = best[a]
-                    p = a
-                    while p > 0 and best[p - 1] > e:
-                        best[p] = best[p - 1]
-                        p -= 1
-                    best[p] = e
+                top = logits[0, best[0]]
+                _sort_increasing(best, k)  # the routes by expert
                 total = 0.0
                 for a in range(k):
-                    total += math.exp(logits[best[a]] - top)
+                    total += math.exp(logits[0, best[a]] - top)
                 lse = top + math.log(total)
                 joint_top = -np.inf
                 for a in range(k):
                     e = best[a]
-                    log_g[a] = logits[e] - lse
+                    log_g[a] = logits[0, e] - lse
                     quad = 0.0
                     for j in range(q):
                         o = e * q + j

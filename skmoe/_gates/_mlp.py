@@ -237,13 +237,6 @@ class SoftmaxMLPGate(BaseEstimator):
             self._init_scaler(X, sw)
             self._flat = self._init_weights(check_random_state(self.random_state))
         Xs = (X - self._mean) / self._scale
-        total = sw.sum()
-
-        def objective(flat):
-            loss, grad = self._objective(flat, Xs, resp, sw)
-            # mean scale keeps L-BFGS tolerances independent of n
-            return loss / total, grad / total
-
         if K > 1 and not self.load_balance > 0:
             # the whole L-BFGS in one kernel: EM's warm M-steps on a small
             # gate take thousands of iterations, and scipy's cost 3x the
@@ -259,6 +252,13 @@ class SoftmaxMLPGate(BaseEstimator):
                 tol=self.tol,
             )
         elif K > 1:
+            total = sw.sum()
+
+            def objective(flat):
+                loss, grad = self._objective(flat, Xs, resp, sw)
+                # mean scale keeps L-BFGS tolerances independent of n
+                return loss / total, grad / total
+
             self._flat, self.n_iter_ = lbfgs_minimize(
                 objective, self._flat, max_iter=self.max_iter, tol=self.tol
             )
